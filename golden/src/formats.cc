@@ -279,9 +279,9 @@ uint8_t encode_element_scaled(MxFormat f, float x, int shift, Overflow ov,
     return code_from_magnitude(fi, neg, fi.max_magnitude);
   };
   if (efield == 0xff) {
-    if (frac != 0) {  // NaN
+    if (frac != 0) {  // NaN: the format's NaN, else +max (as NVIDIA's cuda_fp6.h/cuda_fp4.h do)
       if (fi.has_nan) return nan_code(fi);
-      return code_from_magnitude(fi, neg, 0);
+      return code_from_magnitude(fi, false, fi.max_magnitude);
     }
     return overflowed();  // Inf: SAT -> max, OVF -> Inf/NaN
   }

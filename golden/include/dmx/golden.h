@@ -100,8 +100,8 @@ ElementValue decode_element_exact(MxFormat f, uint8_t code);
 float decode_element(MxFormat f, uint8_t code);
 // FP32 -> code with one RNE rounding onto the element grid (subnormals kept, -0 kept).
 // SAT saturates finite overflow and Inf to +-max; NaN gives the format's NaN (0x7F for FP8) or,
-// where the format has none, +0 with sign (documented: such inputs never reach here through
-// quantize_block, whose NaN policy acts first).
+// where the format has none, +max as NVIDIA's conversions do (quantize_block's NaN policy acts
+// before this is reached).
 uint8_t encode_element(MxFormat f, float x, Overflow ov = Overflow::SAT,
                        bool int8_allow_minus128 = false);
 // Same, for x * 2^-shift taken exactly (no intermediate FP32 rounding): the block quantizer's step 3.
