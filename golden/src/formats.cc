@@ -42,7 +42,20 @@ constexpr FormatInfo make_float(MxFormat f, const char* name, const char* long_n
   return fi;
 }
 
-FormatInfo make_int8() {
+constexpr float pow2f(int e) {
+  float r = 1.0f;
+  for (; e > 0; --e) r *= 2.0f;
+  for (; e < 0; ++e) r *= 0.5f;
+  return r;
+}
+
+constexpr FormatInfo with_values(FormatInfo fi) {
+  fi.max_normal = static_cast<float>(fi.max_magnitude) * pow2f(fi.quantum_exp);
+  fi.min_subnormal = pow2f(fi.quantum_exp);
+  return fi;
+}
+
+constexpr FormatInfo make_int8() {
   FormatInfo fi{};
   fi.format = MxFormat::INT8;
   fi.name = "INT8";
@@ -60,26 +73,18 @@ FormatInfo make_int8() {
   return fi;
 }
 
-struct FormatTable {
-  FormatInfo info[kNumFormats];
-  FormatTable() {
-    info[0] = make_float(MxFormat::E4M3, "E4M3", "FP8 E4M3", 4, 3, 7, false, true);
-    info[1] = make_float(MxFormat::E5M2, "E5M2", "FP8 E5M2", 5, 2, 15, true, true);
-    info[2] = make_float(MxFormat::E3M2, "E3M2", "FP6 E3M2", 3, 2, 3, false, false);
-    info[3] = make_float(MxFormat::E2M3, "E2M3", "FP6 E2M3", 2, 3, 1, false, false);
-    info[4] = make_float(MxFormat::E2M1, "E2M1", "FP4 E2M1", 2, 1, 1, false, false);
-    info[5] = make_int8();
-    for (auto& fi : info) {
-      fi.max_normal = std::ldexp(static_cast<float>(fi.max_magnitude), fi.quantum_exp);
-      fi.min_subnormal = std::ldexp(1.0f, fi.quantum_exp);
-    }
-  }
+// A constant-initialized table: no initialization guard on the hot paths that read it.
+constexpr FormatInfo kFormatTable[kNumFormats] = {
+    with_values(make_float(MxFormat::E4M3, "E4M3", "FP8 E4M3", 4, 3, 7, false, true)),
+    with_values(make_float(MxFormat::E5M2, "E5M2", "FP8 E5M2", 5, 2, 15, true, true)),
+    with_values(make_float(MxFormat::E3M2, "E3M2", "FP6 E3M2", 3, 2, 3, false, false)),
+    with_values(make_float(MxFormat::E2M3, "E2M3", "FP6 E2M3", 2, 3, 1, false, false)),
+    with_values(make_float(MxFormat::E2M1, "E2M1", "FP4 E2M1", 2, 1, 1, false, false)),
+    with_values(make_int8()),
 };
-
-const FormatTable& table() {
-  static const FormatTable t;
-  return t;
-}
+static_assert(kFormatTable[0].max_normal == 448.0f && kFormatTable[1].max_normal == 57344.0f);
+static_assert(kFormatTable[2].max_normal == 28.0f && kFormatTable[3].max_normal == 7.5f);
+static_assert(kFormatTable[4].max_normal == 6.0f && kFormatTable[5].max_normal == 127.0f / 64);
 
 std::string lower(std::string_view s) {
   std::string r(s);
@@ -95,7 +100,7 @@ int floor_log2_u128(unsigned __int128 v) {
 
 }  // namespace
 
-const FormatInfo& format_info(MxFormat f) { return table().info[static_cast<int>(f)]; }
+const FormatInfo& format_info(MxFormat f) { return kFormatTable[static_cast<int>(f)]; }
 const char* format_name(MxFormat f) { return format_info(f).name; }
 
 std::optional<MxFormat> parse_format(std::string_view s) {
@@ -235,7 +240,7 @@ float decode_element(MxFormat f, uint8_t code) {
 namespace {
 
 // Encodes a magnitude already on the grid (in units of 2^quantum_exp, <= max_magnitude).
-uint8_t code_from_magnitude(const FormatInfo& fi, bool negative, uint32_t mag) {
+inline uint8_t code_from_magnitude(const FormatInfo& fi, bool negative, uint32_t mag) {
   if (fi.is_int) {
     const int q = negative ? -static_cast<int>(mag) : static_cast<int>(mag);
     return static_cast<uint8_t>(static_cast<int8_t>(q));
