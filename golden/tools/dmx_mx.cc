@@ -33,7 +33,7 @@ struct UsageError : std::runtime_error {
 // ---- Formatting ---------------------------------------------------------------------------------
 
 std::string hex_code(unsigned c) {
-  char buf[8];
+  char buf[16];
   std::snprintf(buf, sizeof buf, "0x%02x", c);
   return buf;
 }
@@ -142,9 +142,10 @@ std::string read_stdin(const std::string& what) {
 
 dmx::MxFormat parse_format_or_throw(const std::string& s, const std::string& opt) {
   if (auto f = dmx::parse_format(s)) return *f;
-  throw UsageError(opt + " '" + s +
-                   "': unknown format (known: e4m3, e5m2, e3m2, e2m3, e2m1, int8, or aliases "
-                   "fp8_e4m3, mxfp8, fp6_e3m2, mxfp6, fp4, mxfp4, mxint8, ...; see dmx-mx formats)");
+  throw UsageError(
+      opt + " '" + s +
+      "': unknown format (known: e4m3, e5m2, e3m2, e2m3, e2m1, int8, or aliases "
+      "fp8_e4m3, mxfp8, fp6_e3m2, mxfp6, fp4, mxfp4, mxint8, ...; see dmx-mx formats)");
 }
 
 // ---- Shared options -----------------------------------------------------------------------------
@@ -174,7 +175,8 @@ struct PolicyFlags {
     if (auto r = dmx::parse_scale_rule(scale_rule))
       o.scale_rule = *r;
     else
-      throw UsageError("--scale-rule '" + scale_rule + "': unknown rule (floor, ceil, even, rceil)");
+      throw UsageError("--scale-rule '" + scale_rule +
+                       "': unknown rule (floor, ceil, even, rceil)");
     if (overflow == "sat" || overflow == "SAT")
       o.overflow = dmx::Overflow::SAT;
     else if (overflow == "ovf" || overflow == "OVF")
@@ -241,9 +243,8 @@ void parse_scales_codes(Operand& op, const std::vector<std::string>& scale_args,
   const dmx::FormatInfo& fi = dmx::format_info(op.format);
   for (const auto& a : scale_args)
     for (const auto& t : split_tokens(a, true))
-      op.scales.push_back(static_cast<uint8_t>(
-          parse_code(t, scale_opt + " #" + std::to_string(op.scales.size() + 1), 0xff,
-                     "an E8M0 scale")));
+      op.scales.push_back(static_cast<uint8_t>(parse_code(
+          t, scale_opt + " #" + std::to_string(op.scales.size() + 1), 0xff, "an E8M0 scale")));
   if (op.scales.empty()) throw UsageError(scale_opt + ": no scale given (one per 32 codes)");
   const unsigned max_code = (1u << fi.bits) - 1u;
   const std::string what = std::string(fi.long_name) + " codes";
@@ -281,7 +282,8 @@ void parse_scales_codes(Operand& op, const std::vector<std::string>& scale_args,
                      (pad ? "" : " (--pad zero-fills the last block)"));
 }
 
-// ---- Subcommands ---------------------------------------------------------------------------------
+// ---- Subcommands
+// ---------------------------------------------------------------------------------
 
 void print_json(const json& j) { std::cout << j.dump(2) << "\n"; }
 
@@ -363,7 +365,8 @@ int cmd_quantize(const std::string& format, const PolicyFlags& pf, bool pad,
   }
   std::printf("%s, scale rule %s, %zu block(s) of 32", fi.long_name,
               dmx::scale_rule_name(opt.scale_rule), nb);
-  if (n_given != v.size()) std::printf(" (%zu values + %zu zero padding)", n_given, v.size() - n_given);
+  if (n_given != v.size())
+    std::printf(" (%zu values + %zu zero padding)", n_given, v.size() - n_given);
   std::printf("\n");
   for (size_t b = 0; b < nb; ++b) {
     std::printf("block %zu: scale %s\n  codes:", b, scale_text(scales[b]).c_str());
@@ -430,15 +433,16 @@ Operand make_operand(const OperandArgs& a, const std::string& common_format, cha
   Operand op;
   const std::string fmt = a.format.empty() ? common_format : a.format;
   if (fmt.empty())
-    throw UsageError(p + "format: operand " + std::string(1, name) +
-                     " has no format (give " + p + "format or --format)");
+    throw UsageError(p + "format: operand " + std::string(1, name) + " has no format (give " + p +
+                     "format or --format)");
   op.format = parse_format_or_throw(fmt, a.format.empty() ? "--format" : p + "format");
   if (a.has_codes == a.has_values)
     throw UsageError(p + "codes/" + p + "values: give exactly one of them for operand " +
                      std::string(1, name));
   if (a.has_values) {
     if (!a.scales.empty())
-      throw UsageError(p + "scale: not used with " + p + "values (the scales come from quantizing)");
+      throw UsageError(p + "scale: not used with " + p +
+                       "values (the scales come from quantizing)");
     std::vector<std::string> args{a.values};
     const bool from_stdin = a.values == "-";
     if (from_stdin) {
@@ -499,9 +503,9 @@ int cmd_dot(const std::string& common_format, const OperandArgs& aa, const Opera
   std::printf("a: %s, b: %s, %zu element(s), %zu block(s)\n", dmx::format_name(a.format),
               dmx::format_name(b.format), n, nb);
   for (size_t j = 0; j < nb; ++j)
-    std::printf("block %zu: a scale %s, b scale %s, r = %s = %s\n", j, hex_code(a.scales[j]).c_str(),
-                hex_code(b.scales[j]).c_str(), hex_float(partial[j]).c_str(),
-                decimal(partial[j]).c_str());
+    std::printf("block %zu: a scale %s, b scale %s, r = %s = %s\n", j,
+                hex_code(a.scales[j]).c_str(), hex_code(b.scales[j]).c_str(),
+                hex_float(partial[j]).c_str(), decimal(partial[j]).c_str());
   std::printf("dot_exact   = %s = %s (fp32 bits %s)\n", hex_float(exact).c_str(),
               decimal(exact).c_str(), fp32_hex_bits(exact).c_str());
   std::printf("dot_blocked = %s = %s (fp32 bits %s)\n", hex_float(blocked).c_str(),
@@ -520,7 +524,8 @@ int cmd_encode(const std::string& format, const PolicyFlags& pf,
     const uint8_t c = dmx::encode_element(f, v[i], opt.overflow, opt.int8_allow_minus128);
     const float back = dmx::decode_element(f, c);
     if (as_json)
-      arr.push_back({{"input", hex_float(v[i])}, {"code", hex_code(c)}, {"value", json_number(back)}});
+      arr.push_back(
+          {{"input", hex_float(v[i])}, {"code", hex_code(c)}, {"value", json_number(back)}});
     else
       std::printf("%s\n", hex_code(c).c_str());
   }
@@ -557,7 +562,8 @@ int cmd_decode(const std::string& format, const std::vector<std::string>& args, 
   return 0;
 }
 
-// ---- Help text: worked examples (tests/conformance runs each and compares the output) --------------
+// ---- Help text: worked examples (tests/conformance runs each and compares the output)
+// --------------
 
 const char* kFormatsExamples = R"(Examples:
   $ dmx-mx formats
@@ -571,11 +577,12 @@ const char* kFormatsExamples = R"(Examples:
   scale: E8M0, code e = 2^(e-127) for e in 0x00..0xfe, 0xff = NaN; block size 32
 )";
 
-const char* kQuantizeExamples = R"(Values: arguments or stdin, separated by whitespace or commas; decimal, hex-float
-(0x1.8p+3), inf, nan. A negative value that starts like an option (-inf, -nan, -.5) needs
-"--" before it. The count must be a multiple of 32 unless --pad zero-fills the last block
-(the zeros are quantized too, and their codes are printed). Several blocks are quantized in
-order, each with its own scale. In the examples below, 500 saturates to 448 under FLOOR
+const char* kQuantizeExamples =
+    R"(Values: arguments or stdin, separated by whitespace or commas; decimal, hex-float
+(0x1.8p+3), inf, nan; negative ones (-inf, -.5) are fine as arguments. Each is rounded to FP32
+(RNE) first; a finite literal beyond the FP32 range is an error. The count must be a multiple
+of 32 unless --pad zero-fills the last block (the zeros are quantized too, and their codes are
+printed). Several blocks are quantized in order, each with its own scale. In the examples below, 500 saturates to 448 under FLOOR
 (floor(log2 500) - emax = 0) while RCEIL picks 2^1 so that 500/2 = 250 rounds to 256.
 
 Examples:
@@ -603,7 +610,8 @@ Examples:
 blocks[{scale, scale_exp, codes[], dequantized[]}]} with values as hex-floats.
 )";
 
-const char* kDequantizeExamples = R"(Scales: --scale, repeatable, each holding one or more E8M0 codes separated by whitespace,
+const char* kDequantizeExamples =
+    R"(Scales: --scale, repeatable, each holding one or more E8M0 codes separated by whitespace,
 commas or colons (0x7f:0x80). Codes: --codes, repeatable (or stdin when absent), hex (0x3c)
 or decimal, separated by whitespace or commas; 32 codes per scale, block after block. A colon
 (or a new --codes) starts the next block, and then each block must hold exactly 32 codes.
@@ -653,7 +661,8 @@ Examples:
   2
 )";
 
-const char* kDotExamples = R"(Operands: each is either --X-values (quantized first with --X-format and the policy
+const char* kDotExamples =
+    R"(Operands: each is either --X-values (quantized first with --X-format and the policy
 options; "-" reads stdin) or --X-scale + --X-codes (as in dequantize), for X = a, b.
 --format sets both formats; --a-format/--b-format override it (operands may differ).
 dot_exact: the whole dot product exactly, one RNE rounding to FP32. dot_blocked: per block
@@ -669,7 +678,8 @@ Examples:
 (a quantizes at scale 2^-7 to 1.125, 2.25, 3.25; 1.125 - 1.125 + 19.5 = 19.5.)
 )";
 
-const char* kEncodeExamples = R"(Encodes each FP32 value as one element code, RNE, no shared scale (scale 2^0).
+const char* kEncodeExamples =
+    R"(Encodes each FP32 value as one element code, RNE, no shared scale (scale 2^0).
 
 Examples:
   $ dmx-mx encode -f e5m2 --overflow ovf 1.5 1e6 0x1p-17
@@ -678,7 +688,8 @@ Examples:
   0x00
 )";
 
-const char* kDecodeExamples = R"(Decodes element codes (hex or decimal) to their FP32 values, no shared scale.
+const char* kDecodeExamples =
+    R"(Decodes element codes (hex or decimal) to their FP32 values, no shared scale.
 
 Examples:
   $ dmx-mx decode -f e2m3 0x0f 0x2f 1
@@ -772,11 +783,28 @@ int run(int argc, char** argv) {
   return 2;
 }
 
+// CLI11 reads "-inf", "-nan", "-.5" as short options; a leading space (dropped again by the
+// tokenizer) makes every negative number a plain value, so no "--" is needed before one.
+std::vector<std::string> protect_negative_numbers(int argc, char** argv) {
+  std::vector<std::string> args(argv, argv + argc);
+  for (size_t i = 1; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a.size() < 2 || a[0] != '-' || a[1] == '-') continue;
+    char* end = nullptr;
+    std::strtof(a.c_str(), &end);
+    if (*end == '\0') args[i] = " " + a;
+  }
+  return args;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   try {
-    const int rc = run(argc, argv);
+    std::vector<std::string> args = protect_negative_numbers(argc, argv);
+    std::vector<char*> cargs;
+    for (auto& a : args) cargs.push_back(a.data());
+    const int rc = run(argc, cargs.data());
     std::cout.flush();
     if (std::fflush(stdout) != 0 || std::ferror(stdout) || !std::cout) {
       std::fprintf(stderr, "dmx-mx: error: stdout: write failed\n");

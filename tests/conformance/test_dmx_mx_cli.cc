@@ -63,8 +63,8 @@ Result run_shell(const std::string& cmdline, const std::string& stdin_text = "",
     pos = at + word.size();
   }
   cmd += cmdline.substr(pos);
-  const std::string full = "( " + cmd + " ) <" + in + " >" +
-                           (stdout_target.empty() ? out : stdout_target) + " 2>" + err;
+  const std::string full =
+      "( " + cmd + " ) <" + in + " >" + (stdout_target.empty() ? out : stdout_target) + " 2>" + err;
   const int status = std::system(full.c_str());
   Result r;
   r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
@@ -81,7 +81,11 @@ Result run_args(const std::string& args, const std::string& stdin_text = "") {
 }
 
 json run_json(const std::string& args, const std::string& stdin_text = "") {
-  const Result r = run_args(args + " --json", stdin_text);
+  // Before a "--", if any (after it, --json would be a value).
+  const size_t dd = args.find(" -- ");
+  const std::string with_json =
+      dd == std::string::npos ? args + " --json" : args.substr(0, dd) + " --json" + args.substr(dd);
+  const Result r = run_args(with_json, stdin_text);
   EXPECT_EQ(r.rc, 0) << args << "\nstderr: " << r.err;
   EXPECT_EQ(r.err, "") << args;
   try {
@@ -93,7 +97,7 @@ json run_json(const std::string& args, const std::string& stdin_text = "") {
 }
 
 std::string hex_code(unsigned c) {
-  char buf[8];
+  char buf[16];
   std::snprintf(buf, sizeof buf, "0x%02x", c);
   return buf;
 }
@@ -104,7 +108,9 @@ std::string hex_float(float x) {
   std::snprintf(buf, sizeof buf, "%a", static_cast<double>(x));
   return buf;
 }
-uint8_t code_of(const json& j) { return static_cast<uint8_t>(std::stoul(j.get<std::string>(), nullptr, 16)); }
+uint8_t code_of(const json& j) {
+  return static_cast<uint8_t>(std::stoul(j.get<std::string>(), nullptr, 16));
+}
 float float_of_hex(const json& j) { return std::strtof(j.get<std::string>().c_str(), nullptr); }
 std::string bits_hex(float x) {
   char buf[16];
@@ -122,7 +128,8 @@ dmx::QuantizeOptions options_from_json(const json& j) {
   return o;
 }
 
-// ---- Golden checks of each subcommand's JSON -------------------------------------------------------
+// ---- Golden checks of each subcommand's JSON
+// -------------------------------------------------------
 
 void check_formats_json(const json& j) {
   ASSERT_EQ(j.size(), static_cast<size_t>(dmx::kNumFormats));
@@ -318,7 +325,8 @@ TEST(DmxMxCli, ExampleFactsByHand) {
   // E2M1 with scale 2^0: 5 is a tie between 4 (0x6) and 6 (0x7) -> even 0x6; 0.25 ties to +0.
   json q = run_json("quantize -f e2m1 --pad 1 2 3 4 5 6 -0.5 0.25");
   EXPECT_EQ(q["blocks"][0]["scale"], "0x7f");
-  const std::vector<std::string> want = {"0x02", "0x04", "0x05", "0x06", "0x06", "0x07", "0x09", "0x00"};
+  const std::vector<std::string> want = {"0x02", "0x04", "0x05", "0x06",
+                                         "0x06", "0x07", "0x09", "0x00"};
   for (size_t i = 0; i < want.size(); ++i) EXPECT_EQ(q["blocks"][0]["codes"][i], want[i]);
   // E4M3: 500 saturates to 448 (0x7e) under FLOOR; RCEIL picks 2^1 and 250 -> 256 (0x78).
   EXPECT_EQ(run_json("quantize -f e4m3 --pad 500")["blocks"][0]["codes"][0], "0x7e");
@@ -327,7 +335,8 @@ TEST(DmxMxCli, ExampleFactsByHand) {
   EXPECT_EQ(r["blocks"][0]["codes"][0], "0x78");
   // 1.125 * 1 + 2.25 * -0.5 + 3.25 * 6 = 19.5
   json d = run_json(
-      "dot --pad --a-format e4m3 --a-values \"1.1 2.2 3.3\" --b-format e2m1 --b-values \"1 -0.5 6\"");
+      "dot --pad --a-format e4m3 --a-values \"1.1 2.2 3.3\" --b-format e2m1 --b-values \"1 -0.5 "
+      "6\"");
   EXPECT_EQ(d["dot_exact"]["decimal"].get<double>(), 19.5);
   EXPECT_EQ(d["dot_blocked"]["fp32_bits"], "0x419c0000");
 }
@@ -355,8 +364,8 @@ TEST(DmxMxCli, QuantizeMatchesGoldenOnRandomBlocks) {
         std::snprintf(buf, sizeof buf, i % 2 ? "%.9g," : "%a\n", static_cast<double>(v[i]));
         text += buf;
       }
-      const std::string args = std::string("quantize -f ") + dmx::format_name(f) +
-                               " --scale-rule " + rule;
+      const std::string args =
+          std::string("quantize -f ") + dmx::format_name(f) + " --scale-rule " + rule;
       const json j = run_json(args, text);
       SCOPED_TRACE(args + " seed " + std::to_string(seed));
       for (size_t i = 0; i < v.size(); ++i) ASSERT_EQ(j["input"][i], hex_float(v[i]));
@@ -367,7 +376,8 @@ TEST(DmxMxCli, QuantizeMatchesGoldenOnRandomBlocks) {
 
 TEST(DmxMxCli, QuantizeNonFiniteAndPolicies) {
   // NaN/Inf blocks: scale 0xFF by default; element policy keeps E4M3 finite scale.
-  json a = run_json("quantize -f e4m3 --pad -- 1 -inf 2");
+  json a = run_json("quantize -f e4m3 --pad 1 -inf 2");  // no "--" needed before -inf
+  EXPECT_EQ(a["n_given"], 3);
   EXPECT_EQ(a["blocks"][0]["scale"], "0xff");
   check_quantize_json(a);
   json b = run_json("quantize -f e4m3 --pad --nan-policy element -- 1 nan 2");
@@ -390,7 +400,8 @@ TEST(DmxMxCli, DequantizeMatchesGoldenOnRandomCodes) {
   std::mt19937 rng(seed);
   for (dmx::MxFormat f : dmx::kAllFormats) {
     const unsigned max_code = (1u << dmx::format_bits(f)) - 1u;
-    std::vector<uint8_t> scales = {static_cast<uint8_t>(rng() % 256), static_cast<uint8_t>(rng() % 255)};
+    std::vector<uint8_t> scales = {static_cast<uint8_t>(rng() % 256),
+                                   static_cast<uint8_t>(rng() % 255)};
     std::vector<uint8_t> codes(64);
     std::string block_text[2];
     for (size_t i = 0; i < 64; ++i) {
@@ -403,7 +414,9 @@ TEST(DmxMxCli, DequantizeMatchesGoldenOnRandomCodes) {
                              hex_code(scales[0]) + ":" + hex_code(scales[1]);
     SCOPED_TRACE(args + " seed " + std::to_string(seed));
     // Blocks as two --codes, as one colon-separated --codes, and on stdin.
-    check_values(run_json(args + " --codes \"" + block_text[0] + "\" --codes \"" + block_text[1] + "\""), want);
+    check_values(
+        run_json(args + " --codes \"" + block_text[0] + "\" --codes \"" + block_text[1] + "\""),
+        want);
     check_values(run_json(args + " --codes \"" + block_text[0] + ":" + block_text[1] + "\""), want);
     check_values(run_json(args, block_text[0] + "\n" + block_text[1]), want);
     // Text output: one shortest-round-trip decimal per line.
@@ -434,12 +447,11 @@ TEST(DmxMxCli, DotMatchesGoldenOnRandomOperands) {
       }
       return s;
     };
-    const std::string args = std::string("dot --a-format ") + dmx::format_name(fa) +
-                             " --a-scale 0x" + std::to_string(70 + rng() % 20) + ",0x7f" +
-                             " --a-codes \"" + rand_codes(fa) + "\" --b-format " +
-                             dmx::format_name(fb) + " --b-scale 0x80 --b-scale 0x" +
-                             std::to_string(60 + rng() % 30) + " --b-codes \"" + rand_codes(fb) +
-                             "\"";
+    const std::string args =
+        std::string("dot --a-format ") + dmx::format_name(fa) + " --a-scale 0x" +
+        std::to_string(70 + rng() % 20) + ",0x7f" + " --a-codes \"" + rand_codes(fa) +
+        "\" --b-format " + dmx::format_name(fb) + " --b-scale 0x80 --b-scale 0x" +
+        std::to_string(60 + rng() % 30) + " --b-codes \"" + rand_codes(fb) + "\"";
     SCOPED_TRACE(args + " seed " + std::to_string(seed));
     check_dot_json(run_json(args));
   }
@@ -450,7 +462,8 @@ TEST(DmxMxCli, DotMatchesGoldenOnRandomOperands) {
     at += hex_float(av[i]) + " ";
     bt += hex_float(bv[i]) + " ";
   }
-  const json j = run_json("dot -f mxfp6 --scale-rule even --a-values \"" + at + "\" --b-values -", bt);
+  const json j =
+      run_json("dot -f mxfp6 --scale-rule even --a-values \"" + at + "\" --b-values -", bt);
   std::vector<uint8_t> as(3), ac(96), bs(3), bc(96);
   dmx::QuantizeOptions opt;
   opt.scale_rule = dmx::ScaleRule::EVEN;
@@ -473,7 +486,8 @@ TEST(DmxMxCli, EncodeDecodeMatchGolden) {
     std::string text;
     for (float x : v) text += hex_float(x) + "\n";
     for (const char* ov : {"sat", "ovf"}) {
-      const json j = run_json(std::string("encode -f ") + dmx::format_name(f) + " --overflow " + ov, text);
+      const json j =
+          run_json(std::string("encode -f ") + dmx::format_name(f) + " --overflow " + ov, text);
       ASSERT_EQ(j["elements"].size(), v.size());
       check_encode_json(j);
     }
@@ -497,7 +511,8 @@ TEST(DmxMxCli, ErrorsAreOneLineWithExitCode) {
   const std::string z31 = " 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0";
   const std::vector<ErrorCase> cases = {
       {"", "", 2, "command line: A subcommand is required"},
-      {"quantize --bogus -f e4m3 1", "", 2, "command line: The following argument was not expected: --bogus"},
+      {"quantize --bogus -f e4m3 1", "", 2,
+       "command line: The following argument was not expected: --bogus"},
       {"quantize 1", "", 2, "command line: --format is required"},
       {"quantize -f e9m9 1", "", 2, "--format 'e9m9': unknown format"},
       {"quantize -f e4m3 1 2 3", "", 2,
@@ -521,7 +536,8 @@ TEST(DmxMxCli, ErrorsAreOneLineWithExitCode) {
        "--codes #1 '0x10': out of range for FP4 E2M1 codes (0x00..0x0f)"},
       {"dequantize -f e4m3 --pad --scale 0x100 --codes 1", "", 2,
        "--scale #1 '0x100': out of range for an E8M0 scale"},
-      {"dequantize -f e4m3 --pad --scale 0x7f --codes \"1 x2\"", "", 2, "--codes #2 'x2': not a code"},
+      {"dequantize -f e4m3 --pad --scale 0x7f --codes \"1 x2\"", "", 2,
+       "--codes #2 'x2': not a code"},
       {"dequantize -f e4m3 --pad --scale 0x7f", "0x1g", 2, "stdin codes #1 '0x1g': not a code"},
       {"dot -f e4m3 --pad --a-values 1", "", 2,
        "--b-codes/--b-values: give exactly one of them for operand b"},
@@ -530,7 +546,7 @@ TEST(DmxMxCli, ErrorsAreOneLineWithExitCode) {
        "--b-format 'fp5': unknown format"},
       {"dot -f e4m3 --pad --a-values 1 --b-values 2 --a-scale 0x7f", "", 2,
        "--a-scale: not used with --a-values"},
-      {"dot -f e4m3 --pad --a-values 1 --b-scale 0x7f,0x7f --b-codes 1:1", "", 2,
+      {"dot -f e4m3 --pad --a-values 1 --b-scale 0x7f,0x7f --b-codes \"1" + z31 + ":1\"", "", 2,
        "operands: a has 32 elements, b has 64; they must match"},
       {"dot -f e4m3 --pad --a-values - --b-values -", "1", 2, "stdin already used"},
       {"encode -f e4m3 1 two", "", 2, "values #2 'two': not a number"},
