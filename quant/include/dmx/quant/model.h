@@ -1,0 +1,109 @@
+// Decoder-only LLM forward pass in LibTorch for LlamaForCausalLM (Llama 3.x, SmolLM2) and
+// Qwen3ForCausalLM, loaded from Hugging Face checkpoints exactly as published.
+//
+// Every decoder Linear is a `Linear` object reachable by its HF name
+// ("model.layers.3.self_attn.q_proj", ...) and replaceable with set_linear(), so quantizers can
+// subclass or wrap it. forward() is differentiable (autograd records through it), takes
+// [batch, seq] token ids and applies the causal mask.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <array>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "dmx/quant/config.h"
+#include "dmx/quant/safetensors.h"
+
+namespace dmx::quant {
+
+class ModelError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// y = x W^T + b. The model calls forward() through its slot; subclasses change the computation
+// (fake quantization, ...) and may own extra trainable tensors.
+class Linear {
+ public:
+  Linear(std::string name, at::Tensor weight, at::Tensor bias = {});
+  virtual ~Linear() = default;
+  virtual at::Tensor forward(const at::Tensor& x);
+  // Tensors a wrapper adds for training (e.g. learnable format offsets), by local name.
+  virtual std::vector<std::pair<std::string, at::Tensor>> extra_parameters() const { return {}; }
+  const std::string& name() const { return name_; }
+  int64_t in_features() const { return weight.size(1); }
+  int64_t out_features() const { return weight.size(0); }
+
+  at::Tensor weight;  // [out_features, in_features]
+  at::Tensor bias;    // [out_features], or undefined when the layer has none
+
+ private:
+  std::string name_;
+};
+using LinearPtr = std::shared_ptr<Linear>;
+
+// safetensors view -> tensor (copied out of the mapping). BF16/F16/F32/F64 and the integer types
+// keep their dtype; F8_E4M3/F8_E5M2/F8_E8M0/F6/F4 and unsigned 16/32/64 come back as raw uint8
+// bytes (last dimension scaled to bytes when it divides evenly, else flattened).
+at::Tensor tensor_from_view(const TensorView& view);
+
+class CausalLM {
+ public:
+  // config.json + model.safetensors (or the sharded index) from `dir`; weights cast to `dtype`
+  // (kFloat or kBFloat16). Missing/unexpected tensors and wrong shapes are ModelError.
+  static CausalLM load(const std::string& dir, at::ScalarType dtype = at::kFloat);
+  // Weights ~ N(0, std^2), norm weights ~ 1 + N(0, std^2); deterministic for a seed.
+  static CausalLM random(const ModelConfig& cfg, uint64_t seed, double std = 0.02,
+                         at::ScalarType dtype = at::kFloat);
+  // From HF-named tensors (validated against expected_tensor_shapes(cfg)).
+  CausalLM(ModelConfig cfg, std::map<std::string, at::Tensor> weights,
+           at::ScalarType dtype = at::kFloat);
+
+  const ModelConfig& config() const { return cfg_; }
+  at::ScalarType dtype() const { return dtype_; }
+
+  // Final hidden states (after model.norm) [B, T, H] of ids [B, T] or [T] (int64).
+  at::Tensor hidden_states(const at::Tensor& input_ids) const;
+  // Logits [B, T, V] in FP32.
+  at::Tensor forward(const at::Tensor& input_ids) const;
+  // Summed next-token NLL (predicting ids[:, t+1] from ids[:, :t+1]) as an FP32 scalar, with the
+  // lm_head applied `chunk` positions at a time so [B, T, V] logits are never all held at once.
+  at::Tensor next_token_nll_sum(const at::Tensor& input_ids, int64_t chunk = 256) const;
+  // Mean of the above over the B * (T - 1) predictions: the training loss.
+  at::Tensor next_token_loss(const at::Tensor& input_ids, int64_t chunk = 256) const;
+
+  // The decoder Linears by HF name (7 per layer, model order).
+  const std::vector<std::string>& linear_names() const { return linear_names_; }
+  LinearPtr linear(const std::string& name) const;
+  void set_linear(const std::string& name, LinearPtr layer);
+
+  // The checkpoint tensors by HF name (embeddings, norms, each Linear's current weight/bias,
+  // lm_head.weight when untied).
+  std::vector<std::pair<std::string, at::Tensor>> named_parameters() const;
+  void set_requires_grad(bool requires_grad);
+  // Writes config.json and model.safetensors into `dir` (created if needed), tensors in `dtype`
+  // (kBFloat16, kHalf or kFloat); each file written to a temporary and renamed.
+  void save(const std::string& dir, at::ScalarType dtype = at::kBFloat16) const;
+
+ private:
+  struct Layer {
+    at::Tensor input_norm, post_norm, q_norm, k_norm;
+    std::array<LinearPtr, 7> lin;  // q, k, v, o, gate, up, down
+  };
+  at::Tensor rope_cos_sin(int64_t seq, bool cos) const;
+
+  ModelConfig cfg_;
+  at::ScalarType dtype_;
+  at::Tensor embed_, final_norm_, lm_head_;  // lm_head_ aliases embed_ when tied
+  std::vector<Layer> layers_;
+  std::vector<std::string> linear_names_;
+  std::map<std::string, std::pair<size_t, size_t>> linear_index_;  // name -> (layer, slot)
+  at::Tensor inv_freq_;                                            // [head_dim / 2] FP32
+};
+
+}  // namespace dmx::quant

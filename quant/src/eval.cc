@@ -1,0 +1,74 @@
+// Perplexity over non-overlapping windows of a tokenized text.
+#include "dmx/quant/eval.h"
+
+#include <ATen/ATen.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "dmx/quant/model.h"
+#include "dmx/quant/tokenizer.h"
+
+namespace dmx::quant {
+
+PerplexityResult perplexity(const CausalLM& model, const std::vector<int32_t>& tokens,
+                            const PerplexityOptions& opt) {
+  if (opt.seqlen < 2) throw std::invalid_argument("seqlen must be at least 2");
+  if (opt.batch < 1) throw std::invalid_argument("batch must be at least 1");
+  if (opt.max_windows < 0) throw std::invalid_argument("max_windows must be >= 0");
+  const auto t0 = std::chrono::steady_clock::now();
+  PerplexityResult r;
+  r.tokens_in_file = static_cast<int64_t>(tokens.size());
+  r.windows_available = r.tokens_in_file / opt.seqlen;
+  r.windows =
+      opt.max_windows > 0 ? std::min(opt.max_windows, r.windows_available) : r.windows_available;
+  if (r.windows == 0)
+    throw std::invalid_argument("the text has " + std::to_string(tokens.size()) +
+                                " tokens, fewer than one window of " + std::to_string(opt.seqlen));
+  at::NoGradGuard no_grad;
+  at::Tensor all = at::empty({r.windows * opt.seqlen}, at::kLong);
+  {
+    int64_t* p = all.data_ptr<int64_t>();
+    for (int64_t i = 0; i < r.windows * opt.seqlen; ++i) p[i] = tokens[i];
+  }
+  all = all.view({r.windows, opt.seqlen});
+  double nll = 0;
+  for (int64_t w = 0; w < r.windows; w += opt.batch) {
+    const int64_t w1 = std::min(r.windows, w + opt.batch);
+    nll += model.next_token_nll_sum(all.slice(0, w, w1)).item<double>();
+    if (opt.progress) opt.progress(w1, r.windows);
+  }
+  r.predicted_tokens = r.windows * (opt.seqlen - 1);
+  r.mean_nll = nll / static_cast<double>(r.predicted_tokens);
+  r.perplexity = std::exp(r.mean_nll);
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return r;
+}
+
+PerplexityResult perplexity_of_file(const CausalLM& model, const Tokenizer& tokenizer,
+                                    const std::string& path, const PerplexityOptions& opt) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error(path + ": cannot open (" + std::strerror(errno) + ")");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::vector<int32_t> tokens;
+  try {
+    tokens = tokenizer.encode(ss.str());
+  } catch (const std::exception& e) {
+    throw std::runtime_error(path + ": " + e.what());
+  }
+  for (int32_t t : tokens)
+    if (t >= model.config().vocab_size)
+      throw std::runtime_error(path + ": token id " + std::to_string(t) +
+                               " is outside the model's vocabulary (tokenizer and model differ)");
+  try {
+    return perplexity(model, tokens, opt);
+  } catch (const std::invalid_argument& e) {
+    throw std::runtime_error(path + ": " + e.what());
+  }
+}
+
+}  // namespace dmx::quant

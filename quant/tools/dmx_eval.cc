@@ -1,0 +1,104 @@
+// dmx-eval: perplexity of a Hugging Face checkpoint on a raw text file (WikiText-2 raw layout).
+//   dmx-eval --model DIR --data wiki.test.raw [--seqlen 2048] [--max-windows N] [--out r.json]
+#include <ATen/Parallel.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "dmx/quant/eval.h"
+#include "dmx/quant/model.h"
+#include "dmx/quant/safetensors.h"
+#include "dmx/quant/tokenizer.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "dmx-eval: perplexity of a Hugging Face causal LM (Llama / SmolLM2 / Qwen3) on a raw text "
+      "file"};
+  std::string model_dir, data, out, tokenizer_path, dtype_name = "float32";
+  int64_t seqlen = 2048, max_windows = 0, batch = 1;
+  int threads = 0;
+  bool quiet = false;
+  app.add_option("--model", model_dir,
+                 "model directory (config.json, model.safetensors[.index.json], tokenizer.json)")
+      ->required();
+  app.add_option("--data", data,
+                 "raw UTF-8 text file, tokenized whole (e.g. wikitext-2-raw wiki.test.raw)")
+      ->required();
+  app.add_option("--seqlen", seqlen, "window length in tokens")
+      ->check(CLI::Range(int64_t{2}, int64_t{1} << 20));
+  app.add_option("--max-windows", max_windows, "evaluate at most N windows (0: all)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--batch", batch, "windows per forward pass")->check(CLI::PositiveNumber);
+  app.add_option("--tokenizer", tokenizer_path, "tokenizer.json (default: MODEL/tokenizer.json)");
+  app.add_option("--dtype", dtype_name, "compute dtype: float32 or bfloat16")
+      ->check(CLI::IsMember({"float32", "bfloat16"}));
+  app.add_option("--threads", threads, "intra-op threads (0: LibTorch default)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--out", out, "write the result as JSON here (default: print only)");
+  app.add_flag("--quiet", quiet, "no progress on stderr");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int rc = app.exit(e);
+    return e.get_exit_code() == 0 ? rc : 2;
+  }
+
+  try {
+    if (threads > 0) at::set_num_threads(threads);
+    const auto t0 = std::chrono::steady_clock::now();
+    if (!std::filesystem::is_directory(model_dir))
+      throw std::runtime_error(model_dir + ": model directory does not exist");
+    if (tokenizer_path.empty())
+      tokenizer_path = (std::filesystem::path(model_dir) / "tokenizer.json").string();
+    const at::ScalarType dtype = dtype_name == "bfloat16" ? at::kBFloat16 : at::kFloat;
+    dmx::quant::Tokenizer tok = dmx::quant::Tokenizer::load(tokenizer_path);
+    dmx::quant::CausalLM model = dmx::quant::CausalLM::load(model_dir, dtype);
+    if (!quiet)
+      std::cerr << "dmx-eval: loaded " << model.config().architecture_name << " ("
+                << dmx::quant::parameter_count(model.config()) << " parameters) from " << model_dir
+                << "\n";
+    dmx::quant::PerplexityOptions opt;
+    opt.seqlen = seqlen;
+    opt.max_windows = max_windows;
+    opt.batch = batch;
+    const bool tty = isatty(2);
+    if (!quiet)
+      opt.progress = [&](int64_t done, int64_t total) {
+        const double s =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        std::fprintf(stderr, "%swindow %lld/%lld (%.1f s)%s", tty ? "\r" : "",
+                     static_cast<long long>(done), static_cast<long long>(total), s,
+                     tty && done < total ? "" : "\n");
+      };
+    dmx::quant::PerplexityResult r = dmx::quant::perplexity_of_file(model, tok, data, opt);
+    nlohmann::json j = {{"model", model_dir},
+                        {"architecture", model.config().architecture_name},
+                        {"data", data},
+                        {"dtype", dtype_name},
+                        {"seqlen", seqlen},
+                        {"tokens_in_file", r.tokens_in_file},
+                        {"windows", r.windows},
+                        {"windows_available", r.windows_available},
+                        {"predicted_tokens", r.predicted_tokens},
+                        {"mean_nll", r.mean_nll},
+                        {"perplexity", r.perplexity},
+                        {"seconds", r.seconds},
+                        {"tokens_per_second", r.windows * seqlen / std::max(r.seconds, 1e-9)}};
+    std::printf("perplexity %.4f (mean NLL %.6f over %lld tokens, %lld windows of %lld)\n",
+                r.perplexity, r.mean_nll, static_cast<long long>(r.predicted_tokens),
+                static_cast<long long>(r.windows), static_cast<long long>(seqlen));
+    if (!out.empty()) dmx::quant::write_file_atomic(out, j.dump(2) + "\n");
+    return 0;
+  } catch (const std::exception& e) {
+    std::string msg = e.what();
+    for (char& c : msg)
+      if (c == '\n') c = ' ';
+    std::cerr << "dmx-eval: error: " << msg << "\n";
+    return 1;
+  }
+}
