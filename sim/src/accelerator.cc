@@ -306,7 +306,9 @@ SC_MODULE(Accelerator) {
       while (!chain_out.empty() && chain_out.front().first <= cycle) {
         const Item it = chain_out.front().second;
         chain_out.pop_front();
-        ready_at[size_t(it.m)] = cycle;
+        // Only a partial that the next k group of the same columns continues is waited for.
+        if (it.pass + 1 < passes.size() && passes[it.pass + 1].cg == passes[it.pass].cg)
+          ready_at[size_t(it.m)] = cycle;
         ++finished;
       }
       bool issue = false;

@@ -33,19 +33,33 @@ Tiling choose_tiling(const ArchConfig& a, const GemmShape& s, MxFormat wfmt, MxF
   const double cap_c = a.sram_c_kib * 1024 / 2;
   const int64_t R = a.units, Ce = int64_t(a.lanes) * a.pair_throughput(wfmt, afmt);
   const int64_t mt0 = std::min<int64_t>(s.m, R), nt0 = std::min<int64_t>(s.n, Ce);
-  Tiling t;
-  t.kbt = KB;  // whole K per tile when an array-sized tile fits: A stays resident across n
-  while (t.kbt > 1 && (mt0 * t.kbt * bba > cap_a || nt0 * t.kbt * bbw > cap_b))
-    t.kbt = ceil_div(t.kbt, 2);
-  t.mt = round_down_to(std::min<int64_t>(s.m, int64_t(cap_a / double(t.kbt * bba))), R);
-  t.nt = round_down_to(std::min<int64_t>(s.n, int64_t(cap_b / double(t.kbt * bbw))), Ce);
-  while (double(t.mt) * t.nt * 4 > cap_c && (t.mt > 1 || t.nt > 1)) {
-    if (t.nt >= t.mt && t.nt > 1)
-      t.nt = round_down_to(t.nt / 2, Ce);
-    else
-      t.mt = round_down_to(t.mt / 2, R);
+  // For each candidate K depth (whole K, then halves), size M and N tiles to fill the buffers,
+  // and keep the candidate with the least DRAM traffic (A is re-read per N tile unless K fits in
+  // one tile; B is re-read per M tile).
+  Tiling best;
+  double best_traffic = 0;
+  for (int64_t kbt = KB;; kbt = ceil_div(kbt, 2)) {
+    Tiling t;
+    t.kbt = kbt;
+    t.mt = round_down_to(std::min<int64_t>(s.m, int64_t(cap_a / double(kbt * bba))), R);
+    t.nt = round_down_to(std::min<int64_t>(s.n, int64_t(cap_b / double(kbt * bbw))), Ce);
+    while (double(t.mt) * t.nt * 4 > cap_c && (t.mt > 1 || t.nt > 1)) {
+      if (t.nt >= t.mt && t.nt > 1)
+        t.nt = round_down_to(t.nt / 2, Ce);
+      else
+        t.mt = round_down_to(t.mt / 2, R);
+    }
+    const int64_t MT = ceil_div(s.m, t.mt), NT = ceil_div(s.n, t.nt), KT = ceil_div(KB, kbt);
+    const bool fits = mt0 * kbt * bba <= cap_a && nt0 * kbt * bbw <= cap_b;
+    const double traffic = double(s.m * KB * bba) * (KT == 1 ? 1 : NT) +
+                           double(s.n * KB * bbw) * (KT == 1 && NT == 1 ? 1 : MT);
+    if ((fits || kbt == 1) && (best.kbt == 0 || traffic < best_traffic)) {
+      best = t;
+      best_traffic = traffic;
+    }
+    if (kbt == 1) break;
   }
-  return t;
+  return best;
 }
 
 namespace detail {
@@ -161,9 +175,9 @@ GemmCost simulate_gemm(const ArchConfig& a, const GemmShape& s, MxFormat w, MxFo
   return finish_cost(a, s, w, f, st, int64_t(tiles.size()), int64_t(tiles.size()));
 }
 
-// Composition: the schedule is a double-buffered pipeline whose state depends on the last two
-// tiles, so a tile's cost is its marginal cost after its two predecessors:
-//   T(s_0..s_n-1) ~= T(s_0, s_1) + sum_{i>=2} [T(s_i-2, s_i-1, s_i) - T(s_i-2, s_i-1)]
+// Composition: the schedule is a double-buffered pipeline whose state depends on the last few
+// tiles, so a tile's cost is its marginal cost after its C = 3 predecessors:
+//   T(s_0..s_n-1) ~= T(s_0..s_C-1) + sum_{i>=C} [T(s_i-C..s_i) - T(s_i-C..s_i-1)]
 // where T(window) is a cycle simulation of just those tiles, cached by the tiles' signatures.
 // Bytes are additive, so they compose exactly; cycles are checked against simulate_gemm (tests).
 GemmCost cost_gemm(const ArchConfig& a, const GemmShape& s, MxFormat w, MxFormat f,
@@ -186,25 +200,27 @@ GemmCost cost_gemm(const ArchConfig& a, const GemmShape& s, MxFormat w, MxFormat
   for (const auto& t : tiles) sigs.push_back(sig_of(t));
   int64_t simulated = 0;
   detail::JobStats total;
-  if (sigs.size() <= 3) {
+  constexpr size_t kContext = 3;  // tiles of history that a tile's marginal cost depends on
+  if (sigs.size() <= kContext + 1) {
     total = c.window(a, w, f, sigs, &simulated);
   } else {
-    total = c.window(a, w, f, {sigs[0], sigs[1]}, &simulated);
+    total = c.window(a, w, f, {sigs.begin(), sigs.begin() + kContext}, &simulated);
     // Runs of identical windows are frequent; remember the last marginal.
-    std::vector<Sig> last3;
-    detail::JobStats last_marg;
-    for (size_t i = 2; i < sigs.size(); ++i) {
-      std::vector<Sig> w3 = {sigs[i - 2], sigs[i - 1], sigs[i]};
-      if (w3 != last3) {
-        detail::JobStats t3 = c.window(a, w, f, w3, &simulated);
-        detail::JobStats t2 = c.window(a, w, f, {sigs[i - 2], sigs[i - 1]}, &simulated);
-        last_marg = {t3.cycles - t2.cycles, t3.dram_bytes - t2.dram_bytes,
-                     t3.sram_bytes - t2.sram_bytes};
-        last3 = w3;
+    std::vector<Sig> last;
+    detail::JobStats marg;
+    for (size_t i = kContext; i < sigs.size(); ++i) {
+      std::vector<Sig> win(sigs.begin() + (i - kContext), sigs.begin() + i + 1);
+      if (win != last) {
+        detail::JobStats with = c.window(a, w, f, win, &simulated);
+        detail::JobStats without =
+            c.window(a, w, f, {win.begin(), win.end() - 1}, &simulated);
+        marg = {with.cycles - without.cycles, with.dram_bytes - without.dram_bytes,
+                with.sram_bytes - without.sram_bytes};
+        last = win;
       }
-      total.cycles += last_marg.cycles;
-      total.dram_bytes += last_marg.dram_bytes;
-      total.sram_bytes += last_marg.sram_bytes;
+      total.cycles += marg.cycles;
+      total.dram_bytes += marg.dram_bytes;
+      total.sram_bytes += marg.sram_bytes;
     }
   }
   GemmCost r = finish_cost(a, s, w, f, total, int64_t(tiles.size()), simulated);
