@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 
@@ -138,6 +140,31 @@ TEST(Pipeline, UnsupportedFormatSelectGivesNaN) {
     }
     EXPECT_EQ(out, 0x7FC00000u) << "select " << int(raw);
   }
+}
+
+// The failing-case waveform: DMX_RTL_VCD names the file a mismatch replays into.
+TEST(Waveform, FailingCaseReplayWritesVcd) {
+  const std::string path = testing::TempDir() + "rtl_replay_test.vcd";
+  std::remove(path.c_str());
+  const char* old = std::getenv("DMX_RTL_VCD");
+  const std::string saved = old ? old : "";
+  setenv("DMX_RTL_VCD", path.c_str(), 1);
+  BlockStep s;
+  s.codes_a.fill(0x38);
+  s.codes_b.fill(0x38);
+  const std::string note = replay_into_waveform(s);
+  if (old)
+    setenv("DMX_RTL_VCD", saved.c_str(), 1);
+  else
+    unsetenv("DMX_RTL_VCD");
+  EXPECT_NE(note.find(path), std::string::npos) << note;
+  std::ifstream f(path);
+  ASSERT_TRUE(f) << "no waveform at " << path;
+  std::stringstream text;
+  text << f.rdbuf();
+  EXPECT_NE(text.str().find("$enddefinitions"), std::string::npos);
+  EXPECT_NE(text.str().find("acc_out"), std::string::npos);
+  std::remove(path.c_str());
 }
 
 // ---- Random blocks, every format pair ----------------------------------------------------------
