@@ -1,0 +1,298 @@
+// Path selection, the thread pool, decode tables and the exact scalar block step.
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "internal.h"
+
+namespace dmx::kernels {
+
+const char* path_name(KernelPath p) {
+  switch (p) {
+    case KernelPath::Scalar:
+      return "scalar";
+    case KernelPath::AVX2:
+      return "avx2";
+    case KernelPath::AVX512:
+      return "avx512";
+  }
+  return "?";
+}
+
+bool path_available(KernelPath p) {
+  __builtin_cpu_init();
+  switch (p) {
+    case KernelPath::Scalar:
+      return true;
+    case KernelPath::AVX2:
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case KernelPath::AVX512:
+      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni") &&
+             __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  }
+  return false;
+}
+
+KernelPath default_path() {
+  static const KernelPath chosen = [] {
+    KernelPath best = KernelPath::Scalar;
+    for (KernelPath p : kAllPaths)
+      if (path_available(p)) best = p;
+    if (const char* env = std::getenv("DMX_KERNEL_PATH"); env && *env) {
+      for (KernelPath p : kAllPaths) {
+        if (std::string(env) == path_name(p)) {
+          if (path_available(p)) return p;
+          std::fprintf(stderr,
+                       "dmx kernels: DMX_KERNEL_PATH=%s not supported by this CPU, using %s\n", env,
+                       path_name(best));
+          return best;
+        }
+      }
+      std::fprintf(stderr,
+                   "dmx kernels: DMX_KERNEL_PATH=%s unknown (scalar|avx2|avx512), using %s\n", env,
+                   path_name(best));
+    }
+    return best;
+  }();
+  return chosen;
+}
+
+int default_threads() {
+  if (const char* env = std::getenv("DMX_THREADS"); env && *env) {
+    int t = std::atoi(env);
+    if (t > 0) return t;
+  }
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+BlockSumKind block_sum_kind(MxFormat a, MxFormat b) {
+  const FormatInfo& ia = format_info(a);
+  const FormatInfo& ib = format_info(b);
+  // INT8's code 0x80 (-128) has one more unit than max_magnitude.
+  const double ma = ia.max_magnitude + (ia.is_int ? 1 : 0);
+  const double mb = ib.max_magnitude + (ib.is_int ? 1 : 0);
+  const double span = ma * mb * kBlockSize;  // largest |block sum| in units of both quanta
+  if (!ia.has_inf && !ia.has_nan && !ib.has_inf && !ib.has_nan && ma <= 32767 && mb <= 32767 &&
+      span < 16777216.0)
+    return BlockSumKind::Int16;
+  // Double: every partial sum is a multiple of the product quantum below 2^53 of them.
+  if (span < 9007199254740992.0) return BlockSumKind::Double;
+  return BlockSumKind::Wide;
+}
+
+const char* block_sum_kind_name(BlockSumKind k) {
+  switch (k) {
+    case BlockSumKind::Int16:
+      return "int16";
+    case BlockSumKind::Double:
+      return "double";
+    case BlockSumKind::Wide:
+      return "wide";
+  }
+  return "?";
+}
+
+void pad_rows(const float* in, size_t rows, size_t cols, float* out) {
+  const size_t pc = padded_length(cols);
+  for (size_t r = 0; r < rows; ++r) {
+    std::memcpy(out + r * pc, in + r * cols, cols * sizeof(float));
+    std::fill(out + r * pc + cols, out + (r + 1) * pc, 0.0f);
+  }
+}
+
+void pad_rows_bf16(const uint16_t* in, size_t rows, size_t cols, uint16_t* out) {
+  const size_t pc = padded_length(cols);
+  for (size_t r = 0; r < rows; ++r) {
+    std::memcpy(out + r * pc, in + r * cols, cols * sizeof(uint16_t));
+    std::fill(out + r * pc + cols, out + (r + 1) * pc, uint16_t{0});
+  }
+}
+
+namespace detail {
+
+const FormatTable& table(MxFormat f) {
+  static const std::vector<FormatTable> tables = [] {
+    std::vector<FormatTable> t(kNumFormats);
+    for (MxFormat fmt : kAllFormats) {
+      FormatTable& ft = t[static_cast<int>(fmt)];
+      const FormatInfo& info = format_info(fmt);
+      const int ncodes = 1 << info.bits;
+      for (int c = 0; c < 256; ++c) {
+        const uint8_t code = static_cast<uint8_t>(c < ncodes ? c : 0);
+        const ElementValue v = decode_element_exact(fmt, code);
+        ft.unit[c] = decode_element(fmt, code);
+        ft.unit_d[c] = ft.unit[c];
+        ft.mag[c] = v.magnitude;
+        ft.neg[c] = v.negative;
+        ft.special[c] = v.is_nan ? 1 : v.is_inf ? 2 : 0;
+        const int64_t sm = v.negative ? -int64_t(v.magnitude) : int64_t(v.magnitude);
+        ft.q16[c] = (sm >= -32768 && sm <= 32767) ? static_cast<int16_t>(sm) : 0;
+      }
+    }
+    return t;
+  }();
+  return tables[static_cast<int>(f)];
+}
+
+double scale_factor_d(uint8_t scale, int extra) {
+  if (scale == kScaleNaN) return std::numeric_limits<double>::quiet_NaN();
+  return std::ldexp(1.0, int(scale) - kScaleBias + extra);
+}
+
+float exact_block(MxFormat fa, uint8_t sa, const uint8_t* ca, MxFormat fb, uint8_t sb,
+                  const uint8_t* cb) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  if (sa == kScaleNaN || sb == kScaleNaN) return nan;
+  const FormatTable& ta = table(fa);
+  const FormatTable& tb = table(fb);
+  __int128 sum = 0;
+  bool all_neg_zero = true, pos_inf = false, neg_inf = false;
+  for (int i = 0; i < kBlockSize; ++i) {
+    const uint8_t a = ca[i], b = cb[i];
+    const bool neg = ta.neg[a] != tb.neg[b];
+    if (ta.special[a] == 1 || tb.special[b] == 1) return nan;
+    if (ta.special[a] == 2 || tb.special[b] == 2) {
+      const bool other_zero = (ta.special[a] == 2) ? (tb.special[b] == 0 && tb.mag[b] == 0)
+                                                   : (ta.special[a] == 0 && ta.mag[a] == 0);
+      if (other_zero) return nan;  // Inf * 0
+      (neg ? neg_inf : pos_inf) = true;
+      all_neg_zero = false;
+      continue;
+    }
+    const unsigned __int128 p = static_cast<unsigned __int128>(uint64_t(ta.mag[a]) * tb.mag[b]);
+    if (p != 0 || !neg) all_neg_zero = false;
+    sum += neg ? -static_cast<__int128>(p) : static_cast<__int128>(p);
+  }
+  if (pos_inf && neg_inf) return nan;
+  if (pos_inf) return std::numeric_limits<float>::infinity();
+  if (neg_inf) return -std::numeric_limits<float>::infinity();
+  if (sum == 0) return all_neg_zero ? -0.0f : 0.0f;
+  const int exp = (int(sa) - kScaleBias) + (int(sb) - kScaleBias) + format_info(fa).quantum_exp +
+                  format_info(fb).quantum_exp;
+  const bool negative = sum < 0;
+  const unsigned __int128 mag =
+      negative ? -static_cast<unsigned __int128>(sum) : static_cast<unsigned __int128>(sum);
+  return round_to_fp32(negative, mag, exp);
+}
+
+void unpack_range(MxFormat f, const uint8_t* row, size_t k0, size_t n, uint8_t* out) {
+  const int bits = format_bits(f);
+  if (bits == 8) {
+    std::memcpy(out, row + k0, n);
+  } else if (bits == 4) {
+    const uint8_t* p = row + k0 / 2;
+    for (size_t i = 0; i < n / 2; ++i) {
+      out[2 * i] = p[i] & 0xF;
+      out[2 * i + 1] = p[i] >> 4;
+    }
+  } else {  // 6 bits: four elements in three bytes, little-endian
+    const uint8_t* p = row + k0 / 4 * 3;
+    for (size_t i = 0; i < n / 4; ++i) {
+      const uint32_t w = p[3 * i] | (uint32_t(p[3 * i + 1]) << 8) | (uint32_t(p[3 * i + 2]) << 16);
+      out[4 * i] = w & 63;
+      out[4 * i + 1] = (w >> 6) & 63;
+      out[4 * i + 2] = (w >> 12) & 63;
+      out[4 * i + 3] = (w >> 18) & 63;
+    }
+  }
+}
+
+// A persistent pool: workers wait for a new generation, then grab task indices from a shared
+// counter; the caller takes part and waits for every worker to finish the generation.
+namespace {
+class Pool {
+ public:
+  void run(size_t tasks, int threads, const std::function<void(size_t)>& fn) {
+    std::lock_guard<std::mutex> run_lock(run_mu_);  // one parallel region at a time
+    const int helpers = std::min<int>(threads - 1, int(tasks) - 1);
+    ensure(helpers);
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      fn_ = &fn;
+      tasks_ = tasks;
+      next_.store(0);
+      active_ = helpers;
+      wanted_ = helpers;
+      ++generation_;
+    }
+    cv_.notify_all();
+    work();
+    std::unique_lock<std::mutex> lk(mu_);
+    done_cv_.wait(lk, [&] { return active_ == 0; });
+    fn_ = nullptr;
+  }
+  ~Pool() {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      stop_ = true;
+      ++generation_;
+    }
+    cv_.notify_all();
+    for (auto& t : workers_) t.join();
+  }
+
+ private:
+  void ensure(int n) {
+    while (int(workers_.size()) < n) {
+      const int id = int(workers_.size());
+      // The worker starts from the generation current now (before run() bumps it), so it cannot
+      // miss the region it was created for.
+      uint64_t gen;
+      {
+        std::lock_guard<std::mutex> lk(mu_);
+        gen = generation_;
+      }
+      workers_.emplace_back([this, id, gen] { loop(id, gen); });
+    }
+  }
+  void work() {
+    for (size_t t; (t = next_.fetch_add(1)) < tasks_;) (*fn_)(t);
+  }
+  void loop(int id, uint64_t seen) {
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> lk(mu_);
+        cv_.wait(lk, [&] { return generation_ != seen; });
+        seen = generation_;
+        if (stop_) return;
+        if (id >= wanted_) continue;
+      }
+      work();
+      std::lock_guard<std::mutex> lk(mu_);
+      if (--active_ == 0) done_cv_.notify_all();
+    }
+  }
+  std::mutex run_mu_, mu_;
+  std::condition_variable cv_, done_cv_;
+  std::vector<std::thread> workers_;
+  const std::function<void(size_t)>* fn_ = nullptr;
+  size_t tasks_ = 0;
+  std::atomic<size_t> next_{0};
+  int active_ = 0, wanted_ = 0;
+  uint64_t generation_ = 0;
+  bool stop_ = false;
+};
+}  // namespace
+
+void parallel_for(size_t tasks, int threads, const std::function<void(size_t)>& fn) {
+  if (tasks == 0) return;
+  if (threads <= 1 || tasks == 1) {
+    for (size_t t = 0; t < tasks; ++t) fn(t);
+    return;
+  }
+  static Pool pool;
+  pool.run(tasks, threads, fn);
+}
+
+}  // namespace detail
+}  // namespace dmx::kernels

@@ -1,0 +1,69 @@
+// Internal helpers shared by the CPU kernel sources (not installed, not part of the API).
+#pragma once
+
+#include <dmx/golden.h>
+#include <dmx/kernels.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+
+namespace dmx::kernels::detail {
+
+// Per-format decode tables, built once from golden's element definitions.
+struct FormatTable {
+  float unit[256];       // element value (scale 2^0), NaN/Inf included
+  double unit_d[256];    // same as double
+  int16_t q16[256];      // signed magnitude in units of 2^quantum_exp (valid if int16-able)
+  uint32_t mag[256];     // magnitude in units of 2^quantum_exp
+  uint8_t neg[256];      // sign bit set
+  uint8_t special[256];  // 0 finite, 1 NaN, 2 Inf
+};
+const FormatTable& table(MxFormat f);
+
+// The exact dot_blocked block step from unpacked codes (128-bit integer sum): the scalar path
+// and the slow corner cases (zero sums, Wide pairs) of the SIMD paths.
+float exact_block(MxFormat fa, uint8_t sa, const uint8_t* ca, MxFormat fb, uint8_t sb,
+                  const uint8_t* cb);
+
+// 2^(scale - 127 + extra) as double; NaN for scale 0xFF.
+double scale_factor_d(uint8_t scale, int extra);
+
+// Unpacks codes [k0, k0 + n) of one packed row into bytes (k0, n multiples of 32).
+void unpack_range(MxFormat f, const uint8_t* row, size_t k0, size_t n, uint8_t* out);
+
+// Runs fn(task) for task in [0, tasks) on up to `threads` threads (a persistent pool; the caller
+// takes part). Tasks are handed out in increasing order, dynamically.
+void parallel_for(size_t tasks, int threads, const std::function<void(size_t)>& fn);
+
+// Path-specific kernels, defined in simd_avx2.cc / simd_avx512.cc (compiled with target
+// attributes; only called when path_available() says so).
+//
+// MX x MX tile: 8 weight rows. Adec: M rows of decoded A (int16 or double, stride lda elements),
+// Wt: blocks [j0, j1) of the tile, layout [j - j0][r][32]; afac[m * nb + j], wfac[(j - j0) * 8 + r]
+// the exact scale factors; acc[m * 8 + r] accumulates r_j in increasing j. Lanes whose integer
+// block sum is zero are recomputed by fix(m, r, j) (the sign of a zero sum needs the codes).
+struct TileArgs {
+  size_t M, nb, j0, j1, lda;
+  const void* Adec;
+  const void* Wt;
+  const double* afac;
+  const double* wfac;
+  float* acc;
+  const std::function<float(size_t m, int r, size_t j)>* fix;
+};
+void int16_tile_avx2(const TileArgs& t);
+void double_tile_avx2(const TileArgs& t);
+void int16_tile_avx512(const TileArgs& t);
+void double_tile_avx512(const TileArgs& t);
+// Mixed tile: 8 dequantized weight rows Wf[r][kc] (kc = chunk length), A rows (stride lda) from
+// column k0, kc columns; Wf row r at Wf + r * ldw; lanes[(m * 8 + r) * 8 + l] are the 8
+// interleaved FP32 accumulators.
+void mixed_tile_avx2(size_t M, const float* A, size_t lda, size_t k0, size_t kc, const float* Wf,
+                     size_t ldw, float* lanes);
+// Quantize / dequantize rows with default options (FLOOR, SAT, NAN_SCALE), canonical packing.
+void quantize_rows_avx2(MxFormat f, const float* x, size_t cols, uint8_t* codes, uint8_t* scales);
+void dequantize_row_avx2(MxFormat f, const uint8_t* codes, const uint8_t* scales, size_t cols,
+                         float* out);
+
+}  // namespace dmx::kernels::detail

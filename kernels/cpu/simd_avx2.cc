@@ -1,0 +1,246 @@
+// AVX2 + FMA kernels. Compiled for the whole file with a target pragma (not -mavx2), so no inline
+// function from a shared header is emitted here with AVX2 code; callers check path_available().
+#include <cstring>
+
+#include "internal.h"
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#include <immintrin.h>
+
+namespace dmx::kernels::detail {
+namespace {
+
+// Sums of 8 vectors of 8 int32 -> one vector, lane r = sum of v[r].
+inline __m256i reduce8_epi32(const __m256i v[8]) {
+  const __m256i h01 = _mm256_hadd_epi32(v[0], v[1]), h23 = _mm256_hadd_epi32(v[2], v[3]);
+  const __m256i h45 = _mm256_hadd_epi32(v[4], v[5]), h67 = _mm256_hadd_epi32(v[6], v[7]);
+  const __m256i h0123 = _mm256_hadd_epi32(h01, h23), h4567 = _mm256_hadd_epi32(h45, h67);
+  return _mm256_add_epi32(_mm256_permute2x128_si256(h0123, h4567, 0x20),
+                          _mm256_permute2x128_si256(h0123, h4567, 0x31));
+}
+
+// Four vectors of 4 doubles -> lane r = sum of v[r].
+inline __m256d reduce4_pd(__m256d v0, __m256d v1, __m256d v2, __m256d v3) {
+  const __m256d h01 = _mm256_hadd_pd(v0, v1), h23 = _mm256_hadd_pd(v2, v3);
+  return _mm256_add_pd(_mm256_permute2f128_pd(h01, h23, 0x20),
+                       _mm256_permute2f128_pd(h01, h23, 0x31));
+}
+
+// r_j for 8 rows from exact sums: (sum * wfac) * afac is exact in double, one rounding to FP32.
+inline __m256 block_results(__m256d lo, __m256d hi, const double* wfac, double afac) {
+  const __m256d fa = _mm256_set1_pd(afac);
+  lo = _mm256_mul_pd(_mm256_mul_pd(lo, _mm256_loadu_pd(wfac)), fa);
+  hi = _mm256_mul_pd(_mm256_mul_pd(hi, _mm256_loadu_pd(wfac + 4)), fa);
+  return _mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo));
+}
+
+}  // namespace
+
+void int16_tile_avx2(const TileArgs& t) {
+  const int16_t* Ad = static_cast<const int16_t*>(t.Adec);
+  const int16_t* Wt = static_cast<const int16_t*>(t.Wt);
+  const __m256i zero = _mm256_setzero_si256();
+  for (size_t m = 0; m < t.M; ++m) {
+    __m256 acc = _mm256_loadu_ps(t.acc + m * 8);
+    const int16_t* arow = Ad + m * t.lda;
+    for (size_t j = t.j0; j < t.j1; ++j) {
+      const __m256i a0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(arow + j * 32));
+      const __m256i a1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(arow + j * 32 + 16));
+      const int16_t* w = Wt + (j - t.j0) * 8 * 32;
+      __m256i v[8];
+      for (int r = 0; r < 8; ++r) {
+        const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + r * 32));
+        const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + r * 32 + 16));
+        v[r] = _mm256_add_epi32(_mm256_madd_epi16(w0, a0), _mm256_madd_epi16(w1, a1));
+      }
+      const __m256i s = reduce8_epi32(v);
+      __m256 res = block_results(_mm256_cvtepi32_pd(_mm256_castsi256_si128(s)),
+                                 _mm256_cvtepi32_pd(_mm256_extracti128_si256(s, 1)),
+                                 t.wfac + (j - t.j0) * 8, t.afac[m * t.nb + j]);
+      // A zero sum's sign (and a NaN scale's effect on it) needs the codes: rare, exact fallback.
+      if (int zm = _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(s, zero)))) {
+        alignas(32) float tmp[8];
+        _mm256_store_ps(tmp, res);
+        for (int r = 0; r < 8; ++r)
+          if (zm & (1 << r)) tmp[r] = (*t.fix)(m, r, j);
+        res = _mm256_load_ps(tmp);
+      }
+      acc = _mm256_add_ps(acc, res);
+    }
+    _mm256_storeu_ps(t.acc + m * 8, acc);
+  }
+}
+
+void double_tile_avx2(const TileArgs& t) {
+  const double* Ad = static_cast<const double*>(t.Adec);
+  const double* Wt = static_cast<const double*>(t.Wt);
+  for (size_t m = 0; m < t.M; ++m) {
+    __m256 acc = _mm256_loadu_ps(t.acc + m * 8);
+    const double* arow = Ad + m * t.lda;
+    for (size_t j = t.j0; j < t.j1; ++j) {
+      const double* a = arow + j * 32;
+      const double* w = Wt + (j - t.j0) * 8 * 32;
+      // -0 start: a sum is -0 exactly when every product is -0, as IEEE addition gives.
+      __m256d v[8];
+      for (int r = 0; r < 8; ++r) v[r] = _mm256_set1_pd(-0.0);
+      for (int i = 0; i < 8; ++i) {
+        const __m256d av = _mm256_loadu_pd(a + 4 * i);
+        for (int r = 0; r < 8; ++r)
+          v[r] = _mm256_fmadd_pd(_mm256_loadu_pd(w + r * 32 + 4 * i), av, v[r]);
+      }
+      const __m256 res =
+          block_results(reduce4_pd(v[0], v[1], v[2], v[3]), reduce4_pd(v[4], v[5], v[6], v[7]),
+                        t.wfac + (j - t.j0) * 8, t.afac[m * t.nb + j]);
+      acc = _mm256_add_ps(acc, res);
+    }
+    _mm256_storeu_ps(t.acc + m * 8, acc);
+  }
+}
+
+void mixed_tile_avx2(size_t M, const float* A, size_t lda, size_t k0, size_t kc, const float* Wf,
+                     size_t ldw, float* lanes) {
+  for (size_t m = 0; m < M; ++m) {
+    float* ln = lanes + m * 64;
+    __m256 acc[8];
+    for (int r = 0; r < 8; ++r) acc[r] = _mm256_loadu_ps(ln + r * 8);
+    const float* a = A + m * lda + k0;
+    for (size_t k = 0; k < kc; k += 8) {
+      const __m256 av = _mm256_loadu_ps(a + k);
+      for (int r = 0; r < 8; ++r)
+        acc[r] = _mm256_fmadd_ps(av, _mm256_loadu_ps(Wf + r * ldw + k), acc[r]);
+    }
+    for (int r = 0; r < 8; ++r) _mm256_storeu_ps(ln + r * 8, acc[r]);
+  }
+}
+
+void dequantize_row_avx2(MxFormat f, const uint8_t* codes, const uint8_t* scales, size_t cols,
+                         float* out) {
+  const FormatTable& tb = table(f);
+  const int bits = format_bits(f);
+  for (size_t j = 0; j < cols / 32; ++j) {
+    const __m256 sc = _mm256_set1_ps(decode_scale(scales[j]));
+    float* o = out + j * 32;
+    if (bits == 4) {
+      // Sign-magnitude nibbles: |value| from an 8-entry permute, the sign bit moved to bit 31.
+      const __m256 mag_table = _mm256_loadu_ps(tb.unit);
+      const __m256i shifts = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
+      for (int q = 0; q < 4; ++q) {
+        uint32_t word;
+        std::memcpy(&word, codes + j * 16 + q * 4, 4);
+        const __m256i c = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(int(word)), shifts),
+                                           _mm256_set1_epi32(15));
+        const __m256 mag = _mm256_permutevar8x32_ps(mag_table, c);
+        const __m256 sign = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_srli_epi32(c, 3), 31));
+        _mm256_storeu_ps(o + q * 8, _mm256_mul_ps(_mm256_or_ps(mag, sign), sc));
+      }
+    } else {  // 8-bit codes: gather from the 256-entry table
+      for (int q = 0; q < 4; ++q) {
+        const __m256i c = _mm256_cvtepu8_epi32(
+            _mm_loadl_epi64(reinterpret_cast<const __m128i*>(codes + j * 32 + q * 8)));
+        _mm256_storeu_ps(o + q * 8, _mm256_mul_ps(_mm256_i32gather_ps(tb.unit, c, 4), sc));
+      }
+    }
+  }
+}
+
+void quantize_rows_avx2(MxFormat f, const float* x, size_t cols, uint8_t* codes, uint8_t* scales) {
+  const FormatInfo& fi = format_info(f);
+  const int bits = fi.bits, m = fi.mbits;
+  const __m256i abs_mask = _mm256_set1_epi32(0x7fffffff);
+  const __m256i max_finite = _mm256_set1_epi32(0x7f7fffff);
+  // Element grid constants (float formats): smallest normal binade, max normal.
+  const int min_normal_biased = 127 + 1 - fi.bias;  // FP32 biased exponent of 2^(1-bias)
+  const __m256i v_min_exp = _mm256_set1_epi32(min_normal_biased);
+  const __m256i v_exp_off = _mm256_set1_epi32(23 - m);
+  const __m256 v_max = _mm256_set1_ps(fi.max_normal);
+  const __m256i v_code_off = _mm256_set1_epi32((127 - fi.bias) << m);
+  const __m256 v_sub_scale = _mm256_castsi256_ps(_mm256_set1_epi32((127 - fi.quantum_exp) << 23));
+  const __m256i v_min_normal_bits = _mm256_set1_epi32(min_normal_biased << 23);
+  const __m256i v_mant_half = _mm256_set1_epi32(0x400000);
+  const int imax = int(fi.max_magnitude);
+  for (size_t j = 0; j < cols / 32; ++j) {
+    const float* v = x + j * 32;
+    __m256i xb[4], ab[4];
+    __m256i amax = _mm256_setzero_si256(), bad = _mm256_setzero_si256();
+    for (int q = 0; q < 4; ++q) {
+      xb[q] = _mm256_castps_si256(_mm256_loadu_ps(v + q * 8));
+      ab[q] = _mm256_and_si256(xb[q], abs_mask);
+      amax = _mm256_max_epu32(amax, ab[q]);  // non-negative floats order as integers
+      bad = _mm256_or_si256(bad, _mm256_cmpgt_epi32(ab[q], max_finite));
+    }
+    alignas(32) uint8_t cb[32];
+    if (!_mm256_testz_si256(bad, bad)) {  // NaN or Inf in the block: NaN scale, codes 0
+      scales[j] = kScaleNaN;
+      std::memset(cb, 0, 32);
+    } else {
+      __m128i mx = _mm_max_epu32(_mm256_castsi256_si128(amax), _mm256_extracti128_si256(amax, 1));
+      mx = _mm_max_epu32(mx, _mm_shuffle_epi32(mx, 0x4E));
+      mx = _mm_max_epu32(mx, _mm_shuffle_epi32(mx, 0xB1));
+      const int e = _mm_cvtsi128_si32(mx) >> 23;  // biased exponent of amax; 0: subnormal/zero
+      int s = e == 0 ? -127 : e - 127 - fi.emax;  // FLOOR rule, exact from the bits
+      if (s < -127) s = -127;
+      scales[j] = uint8_t(s + 127);
+      // 2^-s as FP32 (2^-127 is the subnormal 0x00400000); x * 2^-s is exact or far below the grid.
+      const uint32_t pbits = -s >= -126 ? uint32_t(127 - s) << 23 : 0x00400000u;
+      const __m256 p = _mm256_castsi256_ps(_mm256_set1_epi32(int(pbits)));
+      __m256i c[4];
+      for (int q = 0; q < 4; ++q) {
+        if (fi.is_int) {
+          __m256i iv = _mm256_cvtps_epi32(_mm256_mul_ps(
+              _mm256_mul_ps(_mm256_castsi256_ps(xb[q]), p), _mm256_set1_ps(64.0f)));  // RNE
+          iv = _mm256_max_epi32(_mm256_min_epi32(iv, _mm256_set1_epi32(imax)),
+                                _mm256_set1_epi32(-imax));
+          c[q] = _mm256_and_si256(iv, _mm256_set1_epi32(0xFF));
+          continue;
+        }
+        const __m256 y = _mm256_mul_ps(_mm256_castsi256_ps(ab[q]), p);
+        // Round |y| to the grid step of its binade (the subnormal step below the normal range)
+        // by adding and removing 1.5 * 2^23 * step: one RNE rounding.
+        const __m256i ey =
+            _mm256_max_epi32(_mm256_srli_epi32(_mm256_castps_si256(y), 23), v_min_exp);
+        const __m256 magic = _mm256_castsi256_ps(_mm256_or_si256(
+            _mm256_slli_epi32(
+                _mm256_add_epi32(_mm256_sub_epi32(ey, _mm256_set1_epi32(m)), _mm256_set1_epi32(23)),
+                23),
+            v_mant_half));
+        __m256 r = _mm256_sub_ps(_mm256_add_ps(y, magic), magic);
+        r = _mm256_min_ps(r, v_max);  // SAT
+        const __m256i rb = _mm256_castps_si256(r);
+        const __m256i normal_code = _mm256_sub_epi32(_mm256_srlv_epi32(rb, v_exp_off), v_code_off);
+        const __m256i sub_code = _mm256_cvttps_epi32(_mm256_mul_ps(r, v_sub_scale));
+        const __m256i is_normal =
+            _mm256_cmpgt_epi32(rb, _mm256_sub_epi32(v_min_normal_bits, _mm256_set1_epi32(1)));
+        const __m256i mag = _mm256_blendv_epi8(sub_code, normal_code, is_normal);
+        const __m256i sign = _mm256_slli_epi32(_mm256_srli_epi32(xb[q], 31), bits - 1);
+        c[q] = _mm256_or_si256(mag, sign);
+      }
+      const __m256i p01 = _mm256_packus_epi32(c[0], c[1]), p23 = _mm256_packus_epi32(c[2], c[3]);
+      const __m256i b = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(p01, p23),
+                                                    _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(cb), b);
+    }
+    if (bits == 8) {
+      std::memcpy(codes + j * 32, cb, 32);
+    } else if (bits == 4) {
+      const __m256i b = _mm256_load_si256(reinterpret_cast<const __m256i*>(cb));
+      const __m256i pairs = _mm256_or_si256(_mm256_and_si256(b, _mm256_set1_epi16(0x00FF)),
+                                            _mm256_slli_epi16(_mm256_srli_epi16(b, 8), 4));
+      const __m256i packed =
+          _mm256_permute4x64_epi64(_mm256_packus_epi16(pairs, pairs), 0x08);  // qwords 0, 2
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(codes + j * 16), _mm256_castsi256_si128(packed));
+    } else {  // FP6: four codes in three bytes, little-endian
+      uint8_t* o = codes + j * 24;
+      for (int i = 0; i < 8; ++i) {
+        const uint32_t w = cb[4 * i] | (uint32_t(cb[4 * i + 1]) << 6) |
+                           (uint32_t(cb[4 * i + 2]) << 12) | (uint32_t(cb[4 * i + 3]) << 18);
+        o[3 * i] = uint8_t(w);
+        o[3 * i + 1] = uint8_t(w >> 8);
+        o[3 * i + 2] = uint8_t(w >> 16);
+      }
+    }
+  }
+}
+
+}  // namespace dmx::kernels::detail
+#pragma GCC pop_options

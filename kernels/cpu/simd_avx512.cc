@@ -1,0 +1,101 @@
+// AVX-512 kernels (F/BW/VL + VNNI): 512-bit tiles, int16 block sums with VNNI vpdpwssd. Same
+// target-pragma scheme as simd_avx2.cc; only called when path_available(AVX512).
+#include <cstring>
+
+#include "internal.h"
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")
+// GCC 12 warns falsely inside its own 512-bit cast/extract intrinsics.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+
+namespace dmx::kernels::detail {
+namespace {
+
+inline __m256i reduce8_epi32(const __m256i v[8]) {
+  const __m256i h01 = _mm256_hadd_epi32(v[0], v[1]), h23 = _mm256_hadd_epi32(v[2], v[3]);
+  const __m256i h45 = _mm256_hadd_epi32(v[4], v[5]), h67 = _mm256_hadd_epi32(v[6], v[7]);
+  const __m256i h0123 = _mm256_hadd_epi32(h01, h23), h4567 = _mm256_hadd_epi32(h45, h67);
+  return _mm256_add_epi32(_mm256_permute2x128_si256(h0123, h4567, 0x20),
+                          _mm256_permute2x128_si256(h0123, h4567, 0x31));
+}
+
+inline __m256d reduce4_pd(__m256d v0, __m256d v1, __m256d v2, __m256d v3) {
+  const __m256d h01 = _mm256_hadd_pd(v0, v1), h23 = _mm256_hadd_pd(v2, v3);
+  return _mm256_add_pd(_mm256_permute2f128_pd(h01, h23, 0x20),
+                       _mm256_permute2f128_pd(h01, h23, 0x31));
+}
+
+inline __m256 block_results(__m256d lo, __m256d hi, const double* wfac, double afac) {
+  const __m256d fa = _mm256_set1_pd(afac);
+  lo = _mm256_mul_pd(_mm256_mul_pd(lo, _mm256_loadu_pd(wfac)), fa);
+  hi = _mm256_mul_pd(_mm256_mul_pd(hi, _mm256_loadu_pd(wfac + 4)), fa);
+  return _mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo));
+}
+
+}  // namespace
+
+void int16_tile_avx512(const TileArgs& t) {
+  const int16_t* Ad = static_cast<const int16_t*>(t.Adec);
+  const int16_t* Wt = static_cast<const int16_t*>(t.Wt);
+  const __m256i zero = _mm256_setzero_si256();
+  for (size_t m = 0; m < t.M; ++m) {
+    __m256 acc = _mm256_loadu_ps(t.acc + m * 8);
+    const int16_t* arow = Ad + m * t.lda;
+    for (size_t j = t.j0; j < t.j1; ++j) {
+      const __m512i a = _mm512_loadu_si512(arow + j * 32);  // the whole block: 32 x int16
+      const int16_t* w = Wt + (j - t.j0) * 8 * 32;
+      __m256i v[8];
+      for (int r = 0; r < 8; ++r) {
+        const __m512i d =
+            _mm512_dpwssd_epi32(_mm512_setzero_si512(), _mm512_loadu_si512(w + r * 32), a);
+        v[r] = _mm256_add_epi32(_mm512_castsi512_si256(d), _mm512_extracti64x4_epi64(d, 1));
+      }
+      const __m256i s = reduce8_epi32(v);
+      __m256 res = block_results(_mm256_cvtepi32_pd(_mm256_castsi256_si128(s)),
+                                 _mm256_cvtepi32_pd(_mm256_extracti128_si256(s, 1)),
+                                 t.wfac + (j - t.j0) * 8, t.afac[m * t.nb + j]);
+      if (int zm = _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(s, zero)))) {
+        alignas(32) float tmp[8];
+        _mm256_store_ps(tmp, res);
+        for (int r = 0; r < 8; ++r)
+          if (zm & (1 << r)) tmp[r] = (*t.fix)(m, r, j);
+        res = _mm256_load_ps(tmp);
+      }
+      acc = _mm256_add_ps(acc, res);
+    }
+    _mm256_storeu_ps(t.acc + m * 8, acc);
+  }
+}
+
+void double_tile_avx512(const TileArgs& t) {
+  const double* Ad = static_cast<const double*>(t.Adec);
+  const double* Wt = static_cast<const double*>(t.Wt);
+  for (size_t m = 0; m < t.M; ++m) {
+    __m256 acc = _mm256_loadu_ps(t.acc + m * 8);
+    const double* arow = Ad + m * t.lda;
+    for (size_t j = t.j0; j < t.j1; ++j) {
+      const double* a = arow + j * 32;
+      const double* w = Wt + (j - t.j0) * 8 * 32;
+      __m512d v[8];
+      for (int r = 0; r < 8; ++r) v[r] = _mm512_set1_pd(-0.0);
+      for (int i = 0; i < 4; ++i) {
+        const __m512d av = _mm512_loadu_pd(a + 8 * i);
+        for (int r = 0; r < 8; ++r)
+          v[r] = _mm512_fmadd_pd(_mm512_loadu_pd(w + r * 32 + 8 * i), av, v[r]);
+      }
+      __m256d h[8];
+      for (int r = 0; r < 8; ++r)
+        h[r] = _mm256_add_pd(_mm512_castpd512_pd256(v[r]), _mm512_extractf64x4_pd(v[r], 1));
+      const __m256 res =
+          block_results(reduce4_pd(h[0], h[1], h[2], h[3]), reduce4_pd(h[4], h[5], h[6], h[7]),
+                        t.wfac + (j - t.j0) * 8, t.afac[m * t.nb + j]);
+      acc = _mm256_add_ps(acc, res);
+    }
+    _mm256_storeu_ps(t.acc + m * 8, acc);
+  }
+}
+
+}  // namespace dmx::kernels::detail
+#pragma GCC pop_options

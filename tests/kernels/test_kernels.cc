@@ -1,0 +1,358 @@
+// dmx::kernels against golden, on every kernel path this CPU has (the others are skipped, named).
+#include <dmx/golden.h>
+#include <dmx/kernels.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace dmx::kernels {
+namespace {
+
+constexpr uint32_t kSeed = 20240605;
+
+bool same_float(float a, float b) {
+  if (std::isnan(a) && std::isnan(b)) return true;
+  return fp32_bits(a) == fp32_bits(b);
+}
+
+// An MX matrix owning its packed codes and scales.
+struct MxMat {
+  MxFormat f;
+  size_t rows, cols;
+  std::vector<uint8_t> codes, scales;
+  std::vector<uint8_t> unpacked;  // rows x cols codes, one per byte
+  MxMatrixView view() const { return {f, rows, cols, codes.data(), scales.data()}; }
+  MxVector vec(size_t r) const {
+    return {f, scales.data() + r * cols / kBlockSize, unpacked.data() + r * cols};
+  }
+};
+
+// Random element codes (every code of the format, NaN/Inf/-0 included) and scales around 127;
+// nan_scale_every > 0 puts a NaN scale on every such block.
+MxMat random_mx(MxFormat f, size_t rows, size_t cols, std::mt19937& rng, int scale_lo = 112,
+                int scale_hi = 142, int nan_scale_every = 0, bool finite_only = false) {
+  MxMat m{f, rows, cols, {}, {}, {}};
+  const int ncodes = 1 << format_bits(f);
+  m.unpacked.resize(rows * cols);
+  for (auto& c : m.unpacked) {
+    do {
+      c = uint8_t(rng() % ncodes);
+    } while (finite_only &&
+             (decode_element_exact(f, c).is_nan || decode_element_exact(f, c).is_inf));
+  }
+  m.scales.resize(rows * cols / kBlockSize);
+  std::uniform_int_distribution<int> sd(scale_lo, scale_hi);
+  for (size_t i = 0; i < m.scales.size(); ++i)
+    m.scales[i] = (nan_scale_every && i % nan_scale_every == size_t(nan_scale_every - 1))
+                      ? kScaleNaN
+                      : uint8_t(sd(rng));
+  const size_t rb = packed_bytes(f, cols);
+  m.codes.resize(rows * rb);
+  for (size_t r = 0; r < rows; ++r) pack_codes(f, &m.unpacked[r * cols], cols, &m.codes[r * rb]);
+  return m;
+}
+
+// Random FP32 values with a different magnitude per block, plus the edge values of FP32.
+std::vector<float> random_values(size_t n, std::mt19937& rng, bool edges) {
+  std::vector<float> v(n);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::uniform_int_distribution<int> ed(-30, 30);
+  for (size_t b = 0; b < n / kBlockSize; ++b) {
+    const float mag = std::ldexp(1.0f, ed(rng));
+    for (int i = 0; i < kBlockSize; ++i) v[b * kBlockSize + i] = nd(rng) * mag;
+  }
+  if (edges) {
+    const float specials[] = {0.0f,
+                              -0.0f,
+                              std::numeric_limits<float>::denorm_min(),
+                              -1e-40f,
+                              std::numeric_limits<float>::min(),
+                              std::numeric_limits<float>::max(),
+                              -std::numeric_limits<float>::max(),
+                              std::numeric_limits<float>::infinity(),
+                              std::numeric_limits<float>::quiet_NaN(),
+                              1.0f,
+                              0.99999994f,
+                              6.0f,
+                              5.0f,
+                              0.25f,
+                              448.0f,
+                              464.0f,
+                              57344.0f,
+                              61440.0f};
+    std::uniform_int_distribution<size_t> pos(0, n - 1);
+    for (float s : specials) v[pos(rng)] = s;
+    // Whole blocks of edge content: all zeros, all -0, one FP32 subnormal block, a binade edge.
+    if (n >= 4 * kBlockSize) {
+      for (int i = 0; i < kBlockSize; ++i) {
+        v[i] = 0.0f;
+        v[kBlockSize + i] = -0.0f;
+        v[2 * kBlockSize + i] = std::ldexp(float(i), -140);
+        v[3 * kBlockSize + i] = (i % 2 ? 1.0f : -1.0f) * (0.5f + i / 64.0f) * 8.0f;
+      }
+    }
+  }
+  return v;
+}
+
+class KernelPathTest : public ::testing::TestWithParam<KernelPath> {
+ protected:
+  void SetUp() override {
+    if (!path_available(GetParam()))
+      GTEST_SKIP() << "path " << path_name(GetParam()) << " not available on this CPU";
+    std::printf("[ path     ] running on %s (default path here: %s)\n", path_name(GetParam()),
+                path_name(default_path()));
+  }
+  KernelConfig cfg(int threads = 2) const { return {GetParam(), threads}; }
+};
+
+TEST_P(KernelPathTest, QuantizeFp32AndBf16MatchGolden) {
+  std::mt19937 rng(kSeed);
+  for (MxFormat f : kAllFormats) {
+    for (int trial = 0; trial < 8; ++trial) {
+      const size_t rows = 3, cols = 256;
+      std::vector<float> x = random_values(rows * cols, rng, trial % 2 == 0);
+      std::vector<uint16_t> xb(x.size());
+      for (size_t i = 0; i < x.size(); ++i) xb[i] = fp32_to_bf16(x[i]);
+      std::vector<float> xbf(x.size());
+      for (size_t i = 0; i < x.size(); ++i) xbf[i] = bf16_to_fp32(xb[i]);
+      const size_t rb = packed_bytes(f, cols), nb = cols / kBlockSize;
+      for (int bf = 0; bf < 2; ++bf) {
+        std::vector<uint8_t> codes(rows * rb), scales(rows * nb);
+        if (bf)
+          quantize_bf16(f, xb.data(), rows, cols, codes.data(), scales.data(), {}, cfg());
+        else
+          quantize(f, x.data(), rows, cols, codes.data(), scales.data(), {}, cfg());
+        const std::vector<float>& src = bf ? xbf : x;
+        for (size_t r = 0; r < rows; ++r) {
+          std::vector<uint8_t> gs(nb), gc(cols), gp(rb);
+          quantize_row(f, &src[r * cols], cols, gs.data(), gc.data());
+          pack_codes(f, gc.data(), cols, gp.data());
+          for (size_t j = 0; j < nb; ++j)
+            ASSERT_EQ(scales[r * nb + j], gs[j]) << format_name(f) << " bf16=" << bf << " row " << r
+                                                 << " block " << j << " seed " << kSeed;
+          for (size_t i = 0; i < rb; ++i)
+            ASSERT_EQ(codes[r * rb + i], gp[i]) << format_name(f) << " bf16=" << bf << " row " << r
+                                                << " byte " << i << " seed " << kSeed;
+        }
+      }
+    }
+  }
+}
+
+TEST_P(KernelPathTest, QuantizeNonDefaultOptionsMatchGolden) {
+  std::mt19937 rng(kSeed + 1);
+  const size_t rows = 2, cols = 128;
+  for (MxFormat f : kAllFormats) {
+    for (ScaleRule rule : {ScaleRule::CEIL, ScaleRule::EVEN, ScaleRule::RCEIL}) {
+      QuantizeOptions opt;
+      opt.scale_rule = rule;
+      opt.overflow = Overflow::OVF;
+      opt.int8_allow_minus128 = true;
+      std::vector<float> x = random_values(rows * cols, rng, true);
+      const size_t rb = packed_bytes(f, cols), nb = cols / kBlockSize;
+      std::vector<uint8_t> codes(rows * rb), scales(rows * nb);
+      quantize(f, x.data(), rows, cols, codes.data(), scales.data(), opt, cfg());
+      for (size_t r = 0; r < rows; ++r) {
+        std::vector<uint8_t> gs(nb), gc(cols), gp(rb);
+        quantize_row(f, &x[r * cols], cols, gs.data(), gc.data(), opt);
+        pack_codes(f, gc.data(), cols, gp.data());
+        EXPECT_EQ(0, std::memcmp(gs.data(), &scales[r * nb], nb)) << format_name(f);
+        EXPECT_EQ(0, std::memcmp(gp.data(), &codes[r * rb], rb)) << format_name(f);
+      }
+    }
+  }
+}
+
+TEST_P(KernelPathTest, DequantizeMatchesGolden) {
+  std::mt19937 rng(kSeed + 2);
+  for (MxFormat f : kAllFormats) {
+    // Scales over the whole E8M0 range (0 = 2^-127 and 254 included) and NaN scales.
+    const MxMat m = random_mx(f, 5, 320, rng, 0, 254, 7);
+    std::vector<float> out(m.rows * m.cols), ref(m.cols);
+    std::vector<uint16_t> outb(m.rows * m.cols);
+    dequantize(m.view(), out.data(), cfg());
+    dequantize_bf16(m.view(), outb.data(), cfg());
+    for (size_t r = 0; r < m.rows; ++r) {
+      dequantize_row(f, &m.scales[r * m.cols / kBlockSize], &m.unpacked[r * m.cols], m.cols,
+                     ref.data());
+      for (size_t k = 0; k < m.cols; ++k) {
+        ASSERT_TRUE(same_float(out[r * m.cols + k], ref[k]))
+            << format_name(f) << " row " << r << " k " << k << ": " << out[r * m.cols + k]
+            << " vs golden " << ref[k] << " seed " << kSeed + 2;
+        ASSERT_EQ(outb[r * m.cols + k], fp32_to_bf16(ref[k])) << format_name(f) << " k " << k;
+      }
+    }
+  }
+}
+
+// C = A * W^T vs golden dot_blocked, every format pair, bit for bit.
+void check_gemm(const MxMat& A, const MxMat& W, const KernelConfig& cfg, const std::string& what) {
+  std::vector<float> C(A.rows * W.rows, 12345.0f);
+  gemm(A.view(), W.view(), C.data(), W.rows, cfg);
+  for (size_t m = 0; m < A.rows; ++m)
+    for (size_t n = 0; n < W.rows; ++n) {
+      const float ref = dot_blocked(A.vec(m), W.vec(n), A.cols);
+      ASSERT_TRUE(same_float(C[m * W.rows + n], ref))
+          << what << " A=" << format_name(A.f) << " W=" << format_name(W.f) << " M=" << A.rows
+          << " N=" << W.rows << " K=" << A.cols << " at (" << m << "," << n
+          << "): " << C[m * W.rows + n] << " vs golden " << ref << " ("
+          << block_sum_kind_name(block_sum_kind(A.f, W.f)) << " block sums)";
+    }
+}
+
+TEST_P(KernelPathTest, GemmEveryFormatPairBitExact) {
+  std::mt19937 rng(kSeed + 3);
+  struct Shape {
+    size_t M, N, K;
+  };
+  const Shape shapes[] = {{1, 13, 96}, {3, 8, 32}, {17, 11, 64}};
+  for (MxFormat fa : kAllFormats)
+    for (MxFormat fw : kAllFormats)
+      for (const Shape& s : shapes) {
+        const MxMat A = random_mx(fa, s.M, s.K, rng, 112, 142, 11);
+        const MxMat W = random_mx(fw, s.N, s.K, rng, 112, 142, 13);
+        check_gemm(A, W, cfg(), "random codes seed " + std::to_string(kSeed + 3));
+      }
+}
+
+TEST_P(KernelPathTest, GemmExtremeScalesZeroRowsAndNaN) {
+  std::mt19937 rng(kSeed + 4);
+  for (MxFormat fa : kAllFormats)
+    for (MxFormat fw : kAllFormats) {
+      // Scales across the full range: products underflow to FP32 subnormals / zero, overflow to
+      // Inf.
+      MxMat A = random_mx(fa, 3, 128, rng, 0, 254);
+      MxMat W = random_mx(fw, 9, 128, rng, 0, 254);
+      check_gemm(A, W, cfg(), "extreme scales");
+      // All-zero rows: +0 and -0 codes only, so block sums are zeros of either sign.
+      const uint8_t neg_zero = uint8_t(1u << (format_bits(fa) - 1));
+      const uint8_t w_neg_zero = uint8_t(1u << (format_bits(fw) - 1));
+      const bool a_int = format_info(fa).is_int, w_int = format_info(fw).is_int;
+      for (size_t k = 0; k < A.cols; ++k) {
+        A.unpacked[k] = (!a_int && rng() % 2) ? neg_zero : 0;  // row 0: zeros
+        A.unpacked[A.cols + k] = a_int ? 0 : neg_zero;         // row 1: all -0
+      }
+      for (size_t k = 0; k < W.cols; ++k) W.unpacked[k] = w_int ? 0 : (k % 3 ? 0 : w_neg_zero);
+      const size_t arb = packed_bytes(fa, A.cols), wrb = packed_bytes(fw, W.cols);
+      for (size_t r = 0; r < A.rows; ++r)
+        pack_codes(fa, &A.unpacked[r * A.cols], A.cols, &A.codes[r * arb]);
+      for (size_t r = 0; r < W.rows; ++r)
+        pack_codes(fw, &W.unpacked[r * W.cols], W.cols, &W.codes[r * wrb]);
+      A.scales[2 * 4 + 1] = kScaleNaN;  // row 2, block 1: NaN scale
+      check_gemm(A, W, cfg(), "zero rows / NaN scale");
+    }
+}
+
+TEST_P(KernelPathTest, GemmQuantizedDataAndThreads) {
+  // Realistic data (golden-quantized normal values), a shape over several chunks and tiles, and
+  // 1 vs 2 threads giving identical bits.
+  std::mt19937 rng(kSeed + 5);
+  const size_t M = 5, N = 37, K = 1088;
+  for (MxFormat fa : {MxFormat::E4M3, MxFormat::E2M1, MxFormat::INT8})
+    for (MxFormat fw : kAllFormats) {
+      MxMat A{fa, M, K, {}, {}, {}}, W{fw, N, K, {}, {}, {}};
+      for (MxMat* x : {&A, &W}) {
+        std::vector<float> v = random_values(x->rows * x->cols, rng, false);
+        x->unpacked.resize(v.size());
+        x->scales.resize(v.size() / kBlockSize);
+        x->codes.resize(x->rows * packed_bytes(x->f, K));
+        quantize_row(x->f, v.data(), v.size(), x->scales.data(), x->unpacked.data());
+        for (size_t r = 0; r < x->rows; ++r)
+          pack_codes(x->f, &x->unpacked[r * K], K, &x->codes[r * packed_bytes(x->f, K)]);
+      }
+      check_gemm(A, W, cfg(2), "quantized data");
+      std::vector<float> c1(M * N), c2(M * N);
+      gemm(A.view(), W.view(), c1.data(), N, cfg(1));
+      gemm(A.view(), W.view(), c2.data(), N, cfg(2));
+      ASSERT_EQ(0, std::memcmp(c1.data(), c2.data(), c1.size() * 4));
+    }
+}
+
+// Mixed: the stated bound against an exact reference (golden dot_exact where the FP32 activations
+// are MX values; an exact long-double-free check via dot_exact of the same values).
+TEST_P(KernelPathTest, MixedFp32AndBf16WithinStatedBound) {
+  std::mt19937 rng(kSeed + 6);
+  const double u = std::ldexp(1.0, -24);
+  for (MxFormat fw : kAllFormats)
+    for (size_t M : {size_t(1), size_t(3), size_t(17)}) {
+      const size_t N = 11, K = 1056;
+      const MxMat W = random_mx(fw, N, K, rng, 120, 134, 0, true);
+      // Activations that are exact E4M3 values, so dot_exact(A_mx, W_mx) is the exact dot of the
+      // FP32 operands the kernel sees.
+      const MxMat Amx = random_mx(MxFormat::E4M3, M, K, rng, 120, 134, 0, true);
+      std::vector<float> A(M * K);
+      for (size_t m = 0; m < M; ++m)
+        dequantize_row(MxFormat::E4M3, &Amx.scales[m * K / kBlockSize], &Amx.unpacked[m * K], K,
+                       &A[m * K]);
+      std::vector<float> wdq(K);
+      std::vector<float> C(M * N), Cb(M * N);
+      gemm_f32(A.data(), M, K, W.view(), C.data(), N, cfg());
+      std::vector<uint16_t> Ab(M * K);
+      for (size_t i = 0; i < A.size(); ++i) Ab[i] = fp32_to_bf16(A[i]);  // E4M3 values: exact
+      gemm_bf16(Ab.data(), M, K, W.view(), Cb.data(), N, cfg());
+      for (size_t n = 0; n < N; ++n) {
+        dequantize_row(fw, &W.scales[n * K / kBlockSize], &W.unpacked[n * K], K, wdq.data());
+        for (size_t m = 0; m < M; ++m) {
+          const float exact = dot_exact(Amx.vec(m), W.vec(n), K);
+          double abs_sum = 0;
+          bool finite = std::isfinite(exact);
+          for (size_t k = 0; k < K; ++k) {
+            abs_sum += std::fabs(double(A[m * K + k]) * wdq[k]);
+            finite &= std::isfinite(wdq[k]);
+          }
+          const float got = C[m * N + n];
+          ASSERT_TRUE(same_float(got, Cb[m * N + n])) << "bf16 and fp32 activations differ";
+          ASSERT_TRUE(finite) << "finite operands expected";
+          const double nn = double(K) / 8 + 4;
+          const double bound =
+              nn * u / (1 - nn * u) * abs_sum * (1 + 1e-6) + K * std::ldexp(1.0, -149);
+          ASSERT_LE(std::fabs(double(got) - double(exact)), bound)
+              << format_name(fw) << " M=" << M << " (" << m << "," << n << ") got " << got
+              << " exact " << exact << " seed " << kSeed + 6;
+        }
+      }
+    }
+}
+
+TEST_P(KernelPathTest, MixedScalarAndSimdAgreeBitForBit) {
+  std::mt19937 rng(kSeed + 7);
+  for (MxFormat fw : kAllFormats) {
+    const size_t M = 3, N = 19, K = 1600;
+    const MxMat W = random_mx(fw, N, K, rng, 110, 140);
+    std::vector<float> A = random_values(M * K, rng, false);
+    std::vector<float> C(M * N), Cs(M * N);
+    gemm_f32(A.data(), M, K, W.view(), C.data(), N, cfg());
+    gemm_f32(A.data(), M, K, W.view(), Cs.data(), N, {KernelPath::Scalar, 1});
+    for (size_t i = 0; i < C.size(); ++i)
+      ASSERT_TRUE(same_float(C[i], Cs[i]))
+          << format_name(fw) << " i=" << i << " " << C[i] << " vs scalar " << Cs[i];
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Paths, KernelPathTest, ::testing::ValuesIn(kAllPaths),
+                         [](const auto& info) { return std::string(path_name(info.param)); });
+
+TEST(KernelsApi, RejectsBadShapesAndPadsRows) {
+  std::vector<float> x(3 * 40, 1.5f), padded(3 * 64, -1.0f);
+  pad_rows(x.data(), 3, 40, padded.data());
+  for (size_t r = 0; r < 3; ++r)
+    for (size_t k = 0; k < 64; ++k) EXPECT_EQ(padded[r * 64 + k], k < 40 ? 1.5f : 0.0f);
+  std::vector<uint8_t> c(3 * 64), s(3 * 2);
+  EXPECT_THROW(quantize(MxFormat::E4M3, x.data(), 3, 40, c.data(), s.data()),
+               std::invalid_argument);
+  EXPECT_EQ(block_sum_kind(MxFormat::E2M1, MxFormat::INT8), BlockSumKind::Int16);
+  EXPECT_EQ(block_sum_kind(MxFormat::E4M3, MxFormat::E4M3), BlockSumKind::Double);
+  EXPECT_EQ(block_sum_kind(MxFormat::E5M2, MxFormat::E5M2), BlockSumKind::Wide);
+  for (KernelPath p : kAllPaths)
+    std::printf("[ path     ] %-6s %s\n", path_name(p),
+                path_available(p) ? "available" : "unavailable on this CPU");
+}
+
+}  // namespace
+}  // namespace dmx::kernels
