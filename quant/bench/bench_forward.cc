@@ -2,6 +2,7 @@
 // config.json: 30 layers, hidden 576, 9 heads / 3 kv heads, MLP 1536, vocab 49152, tied).
 // Counters: tokens/s and GFLOP/s (2 x MACs of every matmul incl. attention and lm_head).
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <benchmark/benchmark.h>
 
 #include "dmx/quant/config.h"

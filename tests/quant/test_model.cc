@@ -2,6 +2,7 @@
 // from the transformers formulas) on small random checkpoints of each architecture that this test
 // writes itself; save/load round trips; Linear replacement; autograd; perplexity; the dmx-eval CLI.
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -407,7 +408,7 @@ TEST(Model, LoadErrorsNameTheProblem) {
     CausalLM::load(d.string());
     ADD_FAILURE();
   } catch (const ModelError& e) {
-    EXPECT_NE(std::string(e.what()).find("has shape [96, 64] but the config needs [97, 64]"),
+    EXPECT_NE(std::string(e.what()).find("has shape [64, 96] but the config needs [64, 97]"),
               std::string::npos)
         << e.what();
   }
