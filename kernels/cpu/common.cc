@@ -146,7 +146,11 @@ const FormatTable& table(MxFormat f) {
 
 double scale_factor_d(uint8_t scale, int extra) {
   if (scale == kScaleNaN) return std::numeric_limits<double>::quiet_NaN();
-  return std::ldexp(1.0, int(scale) - kScaleBias + extra);
+  // Built from the bits (ldexp is slow): the exponent stays far inside double's normal range.
+  const uint64_t bits = uint64_t(int64_t(scale) - kScaleBias + extra + 1023) << 52;
+  double d;
+  std::memcpy(&d, &bits, sizeof d);
+  return d;
 }
 
 float exact_block(MxFormat fa, uint8_t sa, const uint8_t* ca, MxFormat fb, uint8_t sb,

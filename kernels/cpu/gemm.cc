@@ -118,6 +118,11 @@ void gemm(const MxMatrixView& A, const MxMatrixView& W, float* C, size_t ldc,
               n < N ? detail::scale_factor_d(W.scales[n * nb + j], qw) : 0.0;
           const uint8_t* src = dst + (j - j0) * kBlockSize;
           const size_t o = ((j - j0) * kTileRows + r) * kBlockSize;
+          if (int16 ? detail::decode_block_int16_avx2(W.format, src,
+                                                      reinterpret_cast<int16_t*>(wt.data()) + o)
+                    : detail::decode_block_double_avx2(W.format, src,
+                                                       reinterpret_cast<double*>(wt.data()) + o))
+            continue;  // the AVX-512 path needs AVX2 too, so this decoder always applies
           for (int i = 0; i < kBlockSize; ++i) {
             if (int16)
               reinterpret_cast<int16_t*>(wt.data())[o + i] = tw.q16[src[i]];

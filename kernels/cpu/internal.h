@@ -61,6 +61,10 @@ void double_tile_avx512(const TileArgs& t);
 // interleaved FP32 accumulators.
 void mixed_tile_avx2(size_t M, const float* A, size_t lda, size_t k0, size_t kc, const float* Wf,
                      size_t ldw, float* lanes);
+// One block of unpacked codes -> int16 quantum magnitudes (FP4, INT8) or exact doubles (8-bit
+// formats); false where the format has no vector decoder (the caller then uses the tables).
+bool decode_block_int16_avx2(MxFormat f, const uint8_t* codes, int16_t* out);
+bool decode_block_double_avx2(MxFormat f, const uint8_t* codes, double* out);
 // Quantize / dequantize rows with default options (FLOOR, SAT, NAN_SCALE), canonical packing.
 void quantize_rows_avx2(MxFormat f, const float* x, size_t cols, uint8_t* codes, uint8_t* scales);
 void dequantize_row_avx2(MxFormat f, const uint8_t* codes, const uint8_t* scales, size_t cols,

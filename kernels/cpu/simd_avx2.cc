@@ -58,8 +58,10 @@ void int16_tile_avx2(const TileArgs& t) {
       __m256 res = block_results(_mm256_cvtepi32_pd(_mm256_castsi256_si128(s)),
                                  _mm256_cvtepi32_pd(_mm256_extracti128_si256(s, 1)),
                                  t.wfac + (j - t.j0) * 8, t.afac[m * t.nb + j]);
-      // A zero sum's sign (and a NaN scale's effect on it) needs the codes: rare, exact fallback.
-      if (int zm = _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(s, zero)))) {
+      // A zero sum's sign needs the codes (exact fallback); a NaN scale already gives NaN here.
+      // acc + (+-0) == acc unless acc is itself zero: only then does the zero's sign matter.
+      if (int zm = _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(s, zero))) &
+                   _mm256_movemask_ps(_mm256_cmp_ps(acc, _mm256_setzero_ps(), _CMP_EQ_OQ))) {
         alignas(32) float tmp[8];
         _mm256_store_ps(tmp, res);
         for (int r = 0; r < 8; ++r)
@@ -112,6 +114,37 @@ void mixed_tile_avx2(size_t M, const float* A, size_t lda, size_t k0, size_t kc,
     }
     for (int r = 0; r < 8; ++r) _mm256_storeu_ps(ln + r * 8, acc[r]);
   }
+}
+
+bool decode_block_int16_avx2(MxFormat f, const uint8_t* codes, int16_t* out) {
+  const int bits = format_bits(f);
+  if (bits == 6) return false;
+  __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes));
+  if (bits == 4) {  // 16-entry signed table, one pshufb (values fit int8 when Int16 is chosen)
+    alignas(16) int8_t lut[16];
+    for (int i = 0; i < 16; ++i) lut[i] = int8_t(table(f).q16[i]);
+    c = _mm256_shuffle_epi8(
+        _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(lut))), c);
+  } else if (!format_info(f).is_int) {
+    return false;
+  }
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(out),
+                      _mm256_cvtepi8_epi16(_mm256_castsi256_si128(c)));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 16),
+                      _mm256_cvtepi8_epi16(_mm256_extracti128_si256(c, 1)));
+  return true;
+}
+
+bool decode_block_double_avx2(MxFormat f, const uint8_t* codes, double* out) {
+  if (format_bits(f) == 6) return false;
+  const double* tb = table(f).unit_d;
+  for (int q = 0; q < 8; ++q) {
+    int32_t w;
+    std::memcpy(&w, codes + 4 * q, 4);
+    const __m128i idx = _mm_cvtepu8_epi32(_mm_cvtsi32_si128(w));
+    _mm256_storeu_pd(out + 4 * q, _mm256_i32gather_pd(tb, idx, 8));
+  }
+  return true;
 }
 
 void dequantize_row_avx2(MxFormat f, const uint8_t* codes, const uint8_t* scales, size_t cols,

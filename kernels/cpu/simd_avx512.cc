@@ -56,7 +56,9 @@ void int16_tile_avx512(const TileArgs& t) {
       __m256 res = block_results(_mm256_cvtepi32_pd(_mm256_castsi256_si128(s)),
                                  _mm256_cvtepi32_pd(_mm256_extracti128_si256(s, 1)),
                                  t.wfac + (j - t.j0) * 8, t.afac[m * t.nb + j]);
-      if (int zm = _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(s, zero)))) {
+      // acc + (+-0) == acc unless acc is itself zero: only then does the zero's sign matter.
+      if (int zm = _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(s, zero))) &
+                   _mm256_movemask_ps(_mm256_cmp_ps(acc, _mm256_setzero_ps(), _CMP_EQ_OQ))) {
         alignas(32) float tmp[8];
         _mm256_store_ps(tmp, res);
         for (int r = 0; r < 8; ++r)

@@ -1,0 +1,54 @@
+#!/usr/bin/env python3
+"""Derives ratios (vs. measured bandwidth, vs. at::matmul) from the benchmark JSON; writes the
+report JSON and a Markdown table atomically (temp file, then rename)."""
+import json, os, sys
+
+raw_path, json_out, md_out = sys.argv[1:4]
+raw = json.load(open(raw_path))
+ctx = raw["context"]
+copy_bw, read_bw = float(ctx["copy_GBps"]), float(ctx["read_GBps"])
+torch = {}
+for b in raw["benchmarks"]:
+    if b["name"].startswith("TorchMatmulFP32/"):
+        m, n, k = b["name"].split("/")[1:4]
+        torch[(m, n, k)] = b["real_time"]
+rows = []
+for b in raw["benchmarks"]:
+    name = b["name"]
+    kind = name.split("/")[0]
+    r = {"name": name, "kind": kind, "label": b.get("label", ""), "ms": b["real_time"]}
+    if kind in ("Quantize", "Dequantize"):
+        r["GBps"] = b["GB/s"]; r["x_copy_bw"] = b["GB/s"] / copy_bw
+    elif kind == "Gemm":
+        m, n, k = name.split("/")[1:4]
+        r.update(M=int(m), N=int(n), K=int(k), W_GBps=b["W_GB/s"], x_read_bw=b["W_GB/s"] / read_bw,
+                 GFLOPs=b["GFLOP/s"])
+        if (m, n, k) in torch:
+            r["speedup_vs_torch_fp32"] = torch[(m, n, k)] / b["real_time"]
+    elif kind == "TorchMatmulFP32":
+        r["GFLOPs"] = b["GFLOP/s"]
+    rows.append(r)
+out = {"context": ctx, "copy_GBps": copy_bw, "read_GBps": read_bw, "results": rows}
+
+def atomic_write(path, text):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+atomic_write(json_out, json.dumps(out, indent=1) + "\n")
+md = [f"# CPU kernels ({ctx.get('kernel_path')} path, {ctx.get('threads')} threads; "
+      f"paths here: {ctx.get('paths_available')})", "",
+      f"Measured in the same run: copy {copy_bw:.2f} GB/s, read {read_bw:.2f} GB/s.", "",
+      "| benchmark | what | ms | GB/s | x bandwidth | GFLOP/s | x at::matmul FP32 |", "|---|---|---|---|---|---|---|"]
+for r in rows:
+    if r["kind"] == "Bandwidth":
+        continue
+    gb = r.get("GBps", r.get("W_GBps"))
+    xb = r.get("x_copy_bw", r.get("x_read_bw"))
+    md.append("| {} | {} | {:.3f} | {} | {} | {} | {} |".format(
+        r["name"].replace("/real_time", "").split("/min_time")[0], r["label"], r["ms"],
+        f"{gb:.2f}" if gb is not None else "", f"{xb:.2f}" if xb is not None else "",
+        f"{r['GFLOPs']:.1f}" if "GFLOPs" in r else "",
+        f"{r['speedup_vs_torch_fp32']:.2f}" if "speedup_vs_torch_fp32" in r else ""))
+atomic_write(md_out, "\n".join(md) + "\n")

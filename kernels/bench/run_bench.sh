@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs the CPU kernel benchmarks on N threads (default 2) and writes reports/kernels_cpu.json
+# (raw Google Benchmark JSON + derived ratios) and reports/kernels_cpu.md (a short table).
+#   kernels/bench/run_bench.sh [BUILD_DIR] [THREADS] [extra benchmark flags, e.g. --quick]
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+build="${1:-$root/build-kernels}"; threads="${2:-2}"; shift $(( $# > 2 ? 2 : $# )) || true
+bin="$build/bin/dmx-bench-kernels"
+[[ -x "$bin" ]] || { echo "run_bench.sh: $bin not found (build target dmx-bench-kernels)" >&2; exit 2; }
+mkdir -p "$root/reports"
+raw="$(mktemp "$root/reports/.kernels_cpu_raw.XXXXXX")"
+trap 'rm -f "$raw"' EXIT
+DMX_THREADS="$threads" "$bin" --threads "$threads" "$@" --benchmark_format=json --benchmark_out="$raw" \
+  --benchmark_out_format=json >/dev/null
+python3 "$root/kernels/bench/render_report.py" "$raw" "$root/reports/kernels_cpu.json" "$root/reports/kernels_cpu.md"
+echo "wrote reports/kernels_cpu.json and reports/kernels_cpu.md"
