@@ -15,6 +15,7 @@
 #include <fstream>
 #include <functional>
 #include <nlohmann/json.hpp>
+#include <queue>
 #include <sstream>
 #include <unordered_map>
 
@@ -372,24 +373,45 @@ void Tokenizer::Impl::bpe(const std::string& piece, std::vector<int32_t>& out,
         fail(source, "vocabulary lacks the byte-level token of byte " + std::to_string(b));
       ids.push_back(byte_id[b]);
     }
-    // Repeatedly merge the adjacent pair of lowest rank (leftmost on ties), as HF's BPE does.
-    while (ids.size() > 1) {
-      int32_t best_rank = INT32_MAX, best_id = -1;
-      size_t best_pos = 0;
-      for (size_t i = 0; i + 1 < ids.size(); ++i) {
-        uint64_t key = (static_cast<uint64_t>(static_cast<uint32_t>(ids[i])) << 32) |
-                       static_cast<uint32_t>(ids[i + 1]);
-        auto m = merges.find(key);
-        if (m != merges.end() && m->second.first < best_rank) {
-          best_rank = m->second.first;
-          best_id = m->second.second;
-          best_pos = i;
-        }
-      }
-      if (best_id < 0) break;
-      ids[best_pos] = best_id;
-      ids.erase(ids.begin() + static_cast<std::ptrdiff_t>(best_pos) + 1);
+    // Repeatedly merge the adjacent pair of lowest rank, leftmost first on ties (HF's order), with
+    // a heap over a linked list of symbols: O(n log n), so long pieces (CJK runs) stay fast.
+    const size_t n = ids.size();
+    std::vector<int32_t> prev(n), next(n);
+    for (size_t i = 0; i < n; ++i) {
+      prev[i] = static_cast<int32_t>(i) - 1;
+      next[i] = i + 1 < n ? static_cast<int32_t>(i + 1) : -1;
     }
+    struct Candidate {
+      int32_t rank, pos, left, right, merged;
+      bool operator>(const Candidate& o) const {
+        return rank != o.rank ? rank > o.rank : pos > o.pos;
+      }
+    };
+    std::priority_queue<Candidate, std::vector<Candidate>, std::greater<Candidate>> heap;
+    auto push = [&](int32_t pos) {
+      if (pos < 0 || next[pos] < 0) return;
+      const int32_t a = ids[pos], b = ids[next[pos]];
+      auto m = merges.find((static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) |
+                           static_cast<uint32_t>(b));
+      if (m != merges.end()) heap.push({m->second.first, pos, a, b, m->second.second});
+    };
+    for (size_t i = 0; i + 1 < n; ++i) push(static_cast<int32_t>(i));
+    std::vector<uint8_t> alive(n, 1);
+    while (!heap.empty()) {
+      const Candidate c = heap.top();
+      heap.pop();
+      const int32_t r = next[c.pos];
+      if (!alive[c.pos] || r < 0 || ids[c.pos] != c.left || ids[r] != c.right) continue;  // stale
+      ids[c.pos] = c.merged;
+      alive[r] = 0;
+      next[c.pos] = next[r];
+      if (next[r] >= 0) prev[next[r]] = c.pos;
+      push(prev[c.pos]);
+      push(c.pos);
+    }
+    std::vector<int32_t> merged_ids;
+    for (int32_t i = n ? 0 : -1; i >= 0; i = next[i]) merged_ids.push_back(ids[i]);
+    ids = std::move(merged_ids);
   }
   out.insert(out.end(), ids.begin(), ids.end());
   if (cache.size() < (1u << 20)) cache.emplace(piece, std::move(ids));

@@ -198,6 +198,8 @@ struct Case {
   json config;
 };
 
+void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
+
 std::vector<Case> cases() {
   json llama = {{"architectures", {"LlamaForCausalLM"}},
                 {"model_type", "llama"},
@@ -591,3 +593,32 @@ TEST(Eval, DmxEvalCliWritesJson) {
   fs::remove_all(d);
 }
 #endif
+
+TEST(Tensors, FromSafetensorsViews) {
+  const fs::path d = temp_dir("views");
+  std::vector<uint16_t> bf16 = {0x3f80, 0xc040, 0x0000, 0x4120};  // 1, -3, 0, 10
+  std::vector<uint16_t> f16 = {0x3c00, 0xc200};                   // 1, -3
+  std::vector<uint8_t> e4m3 = {0x00, 0x38, 0xb8, 0x7e, 0xfe, 0x01};
+  std::vector<uint8_t> fp4 = {0x21, 0x43, 0x65, 0x87};
+  write_safetensors((d / "v.safetensors").string(),
+                    {{"bf16", DType::BF16, {2, 2}, bf16.data(), 8},
+                     {"f16", DType::F16, {2}, f16.data(), 4},
+                     {"e4m3", DType::F8_E4M3, {2, 3}, e4m3.data(), 6},
+                     {"fp4", DType::F4, {2, 4}, fp4.data(), 4}});
+  SafetensorsFile f((d / "v.safetensors").string());
+  at::Tensor b = tensor_from_view(*f.find("bf16"));
+  EXPECT_EQ(b.scalar_type(), at::kBFloat16);
+  EXPECT_TRUE(at::equal(b.to(at::kFloat), at::tensor({1.0f, -3.0f, 0.0f, 10.0f}).view({2, 2})));
+  at::Tensor h = tensor_from_view(*f.find("f16"));
+  EXPECT_EQ(h.scalar_type(), at::kHalf);
+  EXPECT_TRUE(at::equal(h.to(at::kFloat), at::tensor({1.0f, -3.0f})));
+  at::Tensor e = tensor_from_view(*f.find("e4m3"));  // raw codes, same shape
+  EXPECT_EQ(e.scalar_type(), at::kByte);
+  EXPECT_EQ(e.sizes(), at::IntArrayRef({2, 3}));
+  EXPECT_EQ(e[1][1].item<int>(), 0xfe);
+  at::Tensor p = tensor_from_view(*f.find("fp4"));  // two codes per byte: last dim halved
+  EXPECT_EQ(p.scalar_type(), at::kByte);
+  EXPECT_EQ(p.sizes(), at::IntArrayRef({2, 2}));
+  EXPECT_EQ(p[1][0].item<int>(), 0x65);
+  fs::remove_all(d);
+}

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -22,10 +23,21 @@ json load_fixtures() {
   return json::parse(in);
 }
 
+// Each real tokenizer is loaded once for the whole suite (about a second each).
+const Tokenizer& real_tokenizer(const std::string& family) {
+  static std::map<std::string, Tokenizer> loaded;
+  auto it = loaded.find(family);
+  if (it == loaded.end())
+    it = loaded
+             .emplace(family, Tokenizer::load(std::string(DMX_QUANT_TOKENIZERS) + "/" + family +
+                                              "_tokenizer.json"))
+             .first;
+  return it->second;
+}
+
 void check_family(const std::string& family, int* cases) {
   static const json fixtures = load_fixtures();
-  const std::string path = std::string(DMX_QUANT_TOKENIZERS) + "/" + family + "_tokenizer.json";
-  Tokenizer tok = Tokenizer::load(path);
+  const Tokenizer& tok = real_tokenizer(family);
   for (const json& c : fixtures.at(family)) {
     const std::string text = c.at("text");
     const std::vector<int32_t> expect = c.at("ids").get<std::vector<int32_t>>();
@@ -86,8 +98,8 @@ TEST(Tokenizer, Llama3MatchesIndependentImplementation) {
 }
 
 TEST(Tokenizer, DecodeInvertsEncode) {
-  Tokenizer llama = Tokenizer::load(std::string(DMX_QUANT_TOKENIZERS) + "/llama3_tokenizer.json");
-  Tokenizer qwen = Tokenizer::load(std::string(DMX_QUANT_TOKENIZERS) + "/qwen3_tokenizer.json");
+  const Tokenizer& llama = real_tokenizer("llama3");
+  const Tokenizer& qwen = real_tokenizer("qwen3");
   for (const std::string text : {"Hello world, 12345 + 678!", "  spaces\n\n\ttabs",
                                  "emoji 🦀👍🏽 and 你好", "<|endoftext|>x"}) {
     EXPECT_EQ(llama.decode(llama.encode(text)), text);
@@ -99,6 +111,20 @@ TEST(Tokenizer, DecodeInvertsEncode) {
   EXPECT_EQ(qwen.vocab_size(), 151669);
   EXPECT_EQ(llama.vocab_size(), 128256);
   EXPECT_EQ(qwen.token_to_id("<|im_start|>"), 151644);
+}
+
+TEST(Tokenizer, LongPiecesRoundTrip) {
+  // One 60 KB pre-token (a CJK run with no break) and a 50 000-space run: the merge loop must be
+  // O(n log n) to finish, and decoding must give the text back.
+  const Tokenizer& llama = real_tokenizer("llama3");
+  std::string cjk;
+  for (int i = 0; i < 20000; ++i) cjk += (i % 3 == 0) ? "你" : (i % 3 == 1 ? "好" : "世");
+  const std::string spaces(50000, ' ');
+  for (const std::string& text : {cjk, spaces + "x"}) {
+    auto ids = llama.encode(text);
+    EXPECT_LT(ids.size(), text.size() / 2);
+    EXPECT_EQ(llama.decode(ids), text);
+  }
 }
 
 TEST(Tokenizer, Gpt2RegexDigitsAndBothMergeSyntaxes) {
@@ -132,7 +158,7 @@ TEST(Tokenizer, Gpt2RegexDigitsAndBothMergeSyntaxes) {
 }
 
 TEST(Tokenizer, Errors) {
-  Tokenizer qwen = Tokenizer::load(std::string(DMX_QUANT_TOKENIZERS) + "/qwen3_tokenizer.json");
+  const Tokenizer& qwen = real_tokenizer("qwen3");
   EXPECT_THROW(qwen.encode("bad \xff utf8"), TokenizerError);
   EXPECT_THROW(qwen.decode({-1}), TokenizerError);
   json pre = {{"type", "ByteLevel"}};

@@ -1,0 +1,76 @@
+// dmx-bpe-train: trains a byte-level BPE tokenizer and writes a Hugging Face tokenizer.json.
+#include <CLI/CLI.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "dmx/quant/safetensors.h"  // write_file_atomic
+#include "dmx/train/bpe.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"dmx-bpe-train: train a GPT-2 style byte-level BPE tokenizer (tokenizer.json)"};
+  std::vector<std::string> inputs;
+  std::string output;
+  dmx::train::BpeOptions opt;
+  bool quiet = false;
+  app.add_option("-i,--input", inputs, "UTF-8 training text file(s)")->required()->check(CLI::ExistingFile);
+  app.add_option("-o,--output", output, "tokenizer.json to write")->required();
+  app.add_option("--vocab-size", opt.vocab_size, "total vocabulary incl. special and byte tokens")
+      ->capture_default_str()->check(CLI::Range(int64_t{257}, int64_t{1} << 20));
+  app.add_option("--min-frequency", opt.min_frequency, "never merge a pair seen fewer times")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--special-token", opt.special_tokens, "special tokens (ids 0, 1, ...)")
+      ->capture_default_str();
+  app.add_flag("-q,--quiet", quiet, "no progress output");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  try {
+    const auto t0 = std::chrono::steady_clock::now();
+    dmx::train::WordCounter counter;
+    int64_t bytes = 0;
+    for (const std::string& path : inputs) {
+      std::ifstream in(path, std::ios::binary);
+      std::stringstream ss;
+      ss << in.rdbuf();
+      if (!in && !in.eof()) throw std::runtime_error(path + ": cannot read");
+      const std::string text = ss.str();
+      bytes += static_cast<int64_t>(text.size());
+      counter.add(text, path);
+    }
+    if (!quiet)
+      std::fprintf(stderr, "dmx-bpe-train: %lld bytes, %zu distinct pre-tokens\n",
+                   static_cast<long long>(bytes), counter.counts().size());
+    int64_t last_pct = -1;
+    if (!quiet)
+      opt.progress = [&](int64_t done, int64_t wanted) {
+        const int64_t pct = wanted ? done * 100 / wanted : 100;
+        if (pct / 10 != last_pct / 10) {
+          std::fprintf(stderr, "dmx-bpe-train: %lld / %lld merges\n", static_cast<long long>(done),
+                       static_cast<long long>(wanted));
+          last_pct = pct;
+        }
+      };
+    const dmx::train::BpeModel model = dmx::train::train_bpe(counter.counts(), opt);
+    if (static_cast<int64_t>(model.vocab.size()) < opt.vocab_size)
+      std::fprintf(stderr,
+                   "dmx-bpe-train: warning: only %zu tokens (no pair left with frequency >= %lld)\n",
+                   model.vocab.size(), static_cast<long long>(opt.min_frequency));
+    dmx::quant::write_file_atomic(output, dmx::train::tokenizer_json(model));
+    const double s =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (!quiet)
+      std::fprintf(stderr, "dmx-bpe-train: wrote %s (%zu tokens, %zu merges) in %.1f s\n",
+                   output.c_str(), model.vocab.size(), model.merges.size(), s);
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "dmx-bpe-train: error: %s\n", e.what());
+    return 1;
+  }
+}
