@@ -92,6 +92,22 @@ for name in $configs; do
   ' "$work/$name.stat" >>"$tmp_out"
 done
 if [ "$status" -ne 0 ]; then rm -f "$tmp_out"; exit "$status"; fi
+# Sanity of the numbers: a unit for fewer/narrower formats must be smaller.
+ge_of() { awk -F, -v n="$1" '$1 == n { print $7 }' "$tmp_out"; }
+check_smaller() {  # small big
+  local a b
+  a=$(ge_of "$1"); b=$(ge_of "$2")
+  if [ -n "$a" ] && [ -n "$b" ] && ! awk -v a="$a" -v b="$b" 'BEGIN { exit !(a < b) }'; then
+    echo "area.sh: implausible areas: $1 ($a GE) is not smaller than $2 ($b GE)" >&2
+    status=1
+  fi
+}
+check_smaller E2M1 E4M3
+check_smaller E2M1 E5M2
+check_smaller E4M3 E5M2
+check_smaller E2M1 E2M3
+for single in E4M3 E5M2 E3M2 E2M3 E2M1 INT8; do check_smaller "$single" all; done
+if [ "$status" -ne 0 ]; then column -s, -t "$tmp_out" >&2; rm -f "$tmp_out"; exit 1; fi
 mv "$tmp_out" "$out"
 column -s, -t "$out"
 echo "rtl area: wrote $out"
