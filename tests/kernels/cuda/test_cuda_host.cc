@@ -1,0 +1,393 @@
+// Host-side tests of the CUDA kernels' arithmetic: kernels/cuda/mx_device.h is the code the GPU
+// runs (__host__ __device__), compiled here by the host compiler and checked against golden.
+// Needs no GPU and no CUDA toolkit.
+#include <dmx/golden.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "mx_device.h"
+
+namespace dmx::cuda::detail {
+namespace {
+
+constexpr uint32_t kSeed = 0x5eed0c0d;
+
+bool same_bits_or_nan(float a, float b) {
+  if (std::isnan(a) && std::isnan(b)) return true;
+  return fp32_bits(a) == fp32_bits(b);
+}
+
+int ncodes(MxFormat f) { return 1 << format_bits(f); }
+
+// Random FP32 bit patterns biased toward the interesting: normal values of varied magnitude,
+// subnormals, zeros, Inf and NaN.
+uint32_t random_f32_bits(std::mt19937& rng) {
+  switch (rng() % 10) {
+    case 0: return rng() & 0x807fffffu;                          // subnormal / zero
+    case 1: return (rng() & 0x80000000u) | 0x7f800000u;          // +-Inf
+    case 2: return 0x7f800000u | (rng() & 0x807fffffu) | 1u;     // NaN
+    case 3: return (rng() & 0x80000000u) | ((rng() % 3) << 22);  // +-0 / tiny subnormals
+    default: {
+      const uint32_t e = 127 + static_cast<int>(rng() % 61) - 30;  // 2^-30 .. 2^30
+      return (rng() & 0x80000000u) | (e << 23) | (rng() & 0x7fffffu);
+    }
+  }
+}
+
+TEST(CudaHostArith, DecodeExactMatchesGoldenForEveryCode) {
+  for (MxFormat f : kAllFormats) {
+    const FormatConsts c = make_consts(f);
+    DecodeTable t;
+    fill_decode_table(c, t);
+    for (int code = 0; code < ncodes(f); ++code) {
+      const ElementValue g = decode_element_exact(f, static_cast<uint8_t>(code));
+      const ElemExact d = decode_exact(c, static_cast<uint8_t>(code));
+      SCOPED_TRACE(std::string(format_name(f)) + " code " + std::to_string(code));
+      EXPECT_EQ(d.magnitude, g.is_nan || g.is_inf ? d.magnitude : g.magnitude);
+      EXPECT_EQ(bool(d.flags & kFlagNeg), g.negative);
+      EXPECT_EQ(bool(d.flags & kFlagNaN), g.is_nan);
+      EXPECT_EQ(bool(d.flags & kFlagInf), g.is_inf);
+      const int64_t want = (g.is_nan || g.is_inf)
+                               ? 0
+                               : (g.negative ? -int64_t(g.magnitude) : int64_t(g.magnitude));
+      EXPECT_EQ(t.value[code], want);
+      EXPECT_EQ(t.flags[code], d.flags);
+    }
+  }
+}
+
+// Both dequantize routes the kernels use (integer rounding, and table value x FP32 scale) equal
+// golden's dequantize_block for every code and every scale, NaN bits included.
+TEST(CudaHostArith, DequantizeElementMatchesGoldenForEveryCodeAndScale) {
+  for (MxFormat f : kAllFormats) {
+    const FormatConsts c = make_consts(f);
+    DecodeTable t;
+    fill_decode_table(c, t);
+    for (int s = 0; s < 256; ++s) {
+      MxBlock b;
+      b.scale = static_cast<uint8_t>(s);
+      for (int base = 0; base < ncodes(f); base += kBlockSize) {
+        for (int i = 0; i < kBlockSize; ++i) b.codes[i] = static_cast<uint8_t>((base + i) % ncodes(f));
+        float want[kBlockSize];
+        dequantize_block(f, b, want);
+        for (int i = 0; i < kBlockSize; ++i) {
+          const uint8_t code = b.codes[i];
+          const float exact = dequantize_element(c, b.scale, code);
+          const float fast =
+              dequantize_element_fast(decode_element(f, code), t.flags[code], b.scale);
+          ASSERT_EQ(fp32_bits(exact), fp32_bits(want[i]))
+              << format_name(f) << " scale " << s << " code " << int(code);
+          ASSERT_EQ(fp32_bits(fast), fp32_bits(want[i]))
+              << format_name(f) << " scale " << s << " code " << int(code);
+          ASSERT_EQ(f32_to_bf16_bits(exact), fp32_to_bf16(want[i]));
+        }
+      }
+    }
+  }
+}
+
+TEST(CudaHostArith, ScaleToF32MatchesGolden) {
+  for (int s = 0; s < 256; ++s)
+    EXPECT_TRUE(same_bits_or_nan(scale_to_f32(uint8_t(s)), decode_scale(uint8_t(s)))) << s;
+  EXPECT_EQ(f32_bits(scale_to_f32(0xFF)), fp32_bits(std::numeric_limits<float>::quiet_NaN()));
+}
+
+TEST(CudaHostArith, RoundToFp32MatchesGolden) {
+  std::mt19937_64 rng(kSeed);
+  auto check = [](uint64_t hi, uint64_t lo, int exp, bool neg) {
+    const unsigned __int128 m = (static_cast<unsigned __int128>(hi) << 64) | lo;
+    const float want = round_to_fp32(neg, m, exp);
+    const float got = round_to_fp32_u128(neg, hi, lo, exp);
+    ASSERT_EQ(fp32_bits(got), fp32_bits(want))
+        << "hi " << hi << " lo " << lo << " exp " << exp << " neg " << neg;
+    if (hi == 0) {
+      ASSERT_EQ(fp32_bits(round_to_fp32_u64(neg, lo, exp)), fp32_bits(want));
+    }
+  };
+  for (int iter = 0; iter < 300000; ++iter) {
+    const int bits = 1 + static_cast<int>(rng() % 100);  // magnitude bit length
+    uint64_t hi = 0, lo = rng();
+    if (bits > 64) hi = rng() >> (128 - bits);
+    else lo >>= (64 - bits);
+    if (rng() % 4 == 0) lo &= ~((1ull << (rng() % 64)) - 1);  // many trailing zeros: ties
+    const int exp = static_cast<int>(rng() % 520) - 330;     // subnormal range .. overflow
+    check(hi, lo, exp, rng() & 1);
+  }
+  // Exact ties and near-ties at every rounding position, around the subnormal and overflow edges.
+  for (int p = 0; p < 100; ++p)
+    for (int exp : {-400, -300, -200, -175, -160, -150, -149, -148, -126, -100, 0, 20, 60, 100,
+                    104, 105, 127, 128})
+      for (int64_t d = -2; d <= 2; ++d) {
+        unsigned __int128 m = (static_cast<unsigned __int128>(3) << p) + d;
+        if (m == 0) continue;
+        check(static_cast<uint64_t>(m >> 64), static_cast<uint64_t>(m), exp, false);
+        check(static_cast<uint64_t>(m >> 64), static_cast<uint64_t>(m), exp, true);
+      }
+  check(0, 0, 5, true);  // -0
+}
+
+TEST(CudaHostArith, EncodeScaledMatchesGolden) {
+  std::mt19937 rng(kSeed);
+  for (MxFormat f : kAllFormats) {
+    const FormatConsts c = make_consts(f);
+    for (int iter = 0; iter < 60000; ++iter) {
+      const uint32_t b = random_f32_bits(rng);
+      const int shift = static_cast<int>(rng() % 301) - 150;
+      const bool ovf = rng() & 1, m128 = rng() & 1;
+      const uint8_t want = encode_element_scaled(f, fp32_from_bits(b), shift,
+                                                 ovf ? Overflow::OVF : Overflow::SAT, m128);
+      ASSERT_EQ(encode_scaled(c, b, shift, ovf, m128), want)
+          << format_name(f) << " x bits " << b << " shift " << shift << " seed " << kSeed;
+    }
+  }
+}
+
+TEST(CudaHostArith, SharedExponentMatchesGoldenForEveryRule) {
+  std::mt19937 rng(kSeed);
+  for (MxFormat f : kAllFormats) {
+    const FormatConsts c = make_consts(f);
+    for (int iter = 0; iter < 40000; ++iter) {
+      uint32_t b;
+      do b = random_f32_bits(rng) & 0x7fffffffu;
+      while (b >= 0x7f800000u);
+      if (iter % 7 == 0) b = (rng() % 254 + 1) << 23;            // powers of two
+      if (iter % 11 == 0) b = ((rng() % 254 + 1) << 23) - 1 - rng() % 4;  // just below them
+      if (iter % 13 == 0) b = 0x7f7fffffu - rng() % 8;           // near FP32 max
+      for (ScaleRule r : {ScaleRule::FLOOR, ScaleRule::CEIL, ScaleRule::EVEN, ScaleRule::RCEIL}) {
+        const float amax = fp32_from_bits(b);
+        ASSERT_EQ(shared_exponent(c, b, static_cast<int>(r)), dmx::shared_exponent(f, amax, r))
+            << format_name(f) << " " << scale_rule_name(r) << " amax bits " << b;
+      }
+    }
+  }
+}
+
+template <int BITS>
+void check_quantize_blocks(MxFormat f, std::mt19937& rng) {
+  const FormatConsts c = make_consts(f);
+  for (ScaleRule rule : {ScaleRule::FLOOR, ScaleRule::CEIL, ScaleRule::EVEN, ScaleRule::RCEIL})
+    for (Overflow ov : {Overflow::SAT, Overflow::OVF})
+      for (NonFinitePolicy nf : {NonFinitePolicy::NAN_SCALE, NonFinitePolicy::ELEMENT})
+        for (bool m128 : {false, true}) {
+          QuantizeOptions opt;
+          opt.scale_rule = rule;
+          opt.overflow = ov;
+          opt.non_finite = nf;
+          opt.int8_allow_minus128 = m128;
+          const QuantKnobs k = make_knobs(opt);
+          for (int iter = 0; iter < 400; ++iter) {
+            float v[kBlockSize];
+            std::normal_distribution<float> nd(0.0f, 1.0f);
+            const float mag = std::ldexp(1.0f, static_cast<int>(rng() % 300) - 150);
+            for (auto& x : v) x = nd(rng) * mag;
+            const int edges = iter % 4 == 0 ? static_cast<int>(rng() % 4) : 0;
+            for (int e = 0; e < edges; ++e) v[rng() % kBlockSize] = fp32_from_bits(random_f32_bits(rng));
+            const MxBlock want = quantize_block(f, v, opt);
+            uint8_t want_packed[32] = {};
+            pack_codes(f, want.codes.data(), kBlockSize, want_packed);
+            uint32_t w[BITS];
+            const uint8_t scale =
+                quantize_block<BITS>(c, k, [&](int i) { return fp32_bits(v[i]); }, w);
+            ASSERT_EQ(scale, want.scale) << format_name(f) << " iter " << iter << " seed " << kSeed;
+            ASSERT_EQ(std::memcmp(w, want_packed, 4 * BITS), 0)
+                << format_name(f) << " " << scale_rule_name(rule) << " iter " << iter;
+          }
+        }
+}
+
+TEST(CudaHostArith, QuantizeBlockMatchesGoldenForEveryOption) {
+  std::mt19937 rng(kSeed);
+  for (MxFormat f : kAllFormats) {
+    SCOPED_TRACE(format_name(f));
+    switch (format_bits(f)) {
+      case 4: check_quantize_blocks<4>(f, rng); break;
+      case 6: check_quantize_blocks<6>(f, rng); break;
+      default: check_quantize_blocks<8>(f, rng);
+    }
+  }
+}
+
+// The kernels treat a packed matrix as one little-endian bit stream, a block as 4*bits bytes
+// starting on a 4-byte boundary; golden's pack_codes row after row must agree.
+TEST(CudaHostArith, PackedLayoutIndexMathMatchesGolden) {
+  std::mt19937 rng(kSeed);
+  for (MxFormat f : kAllFormats) {
+    const int bits = format_bits(f);
+    const size_t rows = 3, cols = 96;
+    std::vector<uint8_t> codes(rows * cols);
+    for (auto& x : codes) x = static_cast<uint8_t>(rng() % ncodes(f));
+    const size_t rb = packed_bytes(f, cols);
+    ASSERT_EQ(rb, cols / kBlockSize * size_t(block_bytes(bits)));
+    std::vector<uint8_t> packed(rows * rb + 8, 0);
+    for (size_t r = 0; r < rows; ++r) pack_codes(f, &codes[r * cols], cols, &packed[r * rb]);
+    for (size_t i = 0; i < rows * cols; ++i)
+      ASSERT_EQ(code_at(bits, packed.data(), i), codes[i]) << format_name(f) << " element " << i;
+    for (size_t blk = 0; blk < rows * cols / kBlockSize; ++blk) {
+      uint32_t w[8] = {}, rebuilt[8] = {};
+      std::memcpy(w, &packed[blk * block_bytes(bits)], block_bytes(bits));
+      for (int i = 0; i < kBlockSize; ++i) {
+        uint32_t got = 0;
+        switch (bits) {
+          case 4: got = code_from_words<4>(w, i); put_code_words<4>(rebuilt, i, got); break;
+          case 6: got = code_from_words<6>(w, i); put_code_words<6>(rebuilt, i, got); break;
+          default: got = code_from_words<8>(w, i); put_code_words<8>(rebuilt, i, got);
+        }
+        ASSERT_EQ(got, codes[blk * kBlockSize + i]) << format_name(f) << " block " << blk;
+      }
+      ASSERT_EQ(std::memcmp(w, rebuilt, block_bytes(bits)), 0);
+      // The half-block view of the MMA kernel: element 16h+i of a block is element i of the
+      // (bits/2)-word stream starting at word h*bits/2.
+      for (int h = 0; h < 2; ++h)
+        for (int i = 0; i < 16; ++i) {
+          uint32_t got = 0;
+          switch (bits) {
+            case 4: got = code_from_words<4>(w + h * 2, i); break;
+            case 6: got = code_from_words<6>(w + h * 3, i); break;
+            default: got = code_from_words<8>(w + h * 4, i);
+          }
+          ASSERT_EQ(got, codes[blk * kBlockSize + 16 * h + i]);
+        }
+    }
+  }
+}
+
+TEST(CudaHostArith, WideAccumulationChosenExactlyWhenInt64CanOverflow) {
+  int wide_pairs = 0;
+  for (MxFormat a : kAllFormats)
+    for (MxFormat b : kAllFormats) {
+      const unsigned __int128 bound = static_cast<unsigned __int128>(32) *
+                                      format_info(a).max_magnitude * format_info(b).max_magnitude;
+      const bool overflows = bound >= (static_cast<unsigned __int128>(1) << 63);
+      EXPECT_EQ(needs_wide(make_consts(a), make_consts(b)), overflows)
+          << format_name(a) << " x " << format_name(b);
+      wide_pairs += overflows;
+    }
+  EXPECT_EQ(wide_pairs, 1);  // E5M2 x E5M2 only (E5M2 x E4M3 peaks near 2^54.6)
+}
+
+// Random codes over the whole code space (NaN/Inf included) plus scales from the full range.
+struct RandomBlock {
+  uint8_t ca[kBlockSize], cb[kBlockSize], sa, sb;
+};
+RandomBlock random_block(MxFormat fa, MxFormat fb, std::mt19937& rng, int kind) {
+  RandomBlock r;
+  for (int i = 0; i < kBlockSize; ++i) {
+    r.ca[i] = static_cast<uint8_t>(rng() % ncodes(fa));
+    r.cb[i] = static_cast<uint8_t>(rng() % ncodes(fb));
+  }
+  if (kind == 1) {  // zero sums: only +-0 codes (sign decides the zero's sign)
+    for (int i = 0; i < kBlockSize; ++i) {
+      r.ca[i] = (rng() & 1) ? static_cast<uint8_t>(1u << (format_bits(fa) - 1)) : 0;
+      r.cb[i] = static_cast<uint8_t>(rng() % ncodes(fb));
+      if (format_info(fa).is_int) r.ca[i] = 0;
+    }
+  } else if (kind == 2) {  // cancellation: B = -A pattern on a repeated value
+    for (int i = 0; i < kBlockSize; i += 2) {
+      r.ca[i + 1] = r.ca[i];
+      r.cb[i + 1] = format_info(fb).is_int ? static_cast<uint8_t>(-int8_t(r.cb[i]))
+                                           : static_cast<uint8_t>(r.cb[i] ^ (1u << (format_bits(fb) - 1)));
+    }
+  } else if (kind == 3) {  // largest magnitudes (E5M2 x E5M2 needs ~69 bits)
+    const uint8_t ma = code_from_magnitude(make_consts(fa), false, format_info(fa).max_magnitude);
+    const uint8_t mb = code_from_magnitude(make_consts(fb), false, format_info(fb).max_magnitude);
+    for (int i = 0; i < kBlockSize; ++i) r.ca[i] = ma, r.cb[i] = mb;
+  }
+  const int pick = static_cast<int>(rng() % 16);
+  r.sa = pick == 0 ? 0 : pick == 1 ? 254 : pick == 2 ? 0xFF : static_cast<uint8_t>(rng() % 255);
+  r.sb = static_cast<uint8_t>(rng() % 40 == 0 ? 0xFF : rng() % 255);
+  return r;
+}
+
+template <bool Wide>
+float device_block(const DecodeTable& ta, const DecodeTable& tb, bool specials, int qsum,
+                   const RandomBlock& r) {
+  return dot_block<Wide>(
+      ta, tb, specials, qsum, r.sa, r.sb, [&](int i) { return r.ca[i]; },
+      [&](int i) { return r.cb[i]; });
+}
+
+TEST(CudaHostArith, BlockDotMatchesGoldenForEveryFormatPair) {
+  std::mt19937 rng(kSeed);
+  for (MxFormat fa : kAllFormats)
+    for (MxFormat fb : kAllFormats) {
+      const FormatConsts ca = make_consts(fa), cb = make_consts(fb);
+      DecodeTable ta, tb;
+      fill_decode_table(ca, ta);
+      fill_decode_table(cb, tb);
+      const bool wide = needs_wide(ca, cb);
+      const bool specials = ca.has_nan || ca.has_inf || cb.has_nan || cb.has_inf;
+      const int qsum = ca.quantum_exp + cb.quantum_exp;
+      for (int iter = 0; iter < 3000; ++iter) {
+        const RandomBlock r = random_block(fa, fb, rng, iter % 4);
+        const float want = dot_block(fa, r.sa, r.ca, fb, r.sb, r.cb);
+        const float got = wide ? device_block<true>(ta, tb, specials, qsum, r)
+                               : device_block<false>(ta, tb, specials, qsum, r);
+        ASSERT_EQ(fp32_bits(got), fp32_bits(want))
+            << format_name(fa) << " x " << format_name(fb) << " iter " << iter << " seed "
+            << kSeed;
+        // The 128-bit loop and the slow (IEEE) loop agree with it too.
+        ASSERT_EQ(fp32_bits(device_block<true>(ta, tb, specials, qsum, r)), fp32_bits(want));
+        const float slow = dot_block_slow(
+            ta, tb, qsum, r.sa, r.sb, [&](int i) { return r.ca[i]; },
+            [&](int i) { return r.cb[i]; });
+        ASSERT_EQ(fp32_bits(slow), fp32_bits(want));
+      }
+    }
+}
+
+// dot_blocked as the exact kernels run it: block results added in block order from -0.
+TEST(CudaHostArith, BlockedAccumulationMatchesDotBlocked) {
+  std::mt19937 rng(kSeed);
+  const size_t n = 32 * 24;
+  for (MxFormat fa : kAllFormats)
+    for (MxFormat fb : kAllFormats) {
+      const FormatConsts ca = make_consts(fa), cb = make_consts(fb);
+      DecodeTable ta, tb;
+      fill_decode_table(ca, ta);
+      fill_decode_table(cb, tb);
+      const bool specials = ca.has_nan || ca.has_inf || cb.has_nan || cb.has_inf;
+      for (int iter = 0; iter < 20; ++iter) {
+        std::vector<uint8_t> a(n), b(n), sa(n / 32), sb(n / 32);
+        for (size_t i = 0; i < n; ++i) {
+          // finite codes mostly, so that sums are not all NaN
+          do a[i] = static_cast<uint8_t>(rng() % ncodes(fa));
+          while ((ta.flags[a[i]] & (kFlagNaN | kFlagInf)) && rng() % 64);
+          do b[i] = static_cast<uint8_t>(rng() % ncodes(fb));
+          while ((tb.flags[b[i]] & (kFlagNaN | kFlagInf)) && rng() % 64);
+        }
+        for (size_t j = 0; j < n / 32; ++j) {
+          sa[j] = static_cast<uint8_t>(110 + rng() % 30);
+          sb[j] = static_cast<uint8_t>(110 + rng() % 30);
+        }
+        const float want = dot_blocked({fa, sa.data(), a.data()}, {fb, sb.data(), b.data()}, n);
+        float acc = -0.0f;
+        for (size_t j = 0; j < n / 32; ++j) {
+          const auto ga = [&](int i) { return a[j * 32 + i]; };
+          const auto gb = [&](int i) { return b[j * 32 + i]; };
+          const float r =
+              needs_wide(ca, cb)
+                  ? dot_block<true>(ta, tb, specials, ca.quantum_exp + cb.quantum_exp, sa[j], sb[j], ga, gb)
+                  : dot_block<false>(ta, tb, specials, ca.quantum_exp + cb.quantum_exp, sa[j], sb[j], ga, gb);
+          acc = acc + r;
+        }
+        ASSERT_EQ(fp32_bits(acc), fp32_bits(want))
+            << format_name(fa) << " x " << format_name(fb) << " iter " << iter;
+      }
+    }
+}
+
+TEST(CudaHostArith, Bf16RoundingMatchesGolden) {
+  std::mt19937 rng(kSeed);
+  for (int iter = 0; iter < 200000; ++iter) {
+    const uint32_t b = iter < 65536 ? (uint32_t(iter) << 16) | (rng() & 0xffff) : rng();
+    ASSERT_EQ(f32_to_bf16_bits(fp32_from_bits(b)), fp32_to_bf16(fp32_from_bits(b))) << b;
+  }
+}
+
+}  // namespace
+}  // namespace dmx::cuda::detail
