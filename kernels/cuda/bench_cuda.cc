@@ -161,7 +161,9 @@ int run(const Options& opt) {
   Dev csrc(copy_bytes), cdst(copy_bytes);
   ck(cudaMemset(csrc.p, 1, copy_bytes), "memset");
   const double copy_us = time_us(
-      [&](int) { ck(cudaMemcpyAsync(cdst.p, csrc.p, copy_bytes, cudaMemcpyDeviceToDevice), "copy"); },
+      [&](int) {
+        ck(cudaMemcpyAsync(cdst.p, csrc.p, copy_bytes, cudaMemcpyDeviceToDevice), "copy");
+      },
       iters);
   const double copy_gbps = 2.0 * copy_bytes / copy_us * 1e-3;  // read + write
   std::fprintf(stderr, "copy: %.1f GB/s (read + write)\n", copy_gbps);
@@ -209,8 +211,8 @@ int run(const Options& opt) {
         const bool ok = got_c == want_c && got_s == want_s;
         all_checks_ok &= ok;
         Json j;
-        j.str("name", std::string("quantize_") + (in_bf16 ? "bf16" : "fp32") + "_to_" +
-                          format_name(f));
+        j.str("name",
+              std::string("quantize_") + (in_bf16 ? "bf16" : "fp32") + "_to_" + format_name(f));
         j.num("rows", double(rows));
         j.num("cols", double(cols));
         j.num("time_us", us);
@@ -230,8 +232,8 @@ int run(const Options& opt) {
   struct Shape {
     size_t K, N;
   };
-  const std::vector<Shape> gemv_shapes = {{4096, 14336}, {8192, 28672}, {14336, 4096},
-                                          {28672, 8192}};
+  const std::vector<Shape> gemv_shapes = {
+      {4096, 14336}, {8192, 28672}, {14336, 4096}, {28672, 8192}};
   for (const Shape& sh : gemv_shapes) {
     const size_t K = sh.K, N = sh.N;
     const MxFormat fw = MxFormat::E2M1;
@@ -328,8 +330,8 @@ int run(const Options& opt) {
         dequantize_row(fw, &w.scales[n * K / 32], c.data(), K, row.data());
         for (size_t k = 0; k < K; ++k) wb[n * K + k] = fp32_to_bf16(row[k]);
       }
-      Dev dab(M * K * 2), dwb(N * K * 2), dwc(w.packed.size()), dws(w.scales.size()),
-          dc(M * N * 4), dref(M * N * 4);
+      Dev dab(M * K * 2), dwb(N * K * 2), dwc(w.packed.size()), dws(w.scales.size()), dc(M * N * 4),
+          dref(M * N * 4);
       ck(cudaMemcpy(dab.p, ab.data(), M * K * 2, cudaMemcpyHostToDevice), "upload");
       ck(cudaMemcpy(dwb.p, wb.data(), N * K * 2, cudaMemcpyHostToDevice), "upload");
       ck(cudaMemcpy(dwc.p, w.packed.data(), w.packed.size(), cudaMemcpyHostToDevice), "upload");
@@ -354,15 +356,16 @@ int run(const Options& opt) {
       for (int s = 0; s < 200; ++s) {
         const size_t m = rng() % M, n = rng() % N;
         const auto ac = unpack_row(a, m), wc = unpack_row(w, n);
-        const MxVector va{a.f, &a.scales[m * K / 32], ac.data()}, vw{fw, &w.scales[n * K / 32], wc.data()};
+        const MxVector va{a.f, &a.scales[m * K / 32], ac.data()},
+            vw{fw, &w.scales[n * K / 32], wc.data()};
         double absdot = 0;
         for (size_t k = 0; k < K; ++k)
           absdot += std::fabs(double(bf16_to_fp32(ab[m * K + k])) * bf16_to_fp32(wb[n * K + k]));
         const double exact = dot_exact(va, vw, K);
         ok &= std::fabs(got[m * N + n] - exact) <= cuda::fast_mode_bound(absdot, K);
         if (absdot > 0)
-          max_rel_vs_cublas =
-              std::max(max_rel_vs_cublas, std::fabs(double(got[m * N + n]) - ref[m * N + n]) / absdot);
+          max_rel_vs_cublas = std::max(max_rel_vs_cublas,
+                                       std::fabs(double(got[m * N + n]) - ref[m * N + n]) / absdot);
       }
       all_checks_ok &= ok;
       const double flops = 2.0 * M * N * K;

@@ -113,15 +113,15 @@ __global__ void __launch_bounds__(kQThreads)
           d[3] = u.w;
         }
       } else {
-        for (int i = threadIdx.x; i < nelem; i += kQThreads)
-          in_s[(i >> 5) * 33 + (i & 31)] = xs[i];
+        for (int i = threadIdx.x; i < nelem; i += kQThreads) in_s[(i >> 5) * 33 + (i & 31)] = xs[i];
       }
     }
     __syncthreads();
     if (static_cast<int>(threadIdx.x) < nb) {
       const uint32_t* v = in_s + threadIdx.x * 33;
       uint32_t w[BITS];
-      scales[base + threadIdx.x] = quantize_block<BITS>(c, k, [&](int i) { return v[i]; }, w);
+      scales[base + threadIdx.x] = quantize_block<BITS>(
+          c, k, [&](int i) { return v[i]; }, w);
 #pragma unroll
       for (int i = 0; i < BITS; ++i) out_s[threadIdx.x * (BITS + 1) + i] = w[i];
     }
@@ -566,16 +566,16 @@ void quantize_impl(MxFormat f, const void* x, size_t rows, size_t cols, uint8_t*
   uint32_t* cw = reinterpret_cast<uint32_t*>(codes);
   switch (c.bits) {
     case 4:
-      quantize_kernel<4, BF16><<<grid, kQThreads, 0, as_stream(stream)>>>(x, nblocks, c, k, vec,
-                                                                          cw, scales);
+      quantize_kernel<4, BF16>
+          <<<grid, kQThreads, 0, as_stream(stream)>>>(x, nblocks, c, k, vec, cw, scales);
       break;
     case 6:
-      quantize_kernel<6, BF16><<<grid, kQThreads, 0, as_stream(stream)>>>(x, nblocks, c, k, vec,
-                                                                          cw, scales);
+      quantize_kernel<6, BF16>
+          <<<grid, kQThreads, 0, as_stream(stream)>>>(x, nblocks, c, k, vec, cw, scales);
       break;
     default:
-      quantize_kernel<8, BF16><<<grid, kQThreads, 0, as_stream(stream)>>>(x, nblocks, c, k, vec,
-                                                                          cw, scales);
+      quantize_kernel<8, BF16>
+          <<<grid, kQThreads, 0, as_stream(stream)>>>(x, nblocks, c, k, vec, cw, scales);
   }
   check(cudaGetLastError(), "quantize launch");
 }
@@ -591,16 +591,16 @@ void dequantize_impl(const MxMatrixView& m, void* out, void* stream) {
   const int fi = static_cast<int>(m.format);
   switch (format_bits(m.format)) {
     case 4:
-      dequantize_kernel<4, BF16><<<grid, kQThreads, 0, as_stream(stream)>>>(cw, m.scales, nblocks,
-                                                                            fi, out);
+      dequantize_kernel<4, BF16>
+          <<<grid, kQThreads, 0, as_stream(stream)>>>(cw, m.scales, nblocks, fi, out);
       break;
     case 6:
-      dequantize_kernel<6, BF16><<<grid, kQThreads, 0, as_stream(stream)>>>(cw, m.scales, nblocks,
-                                                                            fi, out);
+      dequantize_kernel<6, BF16>
+          <<<grid, kQThreads, 0, as_stream(stream)>>>(cw, m.scales, nblocks, fi, out);
       break;
     default:
-      dequantize_kernel<8, BF16><<<grid, kQThreads, 0, as_stream(stream)>>>(cw, m.scales, nblocks,
-                                                                            fi, out);
+      dequantize_kernel<8, BF16>
+          <<<grid, kQThreads, 0, as_stream(stream)>>>(cw, m.scales, nblocks, fi, out);
   }
   check(cudaGetLastError(), "dequantize launch");
 }
@@ -629,23 +629,23 @@ void launch_gemv_exact(int bits, dim3 grid, cudaStream_t s, const uint8_t* ac, c
   const int threads = 32 * kGvWarps;
   switch (bits) {
     case 4:
-      gemv_exact_kernel<4, Wide><<<grid, threads, 0, s>>>(ac, as, fa, wc, ws, fw, N, K, qsum,
-                                                          specials, y);
+      gemv_exact_kernel<4, Wide>
+          <<<grid, threads, 0, s>>>(ac, as, fa, wc, ws, fw, N, K, qsum, specials, y);
       break;
     case 6:
-      gemv_exact_kernel<6, Wide><<<grid, threads, 0, s>>>(ac, as, fa, wc, ws, fw, N, K, qsum,
-                                                          specials, y);
+      gemv_exact_kernel<6, Wide>
+          <<<grid, threads, 0, s>>>(ac, as, fa, wc, ws, fw, N, K, qsum, specials, y);
       break;
     default:
-      gemv_exact_kernel<8, Wide><<<grid, threads, 0, s>>>(ac, as, fa, wc, ws, fw, N, K, qsum,
-                                                          specials, y);
+      gemv_exact_kernel<8, Wide>
+          <<<grid, threads, 0, s>>>(ac, as, fa, wc, ws, fw, N, K, qsum, specials, y);
   }
 }
 
 template <bool VecA>
-void launch_gemm_bf16(int bits, bool small, size_t M, cudaStream_t s, const uint16_t* A,
-                      size_t lda, const uint32_t* wc, const uint8_t* ws, int fw, size_t N,
-                      size_t K, float* C, size_t ldc) {
+void launch_gemm_bf16(int bits, bool small, size_t M, cudaStream_t s, const uint16_t* A, size_t lda,
+                      const uint32_t* wc, const uint8_t* ws, int fw, size_t N, size_t K, float* C,
+                      size_t ldc) {
   if (small) {
     const dim3 grid(static_cast<unsigned>((N + kGvWarps * kGvRows - 1) / (kGvWarps * kGvRows)),
                     static_cast<unsigned>(M));
@@ -716,8 +716,8 @@ DeviceStatus device_status() {
   return st;
 }
 
-void quantize(MxFormat f, const float* x, size_t rows, size_t cols, uint8_t* codes,
-              uint8_t* scales, const QuantizeOptions& opt, void* stream) {
+void quantize(MxFormat f, const float* x, size_t rows, size_t cols, uint8_t* codes, uint8_t* scales,
+              const QuantizeOptions& opt, void* stream) {
   quantize_impl<false>(f, x, rows, cols, codes, scales, opt, stream);
 }
 void quantize_bf16(MxFormat f, const uint16_t* x, size_t rows, size_t cols, uint8_t* codes,
@@ -760,8 +760,8 @@ void gemm(const MxMatrixView& A, const MxMatrixView& W, float* C, size_t ldc, vo
       launch_gemv_exact<true>(cw.bits, grid, s, abytes.bytes(), A.scales, fa, wc, W.scales, fw, N,
                               K, qsum, specials, C);
     else
-      launch_gemv_exact<false>(cw.bits, grid, s, abytes.bytes(), A.scales, fa, wc, W.scales, fw,
-                               N, K, qsum, specials, C);
+      launch_gemv_exact<false>(cw.bits, grid, s, abytes.bytes(), A.scales, fa, wc, W.scales, fw, N,
+                               K, qsum, specials, C);
     check(cudaGetLastError(), "gemv launch");
     return;
   }
@@ -779,8 +779,8 @@ void gemm(const MxMatrixView& A, const MxMatrixView& W, float* C, size_t ldc, vo
   check(cudaGetLastError(), "gemm launch");
 }
 
-void gemm_bf16(const uint16_t* A, size_t M, size_t lda, const MxMatrixView& W, float* C,
-               size_t ldc, void* stream) {
+void gemm_bf16(const uint16_t* A, size_t M, size_t lda, const MxMatrixView& W, float* C, size_t ldc,
+               void* stream) {
   check_view(W, "gemm_bf16 W");
   if (lda < W.cols) fail("gemm_bf16: lda smaller than K");
   if (ldc < W.rows) fail("gemm_bf16: ldc smaller than N");

@@ -8,10 +8,11 @@
 // Format constants are never written here: FormatConsts is filled from dmx::format_info().
 #pragma once
 
+#include <dmx/golden.h>
+
+#include <cmath>
 #include <cstdint>
 #include <cstring>
-
-#include <dmx/golden.h>
 
 #if defined(__CUDACC__)
 #define DMX_HD __host__ __device__ __forceinline__
@@ -251,8 +252,8 @@ DMX_HD uint8_t encode_scaled(const FormatConsts& c, uint32_t bits, int shift, bo
   e -= shift;
   const int L = msb64(mant) + e;
   if (L > c.emax + 1) return overflowed();
-  const int qe = c.is_int ? c.quantum_exp : (L - c.mbits > c.quantum_exp ? L - c.mbits
-                                                                          : c.quantum_exp);
+  const int qe =
+      c.is_int ? c.quantum_exp : (L - c.mbits > c.quantum_exp ? L - c.mbits : c.quantum_exp);
   const int rs = qe - e;
   uint64_t q;
   if (rs <= 0) {
@@ -271,6 +272,30 @@ DMX_HD uint8_t encode_scaled(const FormatConsts& c, uint32_t bits, int shift, bo
   return code_from_magnitude(c, neg, static_cast<uint32_t>(mag));
 }
 
+// The quantizer's fast route: y = x * 2^-s already computed in FP32 (exact, or an FP32 underflow
+// far below half the element grid's smallest step, which rounds to the same signed zero), and
+// |y| < 2^(emax+2) (true for every scale rule). One FP32 multiply by 2^-qe (exact) and one RNE
+// float-to-integer conversion put y on the element grid; SAT saturates. Equal to encode_scaled
+// for Overflow::SAT without the INT8 -128 knob (tested on the host against golden).
+DMX_HD uint8_t encode_fast(const FormatConsts& c, float y) {
+  const uint32_t b = f32_bits(y);
+  const bool neg = b >> 31;
+  const uint32_t a = b & 0x7fffffffu;
+  const int L = static_cast<int>(a >> 23) - 127;  // FP32 subnormals and zero: below every grid
+  const int qe =
+      c.is_int ? c.quantum_exp : (L - c.mbits > c.quantum_exp ? L - c.mbits : c.quantum_exp);
+  // 2^-qe (|qe| <= 24 for every format) times |y|: exact, t < 2^(mbits+2)
+  const float t = mul_rn(f32_from_bits(a), f32_from_bits(static_cast<uint32_t>(127 - qe) << 23));
+#if defined(__CUDA_ARCH__)
+  const uint32_t q = __float2uint_rn(t);
+#else
+  const uint32_t q = static_cast<uint32_t>(std::nearbyint(t));  // default rounding: RNE
+#endif
+  const uint64_t mag = static_cast<uint64_t>(q) << (qe - c.quantum_exp);  // E5M2: up to 2^32
+  return code_from_magnitude(c, neg,
+                             mag > c.max_magnitude ? c.max_magnitude : static_cast<uint32_t>(mag));
+}
+
 // ---- shared exponent ---------------------------------------------------------------------------
 // floor(log2 |x|) from the FP32 bits (x finite, non-zero), subnormals included.
 DMX_HD int floor_log2_bits(uint32_t abs_bits) {
@@ -286,8 +311,8 @@ DMX_HD int shared_exponent(const FormatConsts& c, uint32_t amax_bits, int rule) 
   if (rule == 0) {  // FLOOR
     s = L - c.emax;
   } else if (rule == 1) {  // CEIL
-    const bool pow2 = (amax_bits >> 23) ? (amax_bits & 0x7fffffu) == 0
-                                        : (amax_bits & (amax_bits - 1)) == 0;
+    const bool pow2 =
+        (amax_bits >> 23) ? (amax_bits & 0x7fffffu) == 0 : (amax_bits & (amax_bits - 1)) == 0;
     s = L + (pow2 ? 0 : 1) - c.emax;
   } else if (rule == 2) {  // EVEN: amax rounded to mbits fraction bits, half away from zero
     uint64_t mant = (amax_bits >> 23) ? ((amax_bits & 0x7fffffu) | 0x800000u)
@@ -351,7 +376,7 @@ template <int BITS, typename Load>
 DMX_HD uint8_t quantize_block(const FormatConsts& c, const QuantKnobs& k, Load load, uint32_t* w) {
   uint32_t amax = 0;
   bool non_finite = false;
-DMX_UNROLL
+  DMX_UNROLL
   for (int i = 0; i < kBlock; ++i) {
     const uint32_t a = load(i) & 0x7fffffffu;
     if (a >= 0x7f800000u) {
@@ -360,13 +385,21 @@ DMX_UNROLL
       amax = a;
     }
   }
-DMX_UNROLL
+  DMX_UNROLL
   for (int i = 0; i < BITS; ++i) w[i] = 0;
   if (non_finite && (!k.non_finite_element || !c.has_nan)) return kScaleNaNCode;
   const int s = shared_exponent(c, amax, k.scale_rule);
-DMX_UNROLL
-  for (int i = 0; i < kBlock; ++i)
-    put_code_words<BITS>(w, i, encode_scaled(c, load(i), s, k.overflow_ovf, k.int8_allow_minus128));
+  if (!non_finite && !k.overflow_ovf && !k.int8_allow_minus128) {
+    const float inv_scale = scale_to_f32(static_cast<uint8_t>(kScaleBiasE8M0 - s));  // 2^-s
+    DMX_UNROLL
+    for (int i = 0; i < kBlock; ++i)
+      put_code_words<BITS>(w, i, encode_fast(c, mul_rn(f32_from_bits(load(i)), inv_scale)));
+  } else {
+    DMX_UNROLL
+    for (int i = 0; i < kBlock; ++i)
+      put_code_words<BITS>(w, i,
+                           encode_scaled(c, load(i), s, k.overflow_ovf, k.int8_allow_minus128));
+  }
   return static_cast<uint8_t>(s + kScaleBiasE8M0);
 }
 
@@ -433,8 +466,8 @@ DMX_HD float dot_block_slow(const DecodeTable& ta, const DecodeTable& tb, int qs
     hi = pos_hi - neg_hi - (pos_lo < neg_lo ? 1 : 0);
   }
   if (hi == 0 && lo == 0) return f32_from_bits(all_neg_zero ? 0x80000000u : 0u);
-  return round_to_fp32_u128(neg, hi, lo, qsum + static_cast<int>(sa) + static_cast<int>(sb) -
-                                             2 * kScaleBiasE8M0);
+  return round_to_fp32_u128(
+      neg, hi, lo, qsum + static_cast<int>(sa) + static_cast<int>(sb) - 2 * kScaleBiasE8M0);
 }
 
 // One block step of dot_blocked: r = RNE_fp32(2^(sa+sb-254) * sum_i Pa_i * Pb_i), the sum exact.
@@ -450,7 +483,7 @@ DMX_HD float dot_block(const DecodeTable& ta, const DecodeTable& tb, bool specia
   uint64_t hi = 0, lo = 0;
   if constexpr (Wide) {
     __int128 sum = 0;
-DMX_UNROLL
+    DMX_UNROLL
     for (int i = 0; i < kBlock; ++i) {
       const uint8_t ca = ga(i), cb = gb(i);
       sum += static_cast<__int128>(ta.value[ca]) * tb.value[cb];
@@ -462,7 +495,7 @@ DMX_UNROLL
     lo = static_cast<uint64_t>(m);
   } else {
     int64_t sum = 0;
-DMX_UNROLL
+    DMX_UNROLL
     for (int i = 0; i < kBlock; ++i) {
       const uint8_t ca = ga(i), cb = gb(i);
       sum += ta.value[ca] * tb.value[cb];
@@ -473,8 +506,8 @@ DMX_UNROLL
   }
   if ((any & (kFlagNaN | kFlagInf)) || (hi == 0 && lo == 0))
     return dot_block_slow(ta, tb, qsum, sa, sb, ga, gb);
-  return round_to_fp32_u128(neg, hi, lo,
-                            qsum + static_cast<int>(sa) + static_cast<int>(sb) - 2 * kScaleBiasE8M0);
+  return round_to_fp32_u128(
+      neg, hi, lo, qsum + static_cast<int>(sa) + static_cast<int>(sb) - 2 * kScaleBiasE8M0);
 }
 
 // Builds a decode table from decode_exact (host and device alike).
@@ -490,7 +523,7 @@ DMX_HD void fill_decode_table(const FormatConsts& c, DecodeTable& t) {
 // Host only: the constants of a format, from golden's table (the one source of truth).
 inline FormatConsts make_consts(MxFormat f) {
   const FormatInfo& fi = format_info(f);
-  return FormatConsts{fi.bits,        fi.ebits,   fi.mbits,   fi.emax,  fi.quantum_exp,
+  return FormatConsts{fi.bits,          fi.ebits,   fi.mbits,   fi.emax,  fi.quantum_exp,
                       fi.max_magnitude, fi.has_inf, fi.has_nan, fi.is_int};
 }
 inline QuantKnobs make_knobs(const QuantizeOptions& o) {

@@ -45,8 +45,8 @@ DeviceStatus device_status();
 
 // x: rows x cols FP32 / BF16 (cols a multiple of 32, rows contiguous) -> packed codes
 // (rows * packed_bytes(f, cols)) and scales (rows * cols / 32).
-void quantize(MxFormat f, const float* x, size_t rows, size_t cols, uint8_t* codes,
-              uint8_t* scales, const QuantizeOptions& opt = {}, void* stream = nullptr);
+void quantize(MxFormat f, const float* x, size_t rows, size_t cols, uint8_t* codes, uint8_t* scales,
+              const QuantizeOptions& opt = {}, void* stream = nullptr);
 void quantize_bf16(MxFormat f, const uint16_t* x, size_t rows, size_t cols, uint8_t* codes,
                    uint8_t* scales, const QuantizeOptions& opt = {}, void* stream = nullptr);
 // m (device codes/scales) -> rows x cols FP32 / BF16.
@@ -62,8 +62,8 @@ inline void gemv(const MxMatrixView& x, const MxMatrixView& W, float* y, void* s
 }
 
 // Fast mode: BF16 activations A (M x K row-major, lda >= K) x MX weights W (N x K).
-void gemm_bf16(const uint16_t* A, size_t M, size_t lda, const MxMatrixView& W, float* C,
-               size_t ldc, void* stream = nullptr);
+void gemm_bf16(const uint16_t* A, size_t M, size_t lda, const MxMatrixView& W, float* C, size_t ldc,
+               void* stream = nullptr);
 inline void gemv_bf16(const uint16_t* x, const MxMatrixView& W, float* y, void* stream = nullptr) {
   gemm_bf16(x, 1, W.cols, W, y, W.rows, stream);
 }

@@ -71,8 +71,7 @@ HostMx random_mx(MxFormat f, size_t rows, size_t cols, std::mt19937& rng, bool f
             : static_cast<uint8_t>(scale_lo + rng() % (scale_hi - scale_lo + 1));
   const size_t rb = packed_bytes(f, cols);
   m.packed.assign(rows * rb, 0);
-  for (size_t r = 0; r < rows; ++r)
-    pack_codes(f, &m.unpacked[r * cols], cols, &m.packed[r * rb]);
+  for (size_t r = 0; r < rows; ++r) pack_codes(f, &m.unpacked[r * cols], cols, &m.packed[r * rb]);
   return m;
 }
 
@@ -93,11 +92,16 @@ std::vector<float> random_values(size_t n, std::mt19937& rng, bool edges) {
     for (int i = 0; i < kBlockSize; ++i) v[b * kBlockSize + i] = nd(rng) * mag;
   }
   if (edges) {
-    const float special[] = {0.0f, -0.0f, std::numeric_limits<float>::denorm_min(), -1e-40f,
+    const float special[] = {0.0f,
+                             -0.0f,
+                             std::numeric_limits<float>::denorm_min(),
+                             -1e-40f,
                              std::numeric_limits<float>::max(),
                              std::numeric_limits<float>::infinity(),
                              -std::numeric_limits<float>::infinity(),
-                             std::numeric_limits<float>::quiet_NaN(), 448.0f, 464.0f};
+                             std::numeric_limits<float>::quiet_NaN(),
+                             448.0f,
+                             464.0f};
     for (size_t i = 0; i < n / 97; ++i) v[rng() % n] = special[rng() % 10];
   }
   return v;
@@ -142,9 +146,8 @@ TEST(CudaGpu, QuantizeMatchesGoldenForEveryFormatAndOption) {
             ASSERT_EQ(scales.download(), want_scales)
                 << format_name(f) << " rule " << rule << " ov " << ov << " nf " << nf << " bf16 "
                 << bf;
-            ASSERT_EQ(codes.download(), want_codes)
-                << format_name(f) << " rule " << rule << " ov " << ov << " nf " << nf << " bf16 "
-                << bf;
+            ASSERT_EQ(codes.download(), want_codes) << format_name(f) << " rule " << rule << " ov "
+                                                    << ov << " nf " << nf << " bf16 " << bf;
           }
         }
 }
@@ -207,8 +210,8 @@ void check_exact_gemm(MxFormat fa, MxFormat fw, size_t M, size_t N, size_t K, si
       const float g = got[m * ldc + n];
       const bool ok = same_bits(g, want) || (std::isnan(g) && std::isnan(want));
       ASSERT_TRUE(ok) << format_name(fa) << " x " << format_name(fw) << " M " << M << " N " << N
-                      << " K " << K << " at (" << m << "," << n << ") got " << g << " want "
-                      << want << " seed " << kSeed;
+                      << " K " << K << " at (" << m << "," << n << ") got " << g << " want " << want
+                      << " seed " << kSeed;
     }
 }
 
@@ -216,8 +219,8 @@ TEST(CudaGpu, ExactGemvAndGemmEqualDotBlockedForEveryFormatPair) {
   std::mt19937 rng(kSeed + 3);
   for (MxFormat fa : kAllFormats)
     for (MxFormat fw : kAllFormats) {
-      check_exact_gemm(fa, fw, 1, 37, 32 * 40, 37, rng);   // GEMV path, two lane chunks
-      check_exact_gemm(fa, fw, 5, 70, 32 * 3, 72, rng);    // GEMM path, ragged tiles, ldc > N
+      check_exact_gemm(fa, fw, 1, 37, 32 * 40, 37, rng);  // GEMV path, two lane chunks
+      check_exact_gemm(fa, fw, 5, 70, 32 * 3, 72, rng);   // GEMM path, ragged tiles, ldc > N
     }
 }
 
@@ -263,9 +266,9 @@ void check_fast_gemm(MxFormat fw, size_t M, size_t N, size_t K, size_t lda, std:
       for (size_t k = 0; k < K; ++k) abs_dot += std::fabs(double(row[k]) * wvals[n][k]);
       const double err = std::fabs(double(got[m * N + n]) - double(exact));
       const double bound = fast_mode_bound(abs_dot, K);
-      ASSERT_LE(err, bound) << format_name(fw) << " M " << M << " N " << N << " K " << K
-                            << " at (" << m << "," << n << ") got " << got[m * N + n]
-                            << " exact " << exact << " seed " << kSeed;
+      ASSERT_LE(err, bound) << format_name(fw) << " M " << M << " N " << N << " K " << K << " at ("
+                            << m << "," << n << ") got " << got[m * N + n] << " exact " << exact
+                            << " seed " << kSeed;
       if (abs_dot > 0) worst = std::max(worst, err / abs_dot);
     }
   }
@@ -276,10 +279,10 @@ void check_fast_gemm(MxFormat fw, size_t M, size_t N, size_t K, size_t lda, std:
 TEST(CudaGpu, FastGemvAndGemmWithinStatedBoundOfDotExact) {
   std::mt19937 rng(kSeed + 5);
   for (MxFormat fw : kAllFormats) {
-    check_fast_gemm(fw, 1, 75, 32 * 37, 32 * 37, rng);        // CUDA-core path
-    check_fast_gemm(fw, 8, 40, 320, 320 + 3, rng);            // CUDA-core, unaligned rows
-    check_fast_gemm(fw, 9, 130, 320, 320, rng);               // tensor cores, ragged tiles
-    check_fast_gemm(fw, 200, 260, 256, 256 + 5, rng);         // tensor cores, scalar A loads
+    check_fast_gemm(fw, 1, 75, 32 * 37, 32 * 37, rng);  // CUDA-core path
+    check_fast_gemm(fw, 8, 40, 320, 320 + 3, rng);      // CUDA-core, unaligned rows
+    check_fast_gemm(fw, 9, 130, 320, 320, rng);         // tensor cores, ragged tiles
+    check_fast_gemm(fw, 200, 260, 256, 256 + 5, rng);   // tensor cores, scalar A loads
   }
   check_fast_gemm(MxFormat::E2M1, 256, 256, 4096, 4096, rng);  // long K
 }

@@ -4,6 +4,7 @@
 #include <dmx/golden.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -28,10 +29,14 @@ int ncodes(MxFormat f) { return 1 << format_bits(f); }
 // subnormals, zeros, Inf and NaN.
 uint32_t random_f32_bits(std::mt19937& rng) {
   switch (rng() % 10) {
-    case 0: return rng() & 0x807fffffu;                          // subnormal / zero
-    case 1: return (rng() & 0x80000000u) | 0x7f800000u;          // +-Inf
-    case 2: return 0x7f800000u | (rng() & 0x807fffffu) | 1u;     // NaN
-    case 3: return (rng() & 0x80000000u) | ((rng() % 3) << 22);  // +-0 / tiny subnormals
+    case 0:
+      return rng() & 0x807fffffu;  // subnormal / zero
+    case 1:
+      return (rng() & 0x80000000u) | 0x7f800000u;  // +-Inf
+    case 2:
+      return 0x7f800000u | (rng() & 0x807fffffu) | 1u;  // NaN
+    case 3:
+      return (rng() & 0x80000000u) | ((rng() % 3) << 22);  // +-0 / tiny subnormals
     default: {
       const uint32_t e = 127 + static_cast<int>(rng() % 61) - 30;  // 2^-30 .. 2^30
       return (rng() & 0x80000000u) | (e << 23) | (rng() & 0x7fffffu);
@@ -52,9 +57,8 @@ TEST(CudaHostArith, DecodeExactMatchesGoldenForEveryCode) {
       EXPECT_EQ(bool(d.flags & kFlagNeg), g.negative);
       EXPECT_EQ(bool(d.flags & kFlagNaN), g.is_nan);
       EXPECT_EQ(bool(d.flags & kFlagInf), g.is_inf);
-      const int64_t want = (g.is_nan || g.is_inf)
-                               ? 0
-                               : (g.negative ? -int64_t(g.magnitude) : int64_t(g.magnitude));
+      const int64_t want =
+          (g.is_nan || g.is_inf) ? 0 : (g.negative ? -int64_t(g.magnitude) : int64_t(g.magnitude));
       EXPECT_EQ(t.value[code], want);
       EXPECT_EQ(t.flags[code], d.flags);
     }
@@ -72,7 +76,8 @@ TEST(CudaHostArith, DequantizeElementMatchesGoldenForEveryCodeAndScale) {
       MxBlock b;
       b.scale = static_cast<uint8_t>(s);
       for (int base = 0; base < ncodes(f); base += kBlockSize) {
-        for (int i = 0; i < kBlockSize; ++i) b.codes[i] = static_cast<uint8_t>((base + i) % ncodes(f));
+        for (int i = 0; i < kBlockSize; ++i)
+          b.codes[i] = static_cast<uint8_t>((base + i) % ncodes(f));
         float want[kBlockSize];
         dequantize_block(f, b, want);
         for (int i = 0; i < kBlockSize; ++i) {
@@ -112,16 +117,18 @@ TEST(CudaHostArith, RoundToFp32MatchesGolden) {
   for (int iter = 0; iter < 300000; ++iter) {
     const int bits = 1 + static_cast<int>(rng() % 100);  // magnitude bit length
     uint64_t hi = 0, lo = rng();
-    if (bits > 64) hi = rng() >> (128 - bits);
-    else lo >>= (64 - bits);
+    if (bits > 64)
+      hi = rng() >> (128 - bits);
+    else
+      lo >>= (64 - bits);
     if (rng() % 4 == 0) lo &= ~((1ull << (rng() % 64)) - 1);  // many trailing zeros: ties
-    const int exp = static_cast<int>(rng() % 520) - 330;     // subnormal range .. overflow
+    const int exp = static_cast<int>(rng() % 520) - 330;      // subnormal range .. overflow
     check(hi, lo, exp, rng() & 1);
   }
   // Exact ties and near-ties at every rounding position, around the subnormal and overflow edges.
   for (int p = 0; p < 100; ++p)
-    for (int exp : {-400, -300, -200, -175, -160, -150, -149, -148, -126, -100, 0, 20, 60, 100,
-                    104, 105, 127, 128})
+    for (int exp : {-400, -300, -200, -175, -160, -150, -149, -148, -126, -100, 0, 20, 60, 100, 104,
+                    105, 127, 128})
       for (int64_t d = -2; d <= 2; ++d) {
         unsigned __int128 m = (static_cast<unsigned __int128>(3) << p) + d;
         if (m == 0) continue;
@@ -147,6 +154,28 @@ TEST(CudaHostArith, EncodeScaledMatchesGolden) {
   }
 }
 
+// The quantizer's fast route (default SAT, no -128): FP32 pre-scaling then an RNE conversion.
+TEST(CudaHostArith, EncodeFastMatchesGoldenForEveryFeasibleScale) {
+  std::mt19937 rng(kSeed);
+  for (MxFormat f : kAllFormats) {
+    const FormatConsts c = make_consts(f);
+    for (int iter = 0; iter < 100000; ++iter) {
+      uint32_t b;
+      do b = random_f32_bits(rng);
+      while ((b & 0x7fffffffu) >= 0x7f800000u);
+      // Any scale a block holding x can get: s >= floor(log2 |x|) - emax (amax >= |x|), and the
+      // clamps [-127, 127].
+      const int lo = (b & 0x7fffffffu) ? dmx::floor_log2(fp32_from_bits(b)) - c.emax : -127;
+      int s = std::max(-127, lo) + static_cast<int>(rng() % 12);
+      if (iter % 5 == 0) s = std::max(-127, lo) + static_cast<int>(rng() % 200);
+      s = std::min(s, 127);
+      const float y = fp32_from_bits(b) * decode_scale(static_cast<uint8_t>(127 - s));
+      ASSERT_EQ(encode_fast(c, y), encode_element_scaled(f, fp32_from_bits(b), s))
+          << format_name(f) << " x bits " << b << " s " << s << " seed " << kSeed;
+    }
+  }
+}
+
 TEST(CudaHostArith, SharedExponentMatchesGoldenForEveryRule) {
   std::mt19937 rng(kSeed);
   for (MxFormat f : kAllFormats) {
@@ -155,9 +184,9 @@ TEST(CudaHostArith, SharedExponentMatchesGoldenForEveryRule) {
       uint32_t b;
       do b = random_f32_bits(rng) & 0x7fffffffu;
       while (b >= 0x7f800000u);
-      if (iter % 7 == 0) b = (rng() % 254 + 1) << 23;            // powers of two
+      if (iter % 7 == 0) b = (rng() % 254 + 1) << 23;                     // powers of two
       if (iter % 11 == 0) b = ((rng() % 254 + 1) << 23) - 1 - rng() % 4;  // just below them
-      if (iter % 13 == 0) b = 0x7f7fffffu - rng() % 8;           // near FP32 max
+      if (iter % 13 == 0) b = 0x7f7fffffu - rng() % 8;                    // near FP32 max
       for (ScaleRule r : {ScaleRule::FLOOR, ScaleRule::CEIL, ScaleRule::EVEN, ScaleRule::RCEIL}) {
         const float amax = fp32_from_bits(b);
         ASSERT_EQ(shared_exponent(c, b, static_cast<int>(r)), dmx::shared_exponent(f, amax, r))
@@ -186,13 +215,14 @@ void check_quantize_blocks(MxFormat f, std::mt19937& rng) {
             const float mag = std::ldexp(1.0f, static_cast<int>(rng() % 300) - 150);
             for (auto& x : v) x = nd(rng) * mag;
             const int edges = iter % 4 == 0 ? static_cast<int>(rng() % 4) : 0;
-            for (int e = 0; e < edges; ++e) v[rng() % kBlockSize] = fp32_from_bits(random_f32_bits(rng));
+            for (int e = 0; e < edges; ++e)
+              v[rng() % kBlockSize] = fp32_from_bits(random_f32_bits(rng));
             const MxBlock want = quantize_block(f, v, opt);
             uint8_t want_packed[32] = {};
             pack_codes(f, want.codes.data(), kBlockSize, want_packed);
             uint32_t w[BITS];
-            const uint8_t scale =
-                quantize_block<BITS>(c, k, [&](int i) { return fp32_bits(v[i]); }, w);
+            const uint8_t scale = quantize_block<BITS>(
+                c, k, [&](int i) { return fp32_bits(v[i]); }, w);
             ASSERT_EQ(scale, want.scale) << format_name(f) << " iter " << iter << " seed " << kSeed;
             ASSERT_EQ(std::memcmp(w, want_packed, 4 * BITS), 0)
                 << format_name(f) << " " << scale_rule_name(rule) << " iter " << iter;
@@ -205,9 +235,14 @@ TEST(CudaHostArith, QuantizeBlockMatchesGoldenForEveryOption) {
   for (MxFormat f : kAllFormats) {
     SCOPED_TRACE(format_name(f));
     switch (format_bits(f)) {
-      case 4: check_quantize_blocks<4>(f, rng); break;
-      case 6: check_quantize_blocks<6>(f, rng); break;
-      default: check_quantize_blocks<8>(f, rng);
+      case 4:
+        check_quantize_blocks<4>(f, rng);
+        break;
+      case 6:
+        check_quantize_blocks<6>(f, rng);
+        break;
+      default:
+        check_quantize_blocks<8>(f, rng);
     }
   }
 }
@@ -233,9 +268,17 @@ TEST(CudaHostArith, PackedLayoutIndexMathMatchesGolden) {
       for (int i = 0; i < kBlockSize; ++i) {
         uint32_t got = 0;
         switch (bits) {
-          case 4: got = code_from_words<4>(w, i); put_code_words<4>(rebuilt, i, got); break;
-          case 6: got = code_from_words<6>(w, i); put_code_words<6>(rebuilt, i, got); break;
-          default: got = code_from_words<8>(w, i); put_code_words<8>(rebuilt, i, got);
+          case 4:
+            got = code_from_words<4>(w, i);
+            put_code_words<4>(rebuilt, i, got);
+            break;
+          case 6:
+            got = code_from_words<6>(w, i);
+            put_code_words<6>(rebuilt, i, got);
+            break;
+          default:
+            got = code_from_words<8>(w, i);
+            put_code_words<8>(rebuilt, i, got);
         }
         ASSERT_EQ(got, codes[blk * kBlockSize + i]) << format_name(f) << " block " << blk;
       }
@@ -246,9 +289,14 @@ TEST(CudaHostArith, PackedLayoutIndexMathMatchesGolden) {
         for (int i = 0; i < 16; ++i) {
           uint32_t got = 0;
           switch (bits) {
-            case 4: got = code_from_words<4>(w + h * 2, i); break;
-            case 6: got = code_from_words<6>(w + h * 3, i); break;
-            default: got = code_from_words<8>(w + h * 4, i);
+            case 4:
+              got = code_from_words<4>(w + h * 2, i);
+              break;
+            case 6:
+              got = code_from_words<6>(w + h * 3, i);
+              break;
+            default:
+              got = code_from_words<8>(w + h * 4, i);
           }
           ASSERT_EQ(got, codes[blk * kBlockSize + 16 * h + i]);
         }
@@ -289,8 +337,9 @@ RandomBlock random_block(MxFormat fa, MxFormat fb, std::mt19937& rng, int kind) 
   } else if (kind == 2) {  // cancellation: B = -A pattern on a repeated value
     for (int i = 0; i < kBlockSize; i += 2) {
       r.ca[i + 1] = r.ca[i];
-      r.cb[i + 1] = format_info(fb).is_int ? static_cast<uint8_t>(-int8_t(r.cb[i]))
-                                           : static_cast<uint8_t>(r.cb[i] ^ (1u << (format_bits(fb) - 1)));
+      r.cb[i + 1] = format_info(fb).is_int
+                        ? static_cast<uint8_t>(-int8_t(r.cb[i]))
+                        : static_cast<uint8_t>(r.cb[i] ^ (1u << (format_bits(fb) - 1)));
     }
   } else if (kind == 3) {  // largest magnitudes (E5M2 x E5M2 needs ~69 bits)
     const uint8_t ma = code_from_magnitude(make_consts(fa), false, format_info(fa).max_magnitude);
@@ -328,8 +377,7 @@ TEST(CudaHostArith, BlockDotMatchesGoldenForEveryFormatPair) {
         const float got = wide ? device_block<true>(ta, tb, specials, qsum, r)
                                : device_block<false>(ta, tb, specials, qsum, r);
         ASSERT_EQ(fp32_bits(got), fp32_bits(want))
-            << format_name(fa) << " x " << format_name(fb) << " iter " << iter << " seed "
-            << kSeed;
+            << format_name(fa) << " x " << format_name(fb) << " iter " << iter << " seed " << kSeed;
         // The 128-bit loop and the slow (IEEE) loop agree with it too.
         ASSERT_EQ(fp32_bits(device_block<true>(ta, tb, specials, qsum, r)), fp32_bits(want));
         const float slow = dot_block_slow(
@@ -369,10 +417,11 @@ TEST(CudaHostArith, BlockedAccumulationMatchesDotBlocked) {
         for (size_t j = 0; j < n / 32; ++j) {
           const auto ga = [&](int i) { return a[j * 32 + i]; };
           const auto gb = [&](int i) { return b[j * 32 + i]; };
-          const float r =
-              needs_wide(ca, cb)
-                  ? dot_block<true>(ta, tb, specials, ca.quantum_exp + cb.quantum_exp, sa[j], sb[j], ga, gb)
-                  : dot_block<false>(ta, tb, specials, ca.quantum_exp + cb.quantum_exp, sa[j], sb[j], ga, gb);
+          const float r = needs_wide(ca, cb)
+                              ? dot_block<true>(ta, tb, specials, ca.quantum_exp + cb.quantum_exp,
+                                                sa[j], sb[j], ga, gb)
+                              : dot_block<false>(ta, tb, specials, ca.quantum_exp + cb.quantum_exp,
+                                                 sa[j], sb[j], ga, gb);
           acc = acc + r;
         }
         ASSERT_EQ(fp32_bits(acc), fp32_bits(want))
