@@ -343,7 +343,11 @@ __global__ void __launch_bounds__(32 * kGvWarps)
     gemv_bf16_kernel(const uint16_t* A, size_t lda, const uint32_t* w_codes,
                      const uint8_t* w_scales, int fw, size_t N, size_t K, float* C, size_t ldc) {
   __shared__ float tv[256];
-  for (int i = threadIdx.x; i < 256; i += blockDim.x) tv[i] = c_value[fw][i];
+  __shared__ float2 tv2[BITS == 4 ? 256 : 1];  // FP4: a byte (two codes) -> both values
+  for (int i = threadIdx.x; i < 256; i += blockDim.x) {
+    tv[i] = c_value[fw][i];
+    if constexpr (BITS == 4) tv2[i] = make_float2(c_value[fw][i & 15], c_value[fw][i >> 4]);
+  }
   __syncthreads();
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const size_t n0 = (size_t{blockIdx.x} * kGvWarps + warp) * kGvRows;
@@ -381,10 +385,22 @@ __global__ void __launch_bounds__(32 * kGvWarps)
 #pragma unroll
     for (int r = 0; r < kGvRows; ++r) {
       float p = 0.0f;
+      if constexpr (BITS == 4) {
+        // byte b of word q holds elements 8q + 2b (low nibble) and 8q + 2b + 1 (high nibble)
 #pragma unroll
-      for (int i = 0; i < kBlock; i += 2) {
-        p = fmaf(bf16_lo(ab[i / 2]), tv[code_from_words<BITS>(ww[r], i)], p);
-        p = fmaf(bf16_hi(ab[i / 2]), tv[code_from_words<BITS>(ww[r], i + 1)], p);
+        for (int q = 0; q < 4; ++q)
+#pragma unroll
+          for (int b = 0; b < 4; ++b) {
+            const float2 v = tv2[(ww[r][q] >> (8 * b)) & 0xffu];
+            p = fmaf(bf16_lo(ab[4 * q + b]), v.x, p);
+            p = fmaf(bf16_hi(ab[4 * q + b]), v.y, p);
+          }
+      } else {
+#pragma unroll
+        for (int i = 0; i < kBlock; i += 2) {
+          p = fmaf(bf16_lo(ab[i / 2]), tv[code_from_words<BITS>(ww[r], i)], p);
+          p = fmaf(bf16_hi(ab[i / 2]), tv[code_from_words<BITS>(ww[r], i + 1)], p);
+        }
       }
       acc[r] = fmaf(p, scale_to_f32(sw[r]), acc[r]);
     }

@@ -176,6 +176,45 @@ TEST(CudaHostArith, EncodeFastMatchesGoldenForEveryFeasibleScale) {
   }
 }
 
+// Every rounding boundary of every format: each midpoint between neighbouring grid values (a
+// tie), one FP32 ulp either side, both signs; plus a strided sweep of all FP32 patterns below
+// 2^(emax+2).
+TEST(CudaHostArith, EncodeFastMatchesGoldenAtEveryTieAndOnASweep) {
+  for (MxFormat f : kAllFormats) {
+    const FormatConsts c = make_consts(f);
+    const FormatInfo& fi = format_info(f);
+    std::vector<float> grid;  // every finite non-negative element value
+    for (int code = 0; code < ncodes(f); ++code) {
+      const ElementValue e = decode_element_exact(f, static_cast<uint8_t>(code));
+      if (!e.negative && !e.is_nan && !e.is_inf) grid.push_back(decode_element(f, uint8_t(code)));
+    }
+    std::sort(grid.begin(), grid.end());
+    grid.erase(std::unique(grid.begin(), grid.end()), grid.end());
+    std::vector<float> probes;
+    for (size_t i = 0; i + 1 < grid.size(); ++i) {
+      const float mid = (grid[i] + grid[i + 1]) / 2;  // exact: both on a coarse grid
+      probes.insert(probes.end(),
+                    {mid, std::nextafter(mid, 0.0f), std::nextafter(mid, 1e30f), grid[i]});
+    }
+    const float top = grid.back();
+    for (float v : {top, std::nextafter(top, 1e30f), top * 1.0625f, top * 1.9f})
+      probes.push_back(v);
+    for (float p : probes)
+      for (float v : {p, -p}) {
+        if (std::fabs(v) >= std::ldexp(1.0f, fi.emax + 2)) continue;
+        ASSERT_EQ(encode_fast(c, v), encode_element_scaled(f, v, 0)) << format_name(f) << " " << v;
+      }
+    const uint32_t limit = fp32_bits(std::ldexp(1.0f, fi.emax + 2));
+    for (uint32_t b = 0; b < limit; b += 4099) {
+      ASSERT_EQ(encode_fast(c, fp32_from_bits(b)), encode_element_scaled(f, fp32_from_bits(b), 0))
+          << format_name(f) << " bits " << b;
+      ASSERT_EQ(encode_fast(c, fp32_from_bits(b | 0x80000000u)),
+                encode_element_scaled(f, fp32_from_bits(b | 0x80000000u), 0))
+          << format_name(f) << " bits " << (b | 0x80000000u);
+    }
+  }
+}
+
 TEST(CudaHostArith, SharedExponentMatchesGoldenForEveryRule) {
   std::mt19937 rng(kSeed);
   for (MxFormat f : kAllFormats) {
