@@ -166,8 +166,7 @@ at::Tensor offset_from_theta(const at::Tensor& theta, double t_prime, int rungs)
   // |theta| with subgradient +1 at 0: torch's abs has gradient 0 there and theta = 0 would stick.
   at::Tensor sgn = at::where(theta.detach() >= 0, at::ones_like(theta), -at::ones_like(theta));
   at::Tensor r = theta * sgn;
-  if (rungs == 3)
-    return at::sigmoid(t_prime * (r - 0.5)) + at::sigmoid(t_prime * (r - 1.5));
+  if (rungs == 3) return at::sigmoid(t_prime * (r - 0.5)) + at::sigmoid(t_prime * (r - 1.5));
   return 2.0 * at::sigmoid(t_prime * (r - 1.0));
 }
 

@@ -1,0 +1,584 @@
+// dMX search, cost models and baselines.
+#include "dmx/quant/search.h"
+
+#include <ATen/ATen.h>
+#include <dmx/sim.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <numeric>
+#include <random>
+#include <sstream>
+#include <stdexcept>
+
+namespace dmx::quant {
+
+// ---- Ladders and cost models -----------------------------------------------------------------
+Ladder make_ladder(FormatSpace space, int rungs) {
+  Ladder l;
+  l.space = space;
+  if (rungs == 3) {
+    if (space != FormatSpace::EM)
+      throw std::invalid_argument("the three-rung ladder needs the E(2+b)M(1+b) space (em)");
+    l.position = {0, 1, 2};
+  } else if (rungs == 2) {
+    l.position = {0, 2};
+  } else {
+    throw std::invalid_argument("a ladder has 2 or 3 rungs, not " + std::to_string(rungs));
+  }
+  for (int p : l.position) l.formats.push_back(format_at(p, space));
+  return l;
+}
+
+double CostModel::total(const std::vector<int>& wrung, const std::vector<int>& arung) const {
+  double t = 0;
+  for (size_t l = 0; l < cost.size(); ++l) t += cost[l][wrung[l]][arung[l]];
+  return t;
+}
+double CostModel::total_low() const {
+  return total(std::vector<int>(cost.size(), 0), std::vector<int>(cost.size(), 0));
+}
+double CostModel::total_high() const {
+  const int top = static_cast<int>(ladder.formats.size()) - 1;
+  return total(std::vector<int>(cost.size(), top), std::vector<int>(cost.size(), top));
+}
+double CostModel::fraction(double t) const {
+  const double lo = total_low(), hi = total_high();
+  return hi > lo ? (t - lo) / (hi - lo) : 0.0;
+}
+double CostModel::to_bits_equivalent(double t) const {
+  if (kind == "bits") return t;
+  const double lo = format_bits(ladder.formats.front()), hi = format_bits(ladder.formats.back());
+  return lo + (hi - lo) * fraction(t);
+}
+
+std::vector<int64_t> linear_param_counts(const CausalLM& model) {
+  std::vector<int64_t> out;
+  for (const auto& n : model.linear_names()) {
+    LinearPtr l = model.linear(n);
+    out.push_back(l->in_features() * l->out_features());
+  }
+  return out;
+}
+
+CostModel bits_cost_model(const CausalLM& model, const Ladder& ladder, bool weighted) {
+  CostModel cm;
+  cm.kind = "bits";
+  cm.unit = "bits";
+  cm.ladder = ladder;
+  const std::vector<int64_t> params = linear_param_counts(model);
+  const double sum = std::accumulate(params.begin(), params.end(), 0.0);
+  std::vector<double> share;
+  for (int64_t p : params) share.push_back(weighted ? p / sum : 1.0 / params.size());
+  const size_t K = ladder.formats.size();
+  for (double w : share) {
+    std::vector<std::vector<double>> t(K, std::vector<double>(K));
+    for (size_t i = 0; i < K; ++i)
+      for (size_t j = 0; j < K; ++j)
+        t[i][j] = w * 0.5 * (format_bits(ladder.formats[i]) + format_bits(ladder.formats[j]));
+    cm.cost.push_back(t);
+  }
+  cm.pair_costs = [share](MxFormat w, MxFormat a) {
+    std::vector<double> out;
+    for (double s : share) out.push_back(s * 0.5 * (format_bits(w) + format_bits(a)));
+    return out;
+  };
+  return cm;
+}
+
+std::optional<SimMetric> parse_metric(const std::string& s) {
+  if (s == "cycles") return SimMetric::Cycles;
+  if (s == "energy") return SimMetric::Energy;
+  if (s == "dram_bytes") return SimMetric::DramBytes;
+  return std::nullopt;
+}
+const char* metric_name(SimMetric m) {
+  switch (m) {
+    case SimMetric::Cycles:
+      return "cycles";
+    case SimMetric::Energy:
+      return "energy";
+    case SimMetric::DramBytes:
+      return "dram_bytes";
+  }
+  return "?";
+}
+
+namespace {
+double metric_value(const sim::GemmCost& c, SimMetric m) {
+  switch (m) {
+    case SimMetric::Cycles:
+      return static_cast<double>(c.cycles);
+    case SimMetric::Energy:
+      return c.energy_pj;
+    case SimMetric::DramBytes:
+      return static_cast<double>(c.dram_bytes);
+  }
+  return 0;
+}
+
+// Per-layer metric of each (w, a) pair from the simulator's prefill cost table.
+std::map<std::pair<int, int>, std::vector<double>> sim_layer_costs(
+    const sim::ModelShape& shape, const sim::ArchConfig& arch, int64_t tokens, SimMetric metric,
+    const std::vector<std::string>& names, const std::vector<MxFormat>& wf,
+    const std::vector<MxFormat>& af, sim::TileCache* cache) {
+  sim::TableOptions to;
+  to.weight_formats = wf;
+  to.act_formats = af;
+  to.prefill = true;
+  to.decode = false;
+  const std::vector<sim::CostRow> rows = sim::cost_table(shape, arch, tokens, to, cache);
+  std::map<std::string, size_t> index;
+  for (size_t i = 0; i < names.size(); ++i) index[names[i]] = i;
+  std::map<std::pair<int, int>, std::vector<double>> out;
+  for (const auto& r : rows) {
+    auto it = index.find(r.gemm.module);
+    if (it == index.end())
+      throw std::runtime_error("simulator cost table names an unknown layer " + r.gemm.module);
+    auto& v = out[{int(r.wfmt), int(r.afmt)}];
+    v.resize(names.size(), -1.0);
+    v[it->second] = metric_value(r.cost, metric);
+  }
+  for (auto& [k, v] : out)
+    for (size_t i = 0; i < v.size(); ++i)
+      if (v[i] < 0) throw std::runtime_error("simulator cost table lacks layer " + names[i]);
+  return out;
+}
+}  // namespace
+
+CostModel sim_cost_model(const CausalLM& model, const sim::ArchConfig& arch, SimMetric metric,
+                         int64_t tokens, const Ladder& ladder) {
+  const ModelConfig& c = model.config();
+  sim::ModelShape shape;
+  shape.name = c.model_type;
+  shape.hidden_size = c.hidden_size;
+  shape.intermediate_size = c.intermediate_size;
+  shape.num_hidden_layers = c.num_hidden_layers;
+  shape.num_attention_heads = c.num_attention_heads;
+  shape.num_key_value_heads = c.num_key_value_heads;
+  shape.head_dim = c.head_dim;
+  auto cache = std::make_shared<sim::TileCache>();
+  const std::vector<std::string> names = model.linear_names();
+  auto table = sim_layer_costs(shape, arch, tokens, metric, names, ladder.formats, ladder.formats,
+                               cache.get());
+  CostModel cm;
+  cm.kind = "sim";
+  cm.unit = metric == SimMetric::Cycles ? "cycles" : metric == SimMetric::Energy ? "pJ" : "bytes";
+  cm.ladder = ladder;
+  const size_t K = ladder.formats.size();
+  for (size_t l = 0; l < names.size(); ++l) {
+    std::vector<std::vector<double>> t(K, std::vector<double>(K));
+    for (size_t i = 0; i < K; ++i)
+      for (size_t j = 0; j < K; ++j)
+        t[i][j] = table.at({int(ladder.formats[i]), int(ladder.formats[j])})[l];
+    cm.cost.push_back(t);
+  }
+  cm.pair_costs = [shape, arch, tokens, metric, names, cache](MxFormat w, MxFormat a) {
+    return sim_layer_costs(shape, arch, tokens, metric, names, {w}, {a}, cache.get())
+        .at({int(w), int(a)});
+  };
+  return cm;
+}
+
+double parse_budget(const std::string& text, const CostModel& cm) {
+  size_t pos = 0;
+  double v = 0;
+  try {
+    v = std::stod(text, &pos);
+  } catch (...) {
+    throw std::invalid_argument("budget '" + text + "' is not a number");
+  }
+  std::string unit = text.substr(pos);
+  while (!unit.empty() && unit.front() == ' ') unit.erase(unit.begin());
+  if (!std::isfinite(v) || v < 0) throw std::invalid_argument("budget '" + text + "' is negative");
+  if (unit.empty()) {
+    if (cm.kind == "bits") return v;
+    if (v > 1.0)
+      throw std::invalid_argument("budget '" + text +
+                                  "' is a fraction of the MXFP4..MXFP8 cost range: give 0..1 or "
+                                  "a value with a unit");
+    return cm.total_low() + v * (cm.total_high() - cm.total_low());
+  }
+  static const std::map<std::string, std::pair<std::string, double>> units = {
+      {"bits", {"bits", 1}},
+      {"bit", {"bits", 1}},
+      {"cycles", {"cycles", 1}},
+      {"kcycles", {"cycles", 1e3}},
+      {"Mcycles", {"cycles", 1e6}},
+      {"Gcycles", {"cycles", 1e9}},
+      {"pJ", {"pJ", 1}},
+      {"nJ", {"pJ", 1e3}},
+      {"uJ", {"pJ", 1e6}},
+      {"mJ", {"pJ", 1e9}},
+      {"J", {"pJ", 1e12}},
+      {"B", {"bytes", 1}},
+      {"KB", {"bytes", 1e3}},
+      {"MB", {"bytes", 1e6}},
+      {"GB", {"bytes", 1e9}},
+      {"KiB", {"bytes", 1024.0}},
+      {"MiB", {"bytes", 1048576.0}},
+      {"GiB", {"bytes", 1073741824.0}}};
+  auto it = units.find(unit);
+  if (it == units.end()) throw std::invalid_argument("budget '" + text + "': unknown unit " + unit);
+  if (it->second.first != cm.unit)
+    throw std::invalid_argument("budget '" + text + "' is in " + it->second.first +
+                                " but the cost model measures " + cm.unit);
+  return v * it->second.second;
+}
+
+// ---- Assignments -------------------------------------------------------------------------------
+Assignment make_assignment(const CausalLM& model, const CostModel& cm,
+                           const std::vector<int>& wrung, const std::vector<int>& arung) {
+  Assignment a;
+  const auto& names = model.linear_names();
+  const std::vector<int64_t> params = linear_param_counts(model);
+  const double psum = std::accumulate(params.begin(), params.end(), 0.0);
+  for (size_t l = 0; l < names.size(); ++l) {
+    LayerAssignment la;
+    la.name = names[l];
+    la.wrung = wrung[l];
+    la.arung = arung[l];
+    la.wfmt = cm.ladder.formats[wrung[l]];
+    la.afmt = cm.ladder.formats[arung[l]];
+    la.cost = cm.cost[l][wrung[l]][arung[l]];
+    const double bits = 0.5 * (format_bits(la.wfmt) + format_bits(la.afmt));
+    a.avg_bits += bits / names.size();
+    a.avg_bits_weighted += bits * params[l] / psum;
+    a.total_cost += la.cost;
+    a.layers.push_back(la);
+  }
+  return a;
+}
+
+Assignment uniform_assignment(const CausalLM& model, const CostModel& cm, MxFormat wfmt,
+                              MxFormat afmt) {
+  const auto& names = model.linear_names();
+  const std::vector<double> costs = cm.pair_costs(wfmt, afmt);
+  auto rung_of = [&](MxFormat f) {
+    for (size_t k = 0; k < cm.ladder.formats.size(); ++k)
+      if (cm.ladder.formats[k] == f) return int(k);
+    return -1;
+  };
+  Assignment a;
+  const double bits = 0.5 * (format_bits(wfmt) + format_bits(afmt));
+  a.avg_bits = a.avg_bits_weighted = bits;
+  for (size_t l = 0; l < names.size(); ++l) {
+    a.layers.push_back({names[l], wfmt, afmt, rung_of(wfmt), rung_of(afmt), costs[l]});
+    a.total_cost += costs[l];
+  }
+  return a;
+}
+
+void apply_assignment(CausalLM& model, const Assignment& a) {
+  std::vector<MxLinearPtr> lins = wrap_decoder_linears(model);
+  for (size_t l = 0; l < lins.size(); ++l) lins[l]->set_fixed(a.layers[l].wfmt, a.layers[l].afmt);
+}
+
+at::Tensor make_windows(const std::vector<int32_t>& tokens, int64_t seqlen, int64_t max_windows) {
+  int64_t n = static_cast<int64_t>(tokens.size()) / seqlen;
+  if (max_windows > 0) n = std::min(n, max_windows);
+  if (n == 0)
+    throw std::invalid_argument("the calibration text has " + std::to_string(tokens.size()) +
+                                " tokens, fewer than one window of " + std::to_string(seqlen));
+  at::Tensor w = at::empty({n, seqlen}, at::kLong);
+  int64_t* p = w.data_ptr<int64_t>();
+  for (int64_t i = 0; i < n * seqlen; ++i) p[i] = tokens[i];
+  return w;
+}
+
+// ---- dMX ---------------------------------------------------------------------------------------
+double temperature_at(const DmxOptions& o, int step) {
+  const double hold_steps = o.hold * o.steps;
+  double T = o.t_start;
+  if (step >= hold_steps && o.steps > hold_steps) {
+    const double f = (step - hold_steps) / std::max(1.0, o.steps - hold_steps - 1.0);
+    T = o.t_start * std::pow(o.t_end / o.t_start, std::min(1.0, f));
+  }
+  return o.t_scale * T;
+}
+
+namespace {
+// Piecewise-linear ("hat") weights of offset b over the ladder's rungs: [K], differentiable.
+at::Tensor rung_weights(const at::Tensor& b, const Ladder& ladder) {
+  const auto& p = ladder.position;
+  const size_t K = p.size();
+  std::vector<at::Tensor> w;
+  for (size_t k = 0; k < K; ++k) {
+    at::Tensor up = k > 0 ? (b - p[k - 1]) / double(p[k] - p[k - 1]) : at::ones_like(b);
+    at::Tensor down = k + 1 < K ? (p[k + 1] - b) / double(p[k + 1] - p[k]) : at::ones_like(b);
+    w.push_back(at::clamp(at::minimum(up, down), 0.0, 1.0));
+  }
+  return at::stack(w);
+}
+
+uint32_t f32_bits(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  return u;
+}
+float f32_from(uint32_t u) {
+  float x;
+  std::memcpy(&x, &u, 4);
+  return x;
+}
+
+std::string search_fingerprint(const CausalLM& model, const at::Tensor& windows,
+                               const CostModel& cm, double budget, const DmxOptions& o) {
+  nlohmann::json j;
+  j["steps"] = o.steps;
+  j["lr"] = o.lr;
+  j["momentum"] = o.momentum;
+  j["lambda"] = o.lambda;
+  j["t"] = {o.t_start, o.t_end, o.hold, o.t_scale};
+  j["space"] = space_name(o.offsets.space);
+  j["rungs"] = o.offsets.rungs;
+  j["untied"] = o.offsets.untied;
+  j["batch"] = o.batch;
+  j["seed"] = o.seed;
+  j["budget"] = budget;
+  j["cost"] = {cm.kind, cm.unit, cm.total_low(), cm.total_high()};
+  j["layers"] = model.linear_names().size();
+  j["windows"] = {windows.size(0), windows.size(1), windows.sum().item<int64_t>()};
+  return j.dump();
+}
+
+void write_text_atomic(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    if (!f) throw std::runtime_error(path + ": cannot write");
+    f << text;
+    if (!f.flush()) throw std::runtime_error(path + ": write failed");
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0)
+    throw std::runtime_error(path + ": cannot rename the temporary file into place");
+}
+}  // namespace
+
+at::Tensor soft_total_cost(const std::vector<MxLinearPtr>& lins, const CostModel& cm) {
+  const size_t L = lins.size();
+  if (cm.cost.size() != L) throw std::invalid_argument("cost model and model differ in layers");
+  const int64_t K = static_cast<int64_t>(cm.ladder.formats.size());
+  at::Tensor table = at::empty({int64_t(L), K, K}, at::kDouble);
+  double* t = table.data_ptr<double>();
+  for (size_t l = 0; l < L; ++l)
+    for (int64_t i = 0; i < K; ++i)
+      for (int64_t j = 0; j < K; ++j) t[(l * K + i) * K + j] = cm.cost[l][i][j];
+  std::vector<at::Tensor> ww, wa;
+  for (const auto& l : lins) {
+    ww.push_back(rung_weights(l->offset_weight(), cm.ladder));
+    wa.push_back(rung_weights(l->offset_act(), cm.ladder));
+  }
+  return at::einsum("li,lij,lj->",
+                    {at::stack(ww).to(at::kDouble), table, at::stack(wa).to(at::kDouble)});
+}
+
+at::Tensor soft_bits_equivalent(const at::Tensor& soft_total, const CostModel& cm) {
+  if (cm.kind == "bits") return soft_total;
+  const double lo = cm.total_low(), hi = cm.total_high();
+  const double blo = format_bits(cm.ladder.formats.front());
+  const double bhi = format_bits(cm.ladder.formats.back());
+  return blo + (bhi - blo) * (soft_total - lo) / std::max(hi - lo, 1e-300);
+}
+
+at::Tensor hinge_regularizer(const at::Tensor& soft_bits, double target_bits, double lambda) {
+  return lambda * at::relu(soft_bits - target_bits);
+}
+
+DmxResult dmx_search(CausalLM& model, const at::Tensor& calib_windows, const CostModel& cm,
+                     double budget, const DmxOptions& opt) {
+  const auto t0 = std::chrono::steady_clock::now();
+  if (opt.steps < 1) throw std::invalid_argument("steps must be at least 1");
+  if (opt.batch < 1) throw std::invalid_argument("batch must be at least 1");
+  const Ladder& ladder = cm.ladder;
+  if (ladder.space != opt.offsets.space || int(ladder.formats.size()) != opt.offsets.rungs)
+    throw std::invalid_argument("the cost model's ladder does not match the offsets' space/rungs");
+  model.set_requires_grad(false);
+  std::vector<MxLinearPtr> lins = wrap_decoder_linears(model);
+  const size_t L = lins.size();
+  for (auto& l : lins) {
+    l->set_learned(opt.offsets);
+    l->set_hard(false);
+  }
+  std::vector<at::Tensor> params;
+  for (auto& l : lins) {
+    params.push_back(l->theta_weight());
+    if (opt.offsets.untied) params.push_back(l->theta_act());
+  }
+  std::vector<at::Tensor> momentum(params.size());
+  for (auto& m : momentum) m = at::zeros({}, at::kFloat);
+
+  const double target_bits = cm.to_bits_equivalent(budget);
+
+  // Window order: a seeded permutation, cycled.
+  const int64_t nwin = calib_windows.size(0);
+  std::vector<int64_t> order(nwin);
+  std::iota(order.begin(), order.end(), 0);
+  std::mt19937_64 rng(opt.seed);
+  std::shuffle(order.begin(), order.end(), rng);
+
+  DmxResult res;
+  int start = 0;
+  const std::string fp = search_fingerprint(model, calib_windows, cm, budget, opt);
+  if (!opt.checkpoint.empty()) {
+    std::ifstream f(opt.checkpoint);
+    if (f) {
+      nlohmann::json j;
+      try {
+        f >> j;
+      } catch (const std::exception& e) {
+        throw std::runtime_error(opt.checkpoint + ": not a checkpoint (" + e.what() + ")");
+      }
+      if (j.value("fingerprint", std::string()) != fp)
+        throw std::runtime_error(opt.checkpoint +
+                                 ": checkpoint of a different search (other options, model or "
+                                 "data); delete it or pick another --out");
+      start = j.at("step").get<int>();
+      const auto th = j.at("theta").get<std::vector<uint32_t>>();
+      const auto mo = j.at("momentum").get<std::vector<uint32_t>>();
+      if (th.size() != params.size() || mo.size() != params.size())
+        throw std::runtime_error(opt.checkpoint + ": wrong number of offsets");
+      at::NoGradGuard ng;
+      for (size_t i = 0; i < params.size(); ++i) {
+        params[i].fill_(f32_from(th[i]));
+        momentum[i].fill_(f32_from(mo[i]));
+      }
+      res.resumed = true;
+    }
+  }
+  auto save = [&](int step) {
+    if (opt.checkpoint.empty()) return;
+    nlohmann::json j;
+    j["fingerprint"] = fp;
+    j["step"] = step;
+    std::vector<uint32_t> th, mo;
+    for (size_t i = 0; i < params.size(); ++i) {
+      th.push_back(f32_bits(params[i].item<float>()));
+      mo.push_back(f32_bits(momentum[i].item<float>()));
+    }
+    j["theta"] = th;
+    j["momentum"] = mo;
+    write_text_atomic(opt.checkpoint, j.dump());
+  };
+
+  int ran = 0;
+  auto tl = std::chrono::steady_clock::now();
+  for (int step = start; step < opt.steps; ++step) {
+    const double tp = temperature_at(opt, step);
+    for (auto& l : lins) l->set_temperature(tp);
+    std::vector<int64_t> idx;
+    for (int64_t i = 0; i < opt.batch; ++i) idx.push_back(order[(step * opt.batch + i) % nwin]);
+    at::Tensor ids = calib_windows.index_select(0, at::tensor(idx, at::kLong));
+    at::Tensor ce = model.next_token_loss(ids);
+    at::Tensor soft_total = soft_total_cost(lins, cm);
+    at::Tensor soft_bits = soft_bits_equivalent(soft_total, cm);
+    at::Tensor reg = hinge_regularizer(soft_bits, target_bits, opt.lambda);
+    at::Tensor loss = ce + reg.to(at::kFloat);
+    for (auto& p : params)
+      if (p.grad().defined()) p.mutable_grad().zero_();
+    loss.backward();
+    {
+      at::NoGradGuard ng;
+      for (size_t i = 0; i < params.size(); ++i) {
+        at::Tensor g = params[i].grad().defined() ? params[i].grad() : at::zeros_like(params[i]);
+        momentum[i].mul_(opt.momentum).add_(g);
+        params[i].sub_(opt.lr * (g + opt.momentum * momentum[i]));
+        // Projection onto theta >= 0 (so b_raw = |theta| = theta): with theta initialised at 0,
+        // a subgradient across 0 lets Nesterov momentum (0.99) swing theta from side to side and
+        // inflate |theta| (every layer ended at 8 bits under a 4-bit budget); torch's abs, with
+        // gradient 0 at 0, would never move theta at all.
+        if (params[i].item<float>() < 0.0f) {
+          params[i].zero_();
+          momentum[i].zero_();
+        }
+      }
+    }
+    ++ran;
+    const bool last = step + 1 == opt.steps;
+    const bool stop = opt.stop_after > 0 && ran >= opt.stop_after && !last;
+    if ((step + 1) % std::max(1, opt.checkpoint_every) == 0 || last || stop) save(step + 1);
+    if (opt.progress) {
+      SearchProgress p;
+      p.step = step + 1;
+      p.steps = opt.steps;
+      p.ce = ce.item<double>();
+      p.loss = loss.item<double>();
+      p.soft_bits = soft_bits.item<double>();
+      p.soft_fraction = cm.fraction(soft_total.item<double>());
+      p.t_prime = tp;
+      p.steps_per_s =
+          ran / std::chrono::duration<double>(std::chrono::steady_clock::now() - tl).count();
+      p.resumed = res.resumed;
+      opt.progress(p);
+    }
+    if (stop) {
+      res.stopped = true;
+      break;
+    }
+  }
+  res.steps_done = start + ran;
+  const double run_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - tl).count();
+  res.steps_per_s = ran > 0 ? ran / run_s : 0.0;
+
+  std::vector<int> wr(L), ar(L);
+  for (size_t l = 0; l < L; ++l) {
+    const double tw = lins[l]->theta_weight().item<double>();
+    const double ta = lins[l]->theta_act().item<double>();
+    res.theta_w.push_back(tw);
+    res.theta_a.push_back(ta);
+    const int bw = hard_offset(tw, opt.offsets.rungs), ba = hard_offset(ta, opt.offsets.rungs);
+    wr[l] = int(std::find(ladder.position.begin(), ladder.position.end(), bw) -
+                ladder.position.begin());
+    ar[l] = int(std::find(ladder.position.begin(), ladder.position.end(), ba) -
+                ladder.position.begin());
+  }
+  res.assignment = make_assignment(model, cm, wr, ar);
+  apply_assignment(model, res.assignment);  // exact discrete formats from here on
+  res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return res;
+}
+
+// ---- KL baseline -------------------------------------------------------------------------------
+std::vector<double> kl_sensitivity(CausalLM& model, const at::Tensor& windows, MxFormat low) {
+  at::NoGradGuard ng;
+  std::vector<MxLinearPtr> lins = wrap_decoder_linears(model);
+  for (auto& l : lins) l->set_fixed(std::nullopt, std::nullopt);
+  const at::Tensor ref = at::log_softmax(model.forward(windows), -1);
+  const at::Tensor pref = ref.exp();
+  std::vector<double> out;
+  for (auto& l : lins) {
+    l->set_fixed(low, low);
+    const at::Tensor lq = at::log_softmax(model.forward(windows), -1);
+    out.push_back((pref * (ref - lq)).sum(-1).mean().item<double>());
+    l->set_fixed(std::nullopt, std::nullopt);
+  }
+  return out;
+}
+
+Assignment kl_assignment(const CausalLM& model, const CostModel& cm,
+                         const std::vector<double>& sensitivity, double budget) {
+  const size_t L = sensitivity.size();
+  const int top = static_cast<int>(cm.ladder.formats.size()) - 1;
+  std::vector<size_t> order(L);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return sensitivity[a] > sensitivity[b]; });
+  std::vector<int> wr(L, 0), ar(L, 0);
+  double total = cm.total(wr, ar);
+  const double tol = 1e-9 * std::max(1.0, std::fabs(budget));
+  for (size_t l : order) {
+    const double next = total - cm.cost[l][0][0] + cm.cost[l][top][top];
+    if (next <= budget + tol) {
+      wr[l] = ar[l] = top;
+      total = next;
+    }
+  }
+  return make_assignment(model, cm, wr, ar);
+}
+
+}  // namespace dmx::quant

@@ -1,0 +1,506 @@
+// dmx-search: per-layer MX format assignment (dMX, KL ranking, uniform) and budget sweeps.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <dmx/quant/eval.h>
+#include <dmx/quant/search.h>
+#include <dmx/quant/tokenizer.h>
+#include <dmx/sim.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using namespace dmx;
+using namespace dmx::quant;
+
+namespace {
+
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct Settings {
+  std::string model_dir, data, eval_data, tokenizer, out;
+  std::string method = "dmx", format = "mxfp4", act_format, budget;
+  std::string cost_model = "bits", arch, metric = "cycles", space = "em";
+  bool weighted = false, untied = false, fresh = false;
+  int rungs = 2, steps = 400, threads = 0, checkpoint_every = 10;
+  double lr = 1.5, momentum = 0.99, lambda = 5.0;
+  int64_t batch = 1, seqlen = 128, calib_windows = 32, eval_windows = 0, kl_windows = 4;
+  int64_t tokens = 0;
+  uint64_t seed = 0;
+  std::string quant_embed, quant_head;
+  int stop_after = 0;  // testing: stop as if killed after N steps
+  // sweep
+  std::vector<std::string> budgets;
+  std::vector<std::string> methods{"dmx", "kl", "uniform"};
+  std::vector<std::string> uniform_formats;
+  std::string plot_x;
+};
+
+void write_atomic(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    if (!f) throw std::runtime_error(path + ": cannot write");
+    f << text;
+    if (!f.flush()) throw std::runtime_error(path + ": write failed");
+  }
+  fs::rename(tmp, path);
+}
+
+MxFormat need_format(const std::string& s, const char* what) {
+  auto f = parse_format(s);
+  if (!f) throw UsageError(std::string(what) + ": unknown format '" + s + "'");
+  return *f;
+}
+
+// Everything loaded once per invocation.
+struct Context {
+  Settings s;
+  std::unique_ptr<CausalLM> model;
+  std::vector<int32_t> calib_tokens, eval_tokens;
+  at::Tensor calib, kl_windows;
+  std::unique_ptr<sim::ArchConfig> arch;
+  std::map<int, CostModel> cost_models;  // by rungs
+  std::optional<std::vector<double>> kl_sens;
+  FormatSpace space = FormatSpace::EM;
+  SimMetric metric = SimMetric::Cycles;
+
+  const CostModel& cost_model(int rungs) {
+    auto it = cost_models.find(rungs);
+    if (it != cost_models.end()) return it->second;
+    const Ladder ladder = make_ladder(space, rungs);
+    CostModel cm;
+    if (s.cost_model == "bits") {
+      cm = bits_cost_model(*model, ladder, s.weighted);
+    } else {
+      std::cerr << "dmx-search: simulating the cost table (" << arch->name << ", " << s.tokens
+                << " tokens, " << ladder.formats.size() << "x" << ladder.formats.size()
+                << " format pairs)...\n";
+      const auto t0 = std::chrono::steady_clock::now();
+      cm = sim_cost_model(*model, *arch, metric, s.tokens, ladder);
+      std::cerr << "dmx-search: cost table done in "
+                << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()
+                << " s\n";
+    }
+    return cost_models.emplace(rungs, std::move(cm)).first->second;
+  }
+};
+
+std::vector<int32_t> tokenize_file(const Tokenizer& tok, const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw UsageError(path + ": cannot open the text file");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return tok.encode(ss.str());
+}
+
+void load_context(Context& c) {
+  Settings& s = c.s;
+  if (s.model_dir.empty()) throw UsageError("--model is required (run with --help)");
+  if (s.data.empty()) throw UsageError("--data is required (run with --help)");
+  if (s.out.empty()) throw UsageError("--out is required (run with --help)");
+  if (!fs::is_directory(s.model_dir)) throw UsageError(s.model_dir + ": not a model directory");
+  if (!fs::is_regular_file(s.data)) throw UsageError(s.data + ": no such calibration text file");
+  if (s.eval_data.empty()) s.eval_data = s.data;
+  if (!fs::is_regular_file(s.eval_data)) throw UsageError(s.eval_data + ": no such text file");
+  auto sp = parse_space(s.space);
+  if (!sp) throw UsageError("--space: '" + s.space + "' is neither em nor e2m");
+  c.space = *sp;
+  if (s.cost_model != "bits" && s.cost_model != "sim")
+    throw UsageError("--cost-model: '" + s.cost_model + "' is neither bits nor sim");
+  if (s.cost_model == "sim") {
+    if (s.arch.empty()) throw UsageError("--cost-model sim needs --arch FILE");
+    auto m = parse_metric(s.metric);
+    if (!m) throw UsageError("--metric: '" + s.metric + "' is not cycles, energy or dram_bytes");
+    c.metric = *m;
+    try {
+      c.arch = std::make_unique<sim::ArchConfig>(sim::load_arch(s.arch));
+    } catch (const std::exception& e) {
+      throw UsageError(e.what());
+    }
+    if (s.tokens <= 0) s.tokens = s.seqlen;
+  }
+  if (s.threads > 0) at::set_num_threads(s.threads);
+  std::cerr << "dmx-search: loading " << s.model_dir << "\n";
+  c.model = std::make_unique<CausalLM>(CausalLM::load(s.model_dir));
+  const Tokenizer tok = Tokenizer::load(s.tokenizer.empty() ? s.model_dir : s.tokenizer);
+  c.calib_tokens = tokenize_file(tok, s.data);
+  c.eval_tokens = s.eval_data == s.data ? c.calib_tokens : tokenize_file(tok, s.eval_data);
+  try {
+    c.calib = make_windows(c.calib_tokens, s.seqlen, s.calib_windows);
+    c.kl_windows = make_windows(c.calib_tokens, s.seqlen, s.kl_windows);
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(s.data + ": " + e.what());
+  }
+  if (!s.quant_embed.empty())
+    quantize_embedding_weights(*c.model, need_format(s.quant_embed, "--quantize-embed"), true,
+                               false);
+  if (!s.quant_head.empty())
+    quantize_embedding_weights(*c.model, need_format(s.quant_head, "--quantize-lm-head"), false,
+                               true);
+}
+
+json assignment_json(const Assignment& a, const CostModel& cm) {
+  json layers = json::array();
+  for (const auto& l : a.layers)
+    layers.push_back({{"layer", l.name},
+                      {"weight_format", format_name(l.wfmt)},
+                      {"act_format", format_name(l.afmt)},
+                      {"cost", l.cost}});
+  return {{"layers", layers},
+          {"total_cost", a.total_cost},
+          {"cost_unit", cm.unit},
+          {"avg_bits", a.avg_bits},
+          {"avg_bits_weighted", a.avg_bits_weighted}};
+}
+
+// One method at one budget: returns the metrics (and writes them + the assignment under `dir`).
+json run_one(Context& c, const std::string& method, const std::string& budget_text,
+             const std::string& dir, const std::string& uniform_fmt = "") {
+  const Settings& s = c.s;
+  const auto t0 = std::chrono::steady_clock::now();
+  int rungs = s.rungs;
+  bool untied = s.untied;
+  std::string base = method;
+  if (method == "dmx3") base = "dmx", rungs = 3;
+  if (method == "dmx-untied") base = "dmx", untied = true;
+  if (base != "dmx" && base != "kl" && base != "uniform")
+    throw UsageError("--method: unknown method '" + method +
+                     "' (dmx, dmx3, dmx-untied, kl, uniform)");
+  const CostModel& cm = c.cost_model(base == "dmx" ? rungs : s.rungs);
+  double budget = 0;
+  if (base != "uniform") {
+    if (budget_text.empty()) throw UsageError("--method " + method + " needs --budget");
+    try {
+      budget = parse_budget(budget_text, cm);
+    } catch (const std::invalid_argument& e) {
+      throw UsageError(std::string("--budget: ") + e.what());
+    }
+  }
+  fs::create_directories(dir);
+  json m;
+  Assignment a;
+  if (base == "uniform") {
+    const MxFormat w = need_format(uniform_fmt.empty() ? s.format : uniform_fmt, "--format");
+    const MxFormat af = s.act_format.empty() || !uniform_fmt.empty()
+                            ? w
+                            : need_format(s.act_format, "--act-format");
+    a = uniform_assignment(*c.model, cm, w, af);
+    apply_assignment(*c.model, a);
+  } else if (base == "kl") {
+    if (!c.kl_sens) {
+      std::cerr << "dmx-search: KL sensitivity of " << c.model->linear_names().size()
+                << " layers on " << c.kl_windows.size(0) << " windows...\n";
+      c.kl_sens = kl_sensitivity(*c.model, c.kl_windows, cm.ladder.formats.front());
+    }
+    a = kl_assignment(*c.model, cm, *c.kl_sens, budget);
+    apply_assignment(*c.model, a);
+    json sens = json::object();
+    for (size_t l = 0; l < c.kl_sens->size(); ++l)
+      sens[c.model->linear_names()[l]] = (*c.kl_sens)[l];
+    m["kl_sensitivity"] = sens;
+  } else {
+    DmxOptions o;
+    o.steps = s.steps;
+    o.lr = s.lr;
+    o.momentum = s.momentum;
+    o.lambda = s.lambda;
+    o.offsets.space = c.space;
+    o.offsets.rungs = rungs;
+    o.offsets.untied = untied;
+    o.batch = s.batch;
+    o.seed = s.seed;
+    o.checkpoint = dir + "/checkpoint.json";
+    o.checkpoint_every = s.checkpoint_every;
+    o.stop_after = s.stop_after;
+    if (s.fresh) fs::remove(o.checkpoint);
+    const int every = std::max(1, s.steps / 20);
+    o.progress = [&](const SearchProgress& p) {
+      if (p.step % every == 0 || p.step == p.steps)
+        std::fprintf(stderr,
+                     "dmx-search: %s step %d/%d loss %.4f ce %.4f soft-bits %.3f frac %.3f "
+                     "T' %.2f %.2f steps/s%s\n",
+                     method.c_str(), p.step, p.steps, p.loss, p.ce, p.soft_bits, p.soft_fraction,
+                     p.t_prime, p.steps_per_s, p.resumed ? " (resumed)" : "");
+    };
+    DmxResult r = dmx_search(*c.model, c.calib, cm, budget, o);
+    if (r.stopped) {
+      std::cerr << "dmx-search: stopped after step " << r.steps_done << " (checkpoint "
+                << o.checkpoint << ")\n";
+      return json();
+    }
+    a = r.assignment;
+    m["steps"] = r.steps_done;
+    m["steps_per_s"] = r.steps_per_s;
+    m["search_seconds"] = r.seconds;
+    m["resumed"] = r.resumed;
+    m["theta_weight"] = r.theta_w;
+    m["theta_act"] = r.theta_a;
+  }
+  // Perplexity with exactly the discrete formats.
+  PerplexityOptions po;
+  po.seqlen = s.seqlen;
+  po.max_windows = s.eval_windows;
+  po.batch = 4;
+  const PerplexityResult pr = perplexity(*c.model, c.eval_tokens, po);
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  m["method"] = method;
+  if (base == "uniform") m["format"] = format_name(a.layers.front().wfmt);
+  m["budget"] = budget_text;
+  m["budget_absolute"] = base == "uniform" ? json(nullptr) : json(budget);
+  m["budget_bits_equivalent"] =
+      base == "uniform" ? json(nullptr) : json(cm.to_bits_equivalent(budget));
+  m["perplexity"] = pr.perplexity;
+  m["mean_nll"] = pr.mean_nll;
+  m["eval_windows"] = pr.windows;
+  m["achieved_bits"] = a.avg_bits;
+  m["achieved_bits_weighted"] = a.avg_bits_weighted;
+  m["achieved_cost"] = a.total_cost;
+  m["cost_unit"] = cm.unit;
+  m["cost_fraction"] = cm.fraction(a.total_cost);
+  m["cost_model"] = s.cost_model;
+  m["weighted"] = s.weighted;
+  if (s.cost_model == "sim") {
+    m["arch"] = s.arch;
+    m["metric"] = s.metric;
+    m["tokens"] = s.tokens;
+  }
+  m["space"] = space_name(c.space);
+  m["rungs"] = base == "dmx" ? rungs : s.rungs;
+  m["untied"] = base == "dmx" ? untied : false;
+  m["model"] = s.model_dir;
+  m["seed"] = s.seed;
+  m["wall_seconds"] = wall;
+  write_atomic(dir + "/assignment.json", assignment_json(a, cm).dump(2) + "\n");
+  write_atomic(dir + "/metrics.json", m.dump(2) + "\n");
+  std::fprintf(
+      stderr,
+      "dmx-search: %s budget %s: ppl %.4f, %.3f bits, cost %.6g %s (%.3f of range), %.1f s\n",
+      method.c_str(), budget_text.empty() ? "-" : budget_text.c_str(), pr.perplexity, a.avg_bits,
+      a.total_cost, cm.unit.c_str(), cm.fraction(a.total_cost), wall);
+  return m;
+}
+
+std::string csv_escape(const std::string& s) {
+  return s.find_first_of(",\"") == std::string::npos ? s : "\"" + s + "\"";
+}
+
+int run_sweep(Context& c) {
+  Settings& s = c.s;
+  if (s.budgets.empty()) throw UsageError("sweep: --budgets needs at least one budget");
+  if (s.uniform_formats.empty())
+    for (MxFormat f : make_ladder(c.space, 3 - (c.space == FormatSpace::E2M)).formats)
+      s.uniform_formats.push_back(format_name(f));
+  fs::create_directories(s.out);
+  std::vector<json> rows;
+  auto point = [&](const std::string& method, const std::string& budget, const std::string& fmt) {
+    std::string tag =
+        method + (fmt.empty() ? "" : "_" + fmt) + (budget.empty() ? "" : "_" + budget);
+    const std::string dir = s.out + "/runs/" + tag;
+    if (fs::exists(dir + "/metrics.json")) {  // a finished point of an earlier (killed) sweep
+      std::ifstream f(dir + "/metrics.json");
+      json m;
+      f >> m;
+      std::cerr << "dmx-search: sweep: reusing " << dir << "/metrics.json\n";
+      rows.push_back(m);
+      return;
+    }
+    json m = run_one(c, method, budget, dir, fmt);
+    if (m.is_null()) throw std::runtime_error("sweep point " + tag + " stopped");
+    rows.push_back(m);
+  };
+  for (const auto& method : s.methods) {
+    if (method == "uniform") {
+      for (const auto& f : s.uniform_formats) point("uniform", "", f);
+    } else {
+      for (const auto& b : s.budgets) point(method, b, "");
+    }
+  }
+  // Unquantized reference.
+  {
+    for (auto& l : wrap_decoder_linears(*c.model)) l->set_fixed(std::nullopt, std::nullopt);
+    PerplexityOptions po;
+    po.seqlen = s.seqlen;
+    po.max_windows = s.eval_windows;
+    po.batch = 4;
+    const double ppl = perplexity(*c.model, c.eval_tokens, po).perplexity;
+    json m = {{"method", "fp32"},
+              {"perplexity", ppl},
+              {"achieved_bits", 32.0},
+              {"achieved_bits_weighted", 32.0},
+              {"achieved_cost", nullptr},
+              {"cost_fraction", nullptr},
+              {"budget", ""},
+              {"wall_seconds", 0.0}};
+    rows.push_back(m);
+  }
+  const bool sim = s.cost_model == "sim";
+  std::ostringstream csv;
+  csv << "method,format,budget,perplexity,achieved_bits,achieved_bits_weighted,achieved_cost,"
+         "cost_unit,cost_fraction,steps_per_s,wall_seconds\n";
+  auto num = [](const json& v) {
+    if (v.is_null()) return std::string();
+    std::ostringstream o;
+    o.precision(10);
+    o << v.get<double>();
+    return o.str();
+  };
+  for (const auto& m : rows) {
+    csv << csv_escape(m.value("method", "")) << "," << m.value("format", "") << ","
+        << csv_escape(m.value("budget", "")) << "," << num(m["perplexity"]) << ","
+        << num(m["achieved_bits"]) << "," << num(m["achieved_bits_weighted"]) << ","
+        << num(m.value("achieved_cost", json())) << "," << m.value("cost_unit", "") << ","
+        << num(m.value("cost_fraction", json())) << "," << num(m.value("steps_per_s", json()))
+        << "," << num(m["wall_seconds"]) << "\n";
+  }
+  write_atomic(s.out + "/sweep.csv", csv.str());
+  std::cerr << "dmx-search: wrote " << s.out << "/sweep.csv\n";
+  // Pareto plot (gnuplot, SVG): perplexity against achieved bits or cost fraction.
+  const std::string xcol = s.plot_x.empty() ? (sim ? "cost_fraction" : "achieved_bits") : s.plot_x;
+  const int xi = xcol == "cost_fraction" ? 9 : xcol == "achieved_bits_weighted" ? 6 : 5;
+  if (std::system("command -v gnuplot >/dev/null 2>&1") == 0) {
+    std::ostringstream gp;
+    const std::string svg = s.out + "/pareto.svg";
+    gp << "set terminal svg size 800,520 dynamic background rgb 'white'\nset output '" << svg
+       << ".tmp'\nset datafile separator ','\nset key outside right\nset grid\n"
+       << "set xlabel '"
+       << (xi == 9 ? "achieved cost (fraction of MXFP4..MXFP8 range, " + s.metric + ")" : xcol)
+       << "'\n"
+       << "set ylabel 'perplexity'\nset title 'dMX Pareto: "
+       << fs::path(s.model_dir).filename().string()
+       << (sim ? " on " + fs::path(s.arch).stem().string() : std::string(" (bits)")) << "'\nplot ";
+    bool first = true;
+    for (const auto& method : s.methods) {
+      if (!first) gp << ", ";
+      first = false;
+      gp << "'" << s.out << "/sweep.csv' using (strcol(1) eq '" << method << "' ? $" << xi
+         << " : 1/0):4 " << (method == "uniform" ? "with points pt 7 ps 1.2" : "with linespoints")
+         << " title '" << method << "'";
+    }
+    gp << "\n";
+    const std::string script = s.out + "/pareto.gp";
+    write_atomic(script, gp.str());
+    if (std::system(("gnuplot '" + script + "' 2>/dev/null").c_str()) == 0) {
+      fs::rename(svg + ".tmp", svg);
+      std::cerr << "dmx-search: wrote " << svg << "\n";
+    } else {
+      fs::remove(svg + ".tmp");
+      std::cerr << "dmx-search: gnuplot failed; the CSV is written, the plot is not\n";
+    }
+  } else {
+    std::cerr << "dmx-search: gnuplot not found; the CSV is written, the plot is not\n";
+  }
+  return 0;
+}
+
+void add_common(CLI::App& app, Settings& s) {
+  app.add_option("--model", s.model_dir,
+                 "model directory (config.json, safetensors, tokenizer.json); required");
+  app.add_option("--data", s.data, "calibration text (raw, WikiText-2 layout); required");
+  app.add_option("--eval-data", s.eval_data, "perplexity text (default: --data)");
+  app.add_option("--tokenizer", s.tokenizer, "tokenizer.json (default: the model's)");
+  app.add_option("--cost-model", s.cost_model, "bits | sim")->capture_default_str();
+  app.add_flag("--weighted", s.weighted, "bits model: weight layers by parameter count");
+  app.add_option("--arch", s.arch,
+                 "architecture config (sim cost model), e.g. sim/configs/edge_npu.json");
+  app.add_option("--metric", s.metric, "sim metric: cycles | energy | dram_bytes")
+      ->capture_default_str();
+  app.add_option("--tokens", s.tokens,
+                 "sim: prefill tokens of the costed GEMMs (default: --seqlen)");
+  app.add_option("--space", s.space, "em: E(2+b)M(1+b); e2m: E2M(1+b)")->capture_default_str();
+  app.add_option("--rungs", s.rungs, "format ladder: 2 (MXFP4/MXFP8) or 3 (+ MXFP6 E3M2)")
+      ->capture_default_str();
+  app.add_flag("--untied", s.untied, "separate weight and activation offsets");
+  app.add_option("--steps", s.steps, "dMX steps")->capture_default_str();
+  app.add_option("--lr", s.lr, "SGD learning rate")->capture_default_str();
+  app.add_option("--momentum", s.momentum, "SGD Nesterov momentum")->capture_default_str();
+  app.add_option("--lambda", s.lambda, "hinge regularizer weight")->capture_default_str();
+  app.add_option("--batch", s.batch, "calibration windows per step")->capture_default_str();
+  app.add_option("--seqlen", s.seqlen, "tokens per window (calibration and perplexity)")
+      ->capture_default_str();
+  app.add_option("--calib-windows", s.calib_windows, "calibration windows (0: all)")
+      ->capture_default_str();
+  app.add_option("--eval-windows", s.eval_windows, "perplexity windows (0: all)")
+      ->capture_default_str();
+  app.add_option("--kl-windows", s.kl_windows, "windows for the KL ranking")->capture_default_str();
+  app.add_option("--seed", s.seed, "seed (calibration window order)")->capture_default_str();
+  app.add_option("--threads", s.threads, "LibTorch threads (0: default)");
+  app.add_option("--checkpoint-every", s.checkpoint_every, "steps between checkpoints")
+      ->capture_default_str();
+  app.add_flag("--fresh", s.fresh, "ignore (delete) an existing checkpoint");
+  app.add_option("--quantize-embed", s.quant_embed, "also quantize the embedding table (format)");
+  app.add_option("--quantize-lm-head", s.quant_head, "also quantize the lm_head weight (format)");
+  app.add_option("--stop-after", s.stop_after, "stop after N steps as if killed (resume testing)");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "dmx-search: per-layer MX format assignment (dMX, KL ranking, uniform) under an "
+      "average-bit or simulator-cost budget"};
+  Settings s;
+  add_common(app, s);
+  app.add_option("--method", s.method, "dmx | dmx3 | dmx-untied | kl | uniform")
+      ->capture_default_str();
+  app.add_option("--format", s.format, "uniform: the format (any of the six)")
+      ->capture_default_str();
+  app.add_option("--act-format", s.act_format, "uniform: activation format (default: --format)");
+  app.add_option("--budget", s.budget,
+                 "bits: average bits; sim: fraction of the all-MXFP4..all-MXFP8 cost, or a value "
+                 "with a unit (e.g. 2.5Mcycles, 40uJ, 3MB)");
+  app.add_option("--out", s.out, "output directory; required");
+  Settings sw;
+  CLI::App* sweep = app.add_subcommand(
+      "sweep", "run several methods over a list of budgets; CSV and Pareto plot");
+  add_common(*sweep, sw);
+  sweep->add_option("--budgets", sw.budgets, "budgets (as --budget)")->required();
+  sweep->add_option("--methods", sw.methods, "methods (dmx, dmx3, dmx-untied, kl, uniform)")
+      ->capture_default_str();
+  sweep->add_option("--uniform-formats", sw.uniform_formats,
+                    "uniform formats (default: the ladder's)");
+  sweep->add_option("--out", sw.out, "report directory (sweep.csv, pareto.svg, runs/); required");
+  sweep->add_option("--plot-x", sw.plot_x,
+                    "x axis: achieved_bits | achieved_bits_weighted | cost_fraction");
+  app.require_subcommand(0, 1);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "dmx-search: " << e.what() << "\n";
+    return 2;
+  }
+  try {
+    Context c;
+    if (sweep->parsed()) {
+      c.s = sw;
+      load_context(c);
+      return run_sweep(c);
+    }
+    c.s = s;
+    load_context(c);
+    json m = run_one(c, s.method, s.budget, s.out);
+    return 0;
+  } catch (const UsageError& e) {
+    std::cerr << "dmx-search: " << e.what() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "dmx-search: " << e.what() << "\n";
+    return 1;
+  }
+}

@@ -1,0 +1,549 @@
+// quant/mx and quant/search: the MX fake-quant operator against golden, the continuous formats
+// (constants, exactness at the rungs, gradient vs finite differences), the regularizer, the KL
+// ranking, resume and determinism of the search, and the dmx-search CLI's errors.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <dmx/golden.h>
+#include <dmx/quant/config.h>
+#include <dmx/quant/mx.h>
+#include <dmx/quant/search.h>
+#include <dmx/sim.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <numeric>
+#include <random>
+
+using namespace dmx;
+using namespace dmx::quant;
+namespace fs = std::filesystem;
+
+namespace {
+
+uint32_t bits_of(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  return u;
+}
+
+// Golden quantize_row + dequantize_row of each row of a [rows, n] tensor (n zero-padded to 32).
+at::Tensor golden_fake_quant(const at::Tensor& x, MxFormat f) {
+  const int64_t rows = x.size(0), n = x.size(1);
+  const size_t np = padded_length(n);
+  at::Tensor out = at::empty({rows, n}, at::kFloat);
+  std::vector<float> row(np), deq(np);
+  std::vector<uint8_t> scales(np / 32), codes(np);
+  for (int64_t r = 0; r < rows; ++r) {
+    std::fill(row.begin(), row.end(), 0.0f);
+    for (int64_t i = 0; i < n; ++i) row[i] = x[r][i].item<float>();
+    quantize_row(f, row.data(), np, scales.data(), codes.data());
+    dequantize_row(f, scales.data(), codes.data(), np, deq.data());
+    std::memcpy(out[r].data_ptr<float>(), deq.data(), n * sizeof(float));
+  }
+  return out;
+}
+
+// Bitwise equality (NaN == NaN of any payload); returns the first mismatch description.
+std::string bitwise_diff(const at::Tensor& a, const at::Tensor& b, const at::Tensor& in) {
+  const at::Tensor ac = a.contiguous(), bc = b.contiguous();  // keep them alive
+  const float* pa = ac.data_ptr<float>();
+  const float* pb = bc.data_ptr<float>();
+  at::Tensor inc = in.contiguous();
+  const float* pi = inc.data_ptr<float>();
+  for (int64_t i = 0; i < a.numel(); ++i) {
+    if (std::isnan(pa[i]) && std::isnan(pb[i])) continue;
+    if (bits_of(pa[i]) != bits_of(pb[i])) {
+      char buf[200];
+      std::snprintf(buf, sizeof buf, "element %lld: input %a, got %a, golden %a", (long long)i,
+                    pi[i], pa[i], pb[i]);
+      return buf;
+    }
+  }
+  return "";
+}
+
+// Random rows with a per-block magnitude spread from 2^-140 to 2^120, plus hand-made edge rows.
+at::Tensor test_tensor(uint64_t seed, int64_t rows, int64_t n) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::uniform_int_distribution<int> ex(-140, 120);
+  at::Tensor x = at::empty({rows, n}, at::kFloat);
+  float* p = x.data_ptr<float>();
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t b = 0; b < n; b += 32) {
+      const float sc = std::ldexp(1.0f, ex(rng));
+      for (int64_t i = b; i < std::min(n, b + 32); ++i) p[r * n + i] = nd(rng) * sc;
+    }
+  }
+  const float inf = std::numeric_limits<float>::infinity();
+  const float edges[] = {0.0f,
+                         -0.0f,
+                         1.0f,
+                         -1.0f,
+                         6.0f,
+                         448.0f,
+                         449.0f,
+                         464.0f,
+                         480.0f,
+                         57344.0f,
+                         61440.0f,
+                         std::numeric_limits<float>::max(),
+                         -std::numeric_limits<float>::max(),
+                         std::numeric_limits<float>::denorm_min(),
+                         std::numeric_limits<float>::min(),
+                         0.25f,
+                         0.75f,
+                         1.25f,
+                         1.75f,
+                         2.5f,
+                         3.5f,
+                         5.0f,
+                         7.0f,
+                         0.1f,
+                         -0.3f,
+                         1e-39f,
+                         -1e-40f,
+                         0.9999999f,
+                         2.0000002f};
+  // Row 0: edges mixed with small values; row 1: all zero / -0; row 2 a NaN and row 3 an Inf.
+  if (rows >= 4) {
+    for (int64_t i = 0; i < n; ++i)
+      p[i] = edges[i % (sizeof(edges) / sizeof(float))] * (i % 3 == 0 ? 1 : 1e-3f);
+    for (int64_t i = 0; i < n; ++i) p[n + i] = (i % 2) ? -0.0f : 0.0f;
+    p[2 * n + 5] = std::numeric_limits<float>::quiet_NaN();
+    p[3 * n + 7] = -inf;
+  }
+  return x;
+}
+
+ModelConfig tiny_config(int layers = 2) {
+  nlohmann::json j = {{"architectures", {"LlamaForCausalLM"}},
+                      {"model_type", "llama"},
+                      {"hidden_size", 64},
+                      {"intermediate_size", 128},
+                      {"num_hidden_layers", layers},
+                      {"num_attention_heads", 4},
+                      {"num_key_value_heads", 2},
+                      {"vocab_size", 97},
+                      {"rms_norm_eps", 1e-5},
+                      {"rope_theta", 10000.0},
+                      {"tie_word_embeddings", true}};
+  return parse_config(j.dump(), "tiny");
+}
+
+at::Tensor random_windows(uint64_t seed, int64_t n, int64_t seqlen, int64_t vocab) {
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<int> d(0, int(vocab) - 1);
+  std::vector<int32_t> toks(n * seqlen);
+  // A little structure (repeats) so the model's loss depends on its layers.
+  for (size_t i = 0; i < toks.size(); ++i) toks[i] = (i % 7 == 3) ? toks[i - 3] : d(rng);
+  return make_windows(toks, seqlen, n);
+}
+
+}  // namespace
+
+// ---- Exact operator ----------------------------------------------------------------------------
+TEST(MxFakeQuant, MatchesGoldenBitForBit) {
+  for (MxFormat f : kAllFormats) {
+    for (uint64_t seed : {1u, 2u}) {
+      SCOPED_TRACE(std::string(format_name(f)) + " seed " + std::to_string(seed));
+      const at::Tensor x = test_tensor(seed, 8, 96 + 8 * seed);  // 104 / 112: a partial block
+      const at::Tensor q = mx_fake_quant(x, f);
+      ASSERT_EQ(q.sizes(), x.sizes());
+      EXPECT_EQ(bitwise_diff(q, golden_fake_quant(x, f), x), "");
+    }
+  }
+}
+
+TEST(MxFakeQuant, ActivationShapeBlocksAlongHidden) {
+  const at::Tensor x = test_tensor(3, 6, 64).view({2, 3, 64});
+  const at::Tensor q = mx_fake_quant(x, MxFormat::E2M1);
+  EXPECT_EQ(bitwise_diff(q.view({6, 64}), golden_fake_quant(x.view({6, 64}), MxFormat::E2M1),
+                         x.view({6, 64})),
+            "");
+}
+
+// ---- Continuous formats ------------------------------------------------------------------------
+TEST(ContinuousFormat, ConstantsCoincideWithGolden) {
+  struct Case {
+    double b;
+    FormatSpace space;
+    MxFormat f;
+  } cases[] = {{0, FormatSpace::EM, MxFormat::E2M1},
+               {1, FormatSpace::EM, MxFormat::E3M2},
+               {2, FormatSpace::EM, MxFormat::E4M3},
+               {0, FormatSpace::E2M, MxFormat::E2M1},
+               {2, FormatSpace::E2M, MxFormat::E2M3}};
+  for (const auto& c : cases) {
+    SCOPED_TRACE(format_name(c.f));
+    const FormatInfo& g = format_info(c.f);
+    const ContinuousFormat cf = continuous_format(at::full({}, c.b), c.space);
+    EXPECT_EQ(cf.e.item<double>(), g.ebits);
+    EXPECT_EQ(cf.m.item<double>(), g.mbits);
+    EXPECT_EQ(cf.bias.item<double>(), g.bias);
+    EXPECT_EQ(cf.emax.item<double>(), g.emax);
+    EXPECT_EQ(cf.max_value.item<double>(), g.max_normal);
+    EXPECT_EQ(cf.min_exp.item<double>(), g.quantum_exp);
+    EXPECT_EQ(format_bits_at(c.b, c.space), g.bits);
+    EXPECT_EQ(format_at(int(c.b), c.space), c.f);
+  }
+  // The generic formula's E4M3 max is 480 (the NaN code): only the clamp makes it 448, and the
+  // clamped max stays monotone and continuous just below b = 2.
+  const double b = 1.99;
+  const ContinuousFormat near = continuous_format(at::full({}, b), FormatSpace::EM);
+  const double m = 1 + b, e = 2 + b, bias = std::pow(2, e - 1) - 1;
+  const double formula = 2 * (1 - std::pow(2, -m - 1)) * std::pow(2, std::pow(2, e) - 1 - bias);
+  EXPECT_GT(formula, 448.0);
+  EXPECT_EQ(near.max_value.item<double>(), 448.0);
+  EXPECT_NEAR(
+      continuous_format(at::full({}, 1.5), FormatSpace::EM).max_value.item<double>(),
+      2 * (1 - std::pow(2, -3.5)) * std::pow(2, std::pow(2, 3.5) - 1 - (std::pow(2, 2.5) - 1)),
+      1e-3);
+}
+
+TEST(ContinuousFormat, ForwardEqualsStandardFormatsAtTheRungs) {
+  // Finite inputs of normal range (the continuous op works in FP32; see mx.h).
+  std::mt19937_64 rng(11);
+  std::normal_distribution<float> nd(0, 1);
+  std::uniform_int_distribution<int> ex(-60, 60);
+  at::Tensor x = at::empty({16, 128}, at::kFloat);
+  float* p = x.data_ptr<float>();
+  for (int64_t i = 0; i < x.numel(); i += 32) {
+    const float sc = std::ldexp(1.0f, ex(rng));
+    for (int k = 0; k < 32; ++k) p[i + k] = nd(rng) * sc;
+  }
+  for (int k = 0; k < 32; ++k) p[k] = (k % 2) ? -0.0f : 0.0f;  // a zero block
+  p[40] = 0.0f;
+  p[41] = -0.0f;
+  p[42] = -1e-30f;  // rounds to -0
+  for (auto [b, space, f] : {std::tuple{0, FormatSpace::EM, MxFormat::E2M1},
+                             std::tuple{1, FormatSpace::EM, MxFormat::E3M2},
+                             std::tuple{2, FormatSpace::EM, MxFormat::E4M3},
+                             std::tuple{0, FormatSpace::E2M, MxFormat::E2M1},
+                             std::tuple{2, FormatSpace::E2M, MxFormat::E2M3}}) {
+    SCOPED_TRACE(format_name(f));
+    const at::Tensor bt = at::full({}, double(b)).to(at::kFloat).set_requires_grad(true);
+    const at::Tensor q = mx_fake_quant_continuous(x, bt, space).detach();
+    EXPECT_EQ(bitwise_diff(q, golden_fake_quant(x, f), x), "");
+  }
+}
+
+TEST(ContinuousFormat, GradientMatchesFiniteDifference) {
+  // The STE gradient of sum(w * q(x, b)) is the exact derivative of the same sum with every
+  // element's rounding offset round(x/step) - x/step frozen: q = clamp(x + c * step(b), +-max(b)).
+  // That function is recomputed here from the DESIGN.md F formulas in FP64 (std::pow, not the
+  // library) and differentiated by central differences.
+  at::manual_seed(5);
+  const int64_t rows = 256;
+  const at::Tensor x =
+      at::randn({rows, 32}) * at::exp2(at::randint(-4, 4, {rows, 1}).to(at::kFloat));
+  const at::Tensor wts = at::randn({rows, 32});
+  for (FormatSpace sp : {FormatSpace::EM, FormatSpace::E2M}) {
+    for (double b0 : {0.3, 0.8, 1.4, 1.97}) {
+      SCOPED_TRACE(std::string(space_name(sp)) + " b=" + std::to_string(b0));
+      at::Tensor b = at::full({}, b0).to(at::kFloat).set_requires_grad(true);
+      const at::Tensor q = mx_fake_quant_continuous(x, b, sp);
+      (q * wts).sum().backward();
+      const double g = b.grad().item<double>();
+      auto consts = [&](double bb, double& m, double& bias, double& mx) {
+        const double e = sp == FormatSpace::EM ? 2 + bb : 2;
+        m = 1 + bb;
+        bias = std::pow(2, e - 1) - 1;
+        mx = 2 * (1 - std::pow(2, -m - 1)) * std::pow(2, std::pow(2, e) - 1 - bias);
+        if (sp == FormatSpace::EM) mx = std::min(mx, 448.0);
+        return std::floor(std::pow(2, e) - 1 - bias);
+      };
+      double m0, bias0, mx0;
+      const double emax_int = consts(b0, m0, bias0, mx0);
+      auto frozen = [&](double bb, bool at_b0, double* exact_sum) {
+        double m, bias, mx;
+        consts(bb, m, bias, mx);
+        double sum = 0;
+        for (int64_t r = 0; r < rows; ++r) {
+          double amax = 0;
+          for (int k = 0; k < 32; ++k) amax = std::max(amax, std::fabs(x[r][k].item<double>()));
+          const double s = std::floor(std::log2(amax)) - emax_int;  // amax not a power of 2 here
+          for (int k = 0; k < 32; ++k) {
+            const double v = x[r][k].item<double>();
+            auto step_at = [&](double mm, double bi) {
+              return std::pow(2,
+                              std::max(std::floor(std::log2(std::fabs(v))) - mm, s + 1 - bi - mm));
+            };
+            const double st0 = step_at(m0, bias0);
+            const double c = std::nearbyint(v / st0) - v / st0;  // frozen at b0
+            double qv = at_b0 ? st0 * std::nearbyint(v / st0) : v + c * step_at(m, bias);
+            const double lim = mx * std::pow(2, s);
+            qv = std::max(-lim, std::min(lim, qv));
+            sum += wts[r][k].item<double>() * qv;
+          }
+        }
+        if (exact_sum) *exact_sum = sum;
+        return sum;
+      };
+      const double h = 1e-4;
+      const double fd = (frozen(b0 + h, false, nullptr) - frozen(b0 - h, false, nullptr)) / (2 * h);
+      EXPECT_NEAR(g, fd, 1e-3 * std::fabs(fd) + 1e-3) << "autograd " << g << " fd " << fd;
+      // And the forward is that function at b0.
+      double f0 = 0;
+      frozen(b0, true, &f0);
+      EXPECT_NEAR((q * wts).sum().item<double>(), f0, 1e-3 * std::fabs(f0) + 1e-3);
+    }
+  }
+}
+
+TEST(Offsets, AnnealingThresholdsAndGradientAtZero) {
+  at::Tensor theta = at::zeros({}, at::kFloat).set_requires_grad(true);
+  at::Tensor b = offset_from_theta(theta, 4.0, 2);
+  EXPECT_NEAR(b.item<double>(), 2.0 / (1.0 + std::exp(4.0)), 1e-6);
+  b.backward();
+  EXPECT_GT(theta.grad().item<double>(), 0.0);  // theta = 0 is not stuck
+  EXPECT_EQ(hard_offset(0.99, 2), 0);
+  EXPECT_EQ(hard_offset(-1.01, 2), 2);
+  EXPECT_EQ(hard_offset(0.6, 3), 1);
+  EXPECT_EQ(hard_offset(1.6, 3), 2);
+  EXPECT_EQ(hard_offset(0.4, 3), 0);
+  // High temperature approaches the hard rungs.
+  EXPECT_NEAR(offset_from_theta(at::full({}, 1.3), 200.0, 2).item<double>(), 2.0, 1e-6);
+  EXPECT_NEAR(offset_from_theta(at::full({}, 1.0), 200.0, 3).item<double>(), 1.0, 1e-6);
+}
+
+// ---- Wrapper -----------------------------------------------------------------------------------
+TEST(MxLinear, FixedFormatsQuantizeWeightsAndActivations) {
+  at::manual_seed(3);
+  Linear base("l", at::randn({48, 64}), at::randn({48}));
+  MxLinear q(base);
+  q.set_fixed(MxFormat::E2M1, MxFormat::E4M3);
+  const at::Tensor x = at::randn({2, 5, 64});
+  const at::Tensor want = at::linear(golden_fake_quant(x.view({10, 64}), MxFormat::E4M3),
+                                     golden_fake_quant(base.weight, MxFormat::E2M1), base.bias);
+  EXPECT_TRUE(at::equal(q.forward(x).view({10, 48}), want));
+  q.set_fixed(std::nullopt, std::nullopt);
+  EXPECT_TRUE(at::equal(q.forward(x), base.forward(x)));
+}
+
+TEST(MxLinear, WrapsEveryDecoderLinearOnly) {
+  CausalLM m = CausalLM::random(tiny_config(), 1);
+  const auto emb = m.named_parameters().front().second.clone();
+  auto lins = wrap_decoder_linears(m);
+  EXPECT_EQ(lins.size(), 14u);
+  for (size_t i = 0; i < lins.size(); ++i) EXPECT_EQ(m.linear(m.linear_names()[i]), lins[i]);
+  EXPECT_TRUE(at::equal(m.named_parameters().front().second, emb));
+  quantize_embedding_weights(m, MxFormat::E2M1, true, false);
+  EXPECT_TRUE(
+      at::equal(m.named_parameters().front().second, golden_fake_quant(emb, MxFormat::E2M1)));
+}
+
+// ---- Cost models and the regularizer -----------------------------------------------------------
+TEST(CostModel, BitsModelAndSoftCostInterpolation) {
+  CausalLM m = CausalLM::random(tiny_config(), 1);
+  const CostModel cm = bits_cost_model(m, make_ladder(FormatSpace::EM, 2), false);
+  EXPECT_DOUBLE_EQ(cm.total_low(), 4.0);
+  EXPECT_DOUBLE_EQ(cm.total_high(), 8.0);
+  const CostModel cw = bits_cost_model(m, make_ladder(FormatSpace::EM, 2), true);
+  EXPECT_NEAR(cw.total_high(), 8.0, 1e-12);
+  auto lins = wrap_decoder_linears(m);
+  LearnedOffsets lo;
+  for (auto& l : lins) l->set_learned(lo);
+  // Soft offsets b: the soft average bits is mean(4 + 2b) over weights and activations.
+  std::vector<double> bs;
+  double want = 0;
+  {
+    at::NoGradGuard ng;
+    for (size_t i = 0; i < lins.size(); ++i) {
+      lins[i]->theta_weight().fill_(0.2 + 0.1 * i);
+      lins[i]->set_temperature(4.0);
+      want += (4 + 2 * lins[i]->offset_weight().item<double>()) / lins.size();
+    }
+  }
+  const at::Tensor soft = soft_total_cost(lins, cm);
+  EXPECT_NEAR(soft.item<double>(), want, 1e-6);
+  // Hinge: zero gradient under the budget, lambda * d(bits)/d(theta) above it.
+  at::Tensor r_under = hinge_regularizer(soft_bits_equivalent(soft, cm), want + 0.5, 5.0);
+  EXPECT_EQ(r_under.item<double>(), 0.0);
+  at::Tensor r_over = hinge_regularizer(soft_bits_equivalent(soft, cm), want - 0.5, 5.0);
+  EXPECT_NEAR(r_over.item<double>(), 2.5, 1e-5);
+  r_over.backward();
+  for (auto& l : lins) EXPECT_GT(l->theta_weight().grad().item<double>(), 0.0);
+}
+
+TEST(CostModel, SimCostTableAndBudgets) {
+  CausalLM m = CausalLM::random(tiny_config(), 1);
+  const sim::ArchConfig arch = sim::load_arch(DMX_SIM_CONFIGS "/edge_npu.json");
+  const CostModel cm =
+      sim_cost_model(m, arch, SimMetric::Cycles, 64, make_ladder(FormatSpace::EM, 2));
+  ASSERT_EQ(cm.cost.size(), 14u);
+  // Each entry is the simulator's own cost of that GEMM.
+  const auto gemms = sim::model_gemms({"llama", 64, 128, 2, 4, 2, 16});
+  sim::GemmShape s{64, gemms[0].out_features, gemms[0].in_features};
+  EXPECT_EQ(cm.cost[0][0][1],
+            double(sim::cost_gemm(arch, s, MxFormat::E2M1, MxFormat::E4M3).cycles));
+  EXPECT_LT(cm.total_low(), cm.total_high());
+  EXPECT_DOUBLE_EQ(parse_budget("0.25", cm),
+                   cm.total_low() + 0.25 * (cm.total_high() - cm.total_low()));
+  EXPECT_DOUBLE_EQ(parse_budget("2kcycles", cm), 2000.0);
+  EXPECT_THROW(parse_budget("3uJ", cm), std::invalid_argument);
+  EXPECT_THROW(parse_budget("1.5", cm), std::invalid_argument);
+  // Bilinear interpolation: at b = 1 on both operands, the mean of the four corners.
+  auto lins = wrap_decoder_linears(m);
+  for (auto& l : lins) {
+    l->set_learned({});
+    at::NoGradGuard ng;
+    l->theta_weight().fill_(1.0);  // b = 2 sigmoid(0) = 1
+  }
+  double want = 0;
+  for (const auto& t : cm.cost) want += (t[0][0] + t[0][1] + t[1][0] + t[1][1]) / 4;
+  EXPECT_NEAR(soft_total_cost(lins, cm).item<double>(), want, 1e-6 * want);
+  EXPECT_NEAR(soft_bits_equivalent(at::full({}, cm.total_high(), at::kDouble), cm).item<double>(),
+              8.0, 1e-12);
+}
+
+// ---- KL baseline -------------------------------------------------------------------------------
+namespace {
+// An independent quantized Linear: golden row functions, not the LibTorch operator.
+struct GoldenLinear : Linear {
+  GoldenLinear(const Linear& b, MxFormat f) : Linear(b.name(), b.weight, b.bias), f(f) {}
+  at::Tensor forward(const at::Tensor& x) override {
+    const at::Tensor x2 = x.reshape({-1, x.size(-1)});
+    return at::linear(golden_fake_quant(x2, f).view(x.sizes()), golden_fake_quant(weight, f), bias);
+  }
+  MxFormat f;
+};
+}  // namespace
+
+TEST(KlBaseline, SensitivityRankingAndPromotion) {
+  at::set_num_threads(1);
+  CausalLM m = CausalLM::random(tiny_config(), 4, 0.08);
+  const at::Tensor w = random_windows(9, 2, 32, 97);
+  const std::vector<double> sens = kl_sensitivity(m, w, MxFormat::E2M1);
+  ASSERT_EQ(sens.size(), 14u);
+  // Recompute two layers' KL with golden-quantized Linears.
+  CausalLM ref = CausalLM::random(tiny_config(), 4, 0.08);
+  const at::Tensor lp = at::log_softmax(ref.forward(w), -1);
+  for (size_t l : {size_t(0), size_t(13)}) {
+    const std::string name = ref.linear_names()[l];
+    LinearPtr orig = ref.linear(name);
+    ref.set_linear(name, std::make_shared<GoldenLinear>(*orig, MxFormat::E2M1));
+    const at::Tensor lq = at::log_softmax(ref.forward(w), -1);
+    const double kl = (lp.exp() * (lp - lq)).sum(-1).mean().item<double>();
+    ref.set_linear(name, orig);
+    EXPECT_NEAR(sens[l], kl, 1e-6 + 1e-4 * kl) << name;
+    EXPECT_GT(sens[l], 0.0);
+  }
+  // Budget 5 bits of 4..8 over 14 equal layers: the 3 most sensitive go to MXFP8
+  // (4 + 3 * 4/14 = 4.86; a fourth would make 5.14).
+  const CostModel cm = bits_cost_model(m, make_ladder(FormatSpace::EM, 2), false);
+  const Assignment a = kl_assignment(m, cm, sens, 5.0);
+  std::vector<size_t> order(14);
+  std::iota(order.begin(), order.end(), 0);
+  std::sort(order.begin(), order.end(), [&](size_t x, size_t y) { return sens[x] > sens[y]; });
+  for (size_t r = 0; r < 14; ++r) {
+    const bool high = r < 3;
+    EXPECT_EQ(a.layers[order[r]].wfmt, high ? MxFormat::E4M3 : MxFormat::E2M1) << r;
+    EXPECT_EQ(a.layers[order[r]].afmt, a.layers[order[r]].wfmt);
+  }
+  EXPECT_NEAR(a.avg_bits, 4.0 + 4.0 * 3 / 14, 1e-12);
+  EXPECT_LE(a.avg_bits, 5.0);
+}
+
+// ---- dMX search: regularizer effect, resume, determinism ---------------------------------------
+namespace {
+DmxResult tiny_search(const std::string& ckpt, int stop_after, double budget, int rungs = 2,
+                      bool untied = false, CausalLM* out_model = nullptr) {
+  at::set_num_threads(1);
+  CausalLM m = CausalLM::random(tiny_config(), 4, 0.08);
+  const at::Tensor w = random_windows(9, 4, 32, 97);
+  const CostModel cm = bits_cost_model(m, make_ladder(FormatSpace::EM, rungs), false);
+  DmxOptions o;
+  o.steps = 12;
+  o.seed = 3;
+  o.offsets.rungs = rungs;
+  o.offsets.untied = untied;
+  o.checkpoint = ckpt;
+  o.checkpoint_every = 4;
+  o.stop_after = stop_after;
+  DmxResult r = dmx_search(m, w, cm, budget, o);
+  if (out_model) *out_model = std::move(m);
+  return r;
+}
+fs::path temp_path(const std::string& name) {
+  fs::path d = fs::temp_directory_path() / ("dmx_search_test_" + std::to_string(::getpid()));
+  fs::create_directories(d);
+  return d / name;
+}
+}  // namespace
+
+TEST(DmxSearch, SameSeedSameResultAndResumeContinues) {
+  const DmxResult a = tiny_search("", 0, 5.0);
+  const DmxResult b = tiny_search("", 0, 5.0);
+  ASSERT_EQ(a.theta_w.size(), 14u);
+  for (size_t i = 0; i < a.theta_w.size(); ++i)
+    EXPECT_EQ(bits_of(a.theta_w[i]), bits_of(b.theta_w[i]));
+  // Killed after 5 steps (the checkpoint written at the stop), then resumed: the same thetas.
+  const fs::path ck = temp_path("ckpt.json");
+  fs::remove(ck);
+  const DmxResult s1 = tiny_search(ck.string(), 5, 5.0);
+  EXPECT_TRUE(s1.stopped);
+  EXPECT_EQ(s1.steps_done, 5);
+  const DmxResult s2 = tiny_search(ck.string(), 0, 5.0);
+  EXPECT_TRUE(s2.resumed);
+  EXPECT_EQ(s2.steps_done, 12);
+  for (size_t i = 0; i < a.theta_w.size(); ++i)
+    EXPECT_EQ(bits_of(a.theta_w[i]), bits_of(s2.theta_w[i])) << i;
+  // A checkpoint of another search is refused, not silently mixed in.
+  EXPECT_THROW(tiny_search(ck.string(), 0, 6.0), std::runtime_error);
+  fs::remove_all(ck.parent_path());
+}
+
+TEST(DmxSearch, BudgetAtMxfp4GivesAllMxfp4AndDiscreteEval) {
+  CausalLM m = CausalLM::random(tiny_config(), 0);
+  const DmxResult r = tiny_search("", 0, 4.0, 2, false, &m);
+  for (const auto& l : r.assignment.layers) {
+    EXPECT_EQ(l.wfmt, MxFormat::E2M1) << l.name;
+    EXPECT_EQ(l.afmt, MxFormat::E2M1) << l.name;
+  }
+  EXPECT_DOUBLE_EQ(r.assignment.avg_bits, 4.0);
+  // The model is left with exactly the discrete formats: same logits as a fresh uniform model.
+  CausalLM u = CausalLM::random(tiny_config(), 4, 0.08);
+  apply_assignment(u, r.assignment);
+  const at::Tensor w = random_windows(1, 1, 32, 97);
+  at::NoGradGuard ng;
+  EXPECT_TRUE(at::equal(m.forward(w), u.forward(w)));
+}
+
+TEST(DmxSearch, ThreeRungLadderAndUntiedOffsets) {
+  const DmxResult r3 = tiny_search("", 0, 6.0, 3, false);
+  for (const auto& l : r3.assignment.layers) EXPECT_EQ(l.wfmt, l.afmt);
+  const DmxResult ru = tiny_search("", 0, 6.0, 2, true);
+  ASSERT_EQ(ru.theta_a.size(), 14u);
+  bool differ = false;
+  for (size_t i = 0; i < 14; ++i) differ |= ru.theta_w[i] != ru.theta_a[i];
+  EXPECT_TRUE(differ) << "untied offsets should train separately";
+  for (size_t i = 0; i < 14; ++i) {
+    EXPECT_EQ(ru.assignment.layers[i].wfmt,
+              format_at(hard_offset(ru.theta_w[i], 2), FormatSpace::EM));
+    EXPECT_EQ(ru.assignment.layers[i].afmt,
+              format_at(hard_offset(ru.theta_a[i], 2), FormatSpace::EM));
+  }
+}
+
+TEST(DmxSearchCli, UsageErrorsExitTwoAndNameTheInput) {
+  const std::string bin = DMX_SEARCH_BIN;
+  EXPECT_EQ(std::system((bin + " --help >/dev/null 2>&1").c_str()), 0);
+  const fs::path log = temp_path("err.txt");
+  const int rc = std::system((bin + " --model /nonexistent/model --data /nonexistent.txt --out " +
+                              (log.parent_path() / "o").string() + " >" + log.string() + " 2>&1")
+                                 .c_str());
+  EXPECT_EQ(WEXITSTATUS(rc), 2);
+  std::ifstream f(log);
+  std::string text((std::istreambuf_iterator<char>(f)), {});
+  EXPECT_NE(text.find("/nonexistent/model"), std::string::npos) << text;
+  const int rc2 = std::system((bin + " --bogus-flag >/dev/null 2>&1").c_str());
+  EXPECT_EQ(WEXITSTATUS(rc2), 2);
+  fs::remove_all(log.parent_path());
+}
