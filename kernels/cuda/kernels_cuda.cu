@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -211,11 +212,11 @@ __device__ __forceinline__ void load_block_words(const uint32_t* p, uint32_t* w)
 // activation is pre-unpacked to a byte per code.
 constexpr int kGvRows = 4, kGvWarps = 4;
 
-template <int BITS, bool Wide>
+template <int BITS, int AccBits>
 __global__ void __launch_bounds__(32 * kGvWarps)
     gemv_exact_kernel(const uint8_t* a_codes, const uint8_t* a_scales, int fa,
                       const uint32_t* w_codes, const uint8_t* w_scales, int fw, size_t N, size_t K,
-                      int qsum, bool specials, float* y) {
+                      int qsum, bool specials_a, bool specials_w, float* y) {
   __shared__ DecodeTable ta, tw;
   __shared__ float part[kGvWarps][kGvRows][33];
   load_table(ta, fa);
@@ -254,8 +255,8 @@ __global__ void __launch_bounds__(32 * kGvWarps)
     for (int r = 0; r < kGvRows; ++r) {
       float res = 0.0f;
       if (valid && n0 + r < N) {
-        res = dot_block<Wide>(
-            ta, tw, specials, qsum, sa, sw[r],
+        res = dot_block<AccBits>(
+            ta, tw, specials_a, specials_w, qsum, sa, sw[r],
             [&](int i) { return static_cast<uint8_t>(aw[i >> 2] >> (8 * (i & 3))); },
             [&](int i) { return static_cast<uint8_t>(code_from_words<BITS>(ww[r], i)); });
       }
@@ -275,11 +276,11 @@ __global__ void __launch_bounds__(32 * kGvWarps)
 // operands pre-unpacked to a byte per code.
 constexpr int kGeTile = 64;
 
-template <bool Wide>
+template <int AccBits>
 __global__ void __launch_bounds__(256)
     gemm_exact_kernel(const uint8_t* a_codes, const uint8_t* a_scales, int fa,
                       const uint8_t* w_codes, const uint8_t* w_scales, int fw, size_t M, size_t N,
-                      size_t K, int qsum, bool specials, float* C, size_t ldc) {
+                      size_t K, int qsum, bool specials_a, bool specials_w, float* C, size_t ldc) {
   __shared__ DecodeTable ta, tw;
   __shared__ uint32_t as[kGeTile][9], ws[kGeTile][9];
   __shared__ uint8_t sas[kGeTile], sws[kGeTile];
@@ -315,8 +316,8 @@ __global__ void __launch_bounds__(256)
 #pragma unroll 1
       for (int j = 0; j < 4; ++j) {
         const int rw = tx + 16 * j;
-        const float r = dot_block<Wide>(
-            ta, tw, specials, qsum, sas[ra], sws[rw],
+        const float r = dot_block<AccBits>(
+            ta, tw, specials_a, specials_w, qsum, sas[ra], sws[rw],
             [&](int e) { return static_cast<uint8_t>(as[ra][e >> 2] >> (8 * (e & 3))); },
             [&](int e) { return static_cast<uint8_t>(ws[rw][e >> 2] >> (8 * (e & 3))); });
         acc[i][j] = __fadd_rn(acc[i][j], r);
@@ -638,24 +639,44 @@ void unpack(const MxMatrixView& m, uint8_t* out, cudaStream_t s) {
   check(cudaGetLastError(), "unpack launch");
 }
 
-template <bool Wide>
-void launch_gemv_exact(int bits, dim3 grid, cudaStream_t s, const uint8_t* ac, const uint8_t* as,
-                       int fa, const uint32_t* wc, const uint8_t* ws, int fw, size_t N, size_t K,
-                       int qsum, bool specials, float* y) {
-  const int threads = 32 * kGvWarps;
-  switch (bits) {
-    case 4:
-      gemv_exact_kernel<4, Wide>
-          <<<grid, threads, 0, s>>>(ac, as, fa, wc, ws, fw, N, K, qsum, specials, y);
-      break;
-    case 6:
-      gemv_exact_kernel<6, Wide>
-          <<<grid, threads, 0, s>>>(ac, as, fa, wc, ws, fw, N, K, qsum, specials, y);
-      break;
-    default:
-      gemv_exact_kernel<8, Wide>
-          <<<grid, threads, 0, s>>>(ac, as, fa, wc, ws, fw, N, K, qsum, specials, y);
+// The exact kernels' launches, instantiated per accumulator width (and weight bit width).
+struct ExactArgs {
+  const uint8_t *ac, *as;
+  int fa;
+  const uint8_t *wc, *ws;
+  int fw;
+  size_t M, N, K;
+  int qsum;
+  bool specials_a, specials_w;
+  float* C;
+  size_t ldc;
+};
+
+template <int AccBits>
+void launch_exact(int bits, cudaStream_t s, const ExactArgs& e) {
+  if (e.M == 1) {
+    const dim3 grid(static_cast<unsigned>((e.N + kGvWarps * kGvRows - 1) / (kGvWarps * kGvRows)));
+    const int threads = 32 * kGvWarps;
+    const uint32_t* wc = reinterpret_cast<const uint32_t*>(e.wc);
+    switch (bits) {
+      case 4:
+        gemv_exact_kernel<4, AccBits><<<grid, threads, 0, s>>>(
+            e.ac, e.as, e.fa, wc, e.ws, e.fw, e.N, e.K, e.qsum, e.specials_a, e.specials_w, e.C);
+        break;
+      case 6:
+        gemv_exact_kernel<6, AccBits><<<grid, threads, 0, s>>>(
+            e.ac, e.as, e.fa, wc, e.ws, e.fw, e.N, e.K, e.qsum, e.specials_a, e.specials_w, e.C);
+        break;
+      default:
+        gemv_exact_kernel<8, AccBits><<<grid, threads, 0, s>>>(
+            e.ac, e.as, e.fa, wc, e.ws, e.fw, e.N, e.K, e.qsum, e.specials_a, e.specials_w, e.C);
+    }
+    return;
   }
+  const dim3 grid(static_cast<unsigned>((e.N + kGeTile - 1) / kGeTile),
+                  static_cast<unsigned>((e.M + kGeTile - 1) / kGeTile));
+  gemm_exact_kernel<AccBits><<<grid, 256, 0, s>>>(e.ac, e.as, e.fa, e.wc, e.ws, e.fw, e.M, e.N, e.K,
+                                                  e.qsum, e.specials_a, e.specials_w, e.C, e.ldc);
 }
 
 template <bool VecA>
@@ -763,35 +784,39 @@ void gemm(const MxMatrixView& A, const MxMatrixView& W, float* C, size_t ldc, vo
     return;
   }
   const FormatConsts ca = make_consts(A.format), cw = make_consts(W.format);
-  const bool wide = needs_wide(ca, cw);
-  const bool specials = ca.has_nan || ca.has_inf || cw.has_nan || cw.has_inf;
-  const int qsum = ca.quantum_exp + cw.quantum_exp;
   const int fa = static_cast<int>(A.format), fw = static_cast<int>(W.format);
-  if (M == 1) {
-    DeviceBuffer abytes(K, s);
-    unpack(A, abytes.bytes(), s);
-    const dim3 grid(static_cast<unsigned>((N + kGvWarps * kGvRows - 1) / (kGvWarps * kGvRows)));
-    const uint32_t* wc = reinterpret_cast<const uint32_t*>(W.codes);
-    if (wide)
-      launch_gemv_exact<true>(cw.bits, grid, s, abytes.bytes(), A.scales, fa, wc, W.scales, fw, N,
-                              K, qsum, specials, C);
-    else
-      launch_gemv_exact<false>(cw.bits, grid, s, abytes.bytes(), A.scales, fa, wc, W.scales, fw, N,
-                               K, qsum, specials, C);
-    check(cudaGetLastError(), "gemv launch");
-    return;
-  }
-  DeviceBuffer abytes(M * K, s), wbytes(N * K, s);
+  // M == 1: only the activation is unpacked (GEMV reads the packed weights); else both are.
+  DeviceBuffer abytes(M * K, s);
   unpack(A, abytes.bytes(), s);
-  unpack(W, wbytes.bytes(), s);
-  const dim3 grid(static_cast<unsigned>((N + kGeTile - 1) / kGeTile),
-                  static_cast<unsigned>((M + kGeTile - 1) / kGeTile));
-  if (wide)
-    gemm_exact_kernel<true><<<grid, 256, 0, s>>>(abytes.bytes(), A.scales, fa, wbytes.bytes(),
-                                                 W.scales, fw, M, N, K, qsum, specials, C, ldc);
-  else
-    gemm_exact_kernel<false><<<grid, 256, 0, s>>>(abytes.bytes(), A.scales, fa, wbytes.bytes(),
-                                                  W.scales, fw, M, N, K, qsum, specials, C, ldc);
+  std::unique_ptr<DeviceBuffer> wbytes;
+  if (M > 1) {
+    wbytes = std::make_unique<DeviceBuffer>(N * K, s);
+    unpack(W, wbytes->bytes(), s);
+  }
+  const ExactArgs e{abytes.bytes(),
+                    A.scales,
+                    fa,
+                    M > 1 ? wbytes->bytes() : W.codes,
+                    W.scales,
+                    fw,
+                    M,
+                    N,
+                    K,
+                    ca.quantum_exp + cw.quantum_exp,
+                    ca.has_nan || ca.has_inf,
+                    cw.has_nan || cw.has_inf,
+                    C,
+                    ldc};
+  switch (acc_bits(ca, cw)) {
+    case 32:
+      launch_exact<32>(cw.bits, s, e);
+      break;
+    case 64:
+      launch_exact<64>(cw.bits, s, e);
+      break;
+    default:
+      launch_exact<128>(cw.bits, s, e);
+  }
   check(cudaGetLastError(), "gemm launch");
 }
 

@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #if defined(__CUDACC__)
 #define DMX_HD __host__ __device__ __forceinline__
@@ -430,16 +431,26 @@ DMX_HD uint8_t quantize_block(const FormatConsts& c, const QuantKnobs& k, Load l
 
 // ---- exact block dot product -------------------------------------------------------------------
 // A decode table per format: the signed element value in units of the quantum, plus flags.
+// value32 holds the same values for the formats whose magnitudes fit (all but E5M2, which never
+// takes the 32-bit route).
 struct DecodeTable {
   int64_t value[256];
+  int32_t value32[256];
   uint8_t flags[256];
 };
 
-// True when a block sum of the pair can leave int64: 32 * max_a * max_b >= 2^63 (only
-// E5M2 x E5M2, ~2^68.6); that pair accumulates in 128 bits.
-DMX_HD bool needs_wide(const FormatConsts& a, const FormatConsts& b) {
+// Width of the exact block-sum accumulator for a pair: the bound 32 * max_a * max_b decides.
+//   32: below 2^31 (e.g. E4M3 x E2M1, INT8 x INT8, every FP6/FP4 pair)
+//   64: below 2^63 (E4M3 x E4M3, E5M2 x E2M1, ...)
+//  128: E5M2 x E5M2 (~2^68.6)
+DMX_HD int acc_bits(const FormatConsts& a, const FormatConsts& b) {
   const double bound = 32.0 * static_cast<double>(a.max_magnitude) * b.max_magnitude;
-  return bound >= 9.2233720368547758e18;
+  if (bound < 2147483648.0) return 32;
+  if (bound < 9.2233720368547758e18) return 64;
+  return 128;
+}
+DMX_HD bool needs_wide(const FormatConsts& a, const FormatConsts& b) {
+  return acc_bits(a, b) == 128;
 }
 
 // Golden's dot_block with IEEE specials: the slow path, taken when a block holds NaN/Inf or its
@@ -496,38 +507,46 @@ DMX_HD float dot_block_slow(const DecodeTable& ta, const DecodeTable& tb, int qs
 }
 
 // One block step of dot_blocked: r = RNE_fp32(2^(sa+sb-254) * sum_i Pa_i * Pb_i), the sum exact.
-// `Wide` selects 128-bit accumulation (needs_wide pairs); `specials` says whether either format
-// has NaN/Inf codes. The fast loop is a plain integer dot product; NaN/Inf blocks and zero sums
-// take dot_block_slow, which follows golden's IEEE rules.
-template <bool Wide, typename GetA, typename GetB>
-DMX_HD float dot_block(const DecodeTable& ta, const DecodeTable& tb, bool specials, int qsum,
-                       uint8_t sa, uint8_t sb, GetA ga, GetB gb) {
+// AccBits (acc_bits of the pair) is the integer width of the sum; specials_a / specials_b say
+// whether a format has NaN/Inf codes. The fast loop is a plain integer dot product; NaN/Inf
+// blocks and zero sums take dot_block_slow, which follows golden's IEEE rules.
+template <int AccBits, typename GetA, typename GetB>
+DMX_HD float dot_block(const DecodeTable& ta, const DecodeTable& tb, bool specials_a,
+                       bool specials_b, int qsum, uint8_t sa, uint8_t sb, GetA ga, GetB gb) {
+  static_assert(AccBits == 32 || AccBits == 64 || AccBits == 128, "accumulator width");
   if (sa == kScaleNaNCode || sb == kScaleNaNCode) return f32_from_bits(kQuietNaNBits);
   uint8_t any = 0;
   bool neg;
   uint64_t hi = 0, lo = 0;
-  if constexpr (Wide) {
+  if constexpr (AccBits == 128) {
     __int128 sum = 0;
     DMX_UNROLL
     for (int i = 0; i < kBlock; ++i) {
       const uint8_t ca = ga(i), cb = gb(i);
       sum += static_cast<__int128>(ta.value[ca]) * tb.value[cb];
-      if (specials) any |= ta.flags[ca] | tb.flags[cb];
+      if (specials_a) any |= ta.flags[ca];
+      if (specials_b) any |= tb.flags[cb];
     }
     neg = sum < 0;
     const unsigned __int128 m = static_cast<unsigned __int128>(neg ? -sum : sum);
     hi = static_cast<uint64_t>(m >> 64);
     lo = static_cast<uint64_t>(m);
   } else {
-    int64_t sum = 0;
+    using Acc = std::conditional_t<AccBits == 32, int32_t, int64_t>;
+    Acc sum = 0;
     DMX_UNROLL
     for (int i = 0; i < kBlock; ++i) {
       const uint8_t ca = ga(i), cb = gb(i);
-      sum += ta.value[ca] * tb.value[cb];
-      if (specials) any |= ta.flags[ca] | tb.flags[cb];
+      if constexpr (AccBits == 32)
+        sum += ta.value32[ca] * tb.value32[cb];
+      else
+        sum += ta.value[ca] * tb.value[cb];
+      if (specials_a) any |= ta.flags[ca];
+      if (specials_b) any |= tb.flags[cb];
     }
     neg = sum < 0;
-    lo = static_cast<uint64_t>(neg ? -sum : sum);
+    lo = neg ? 0ull - static_cast<uint64_t>(static_cast<int64_t>(sum))
+             : static_cast<uint64_t>(static_cast<int64_t>(sum));
   }
   if ((any & (kFlagNaN | kFlagInf)) || (hi == 0 && lo == 0))
     return dot_block_slow(ta, tb, qsum, sa, sb, ga, gb);
@@ -541,6 +560,7 @@ DMX_HD void fill_decode_table(const FormatConsts& c, DecodeTable& t) {
     const ElemExact e = decode_exact(c, static_cast<uint8_t>(code & ((1 << c.bits) - 1)));
     const int64_t m = (e.flags & (kFlagNaN | kFlagInf)) ? 0 : static_cast<int64_t>(e.magnitude);
     t.value[code] = (e.flags & kFlagNeg) ? -m : m;
+    t.value32[code] = static_cast<int32_t>(t.value[code]);  // exact except E5M2 (unused there)
     t.flags[code] = e.flags;
   }
 }

@@ -11,8 +11,8 @@
 //  - quantize / quantize_bf16 / dequantize / dequantize_bf16: bit-identical to golden
 //    (dmx::quantize_row + pack_codes, unpack_codes + dequantize_row [+ fp32_to_bf16]), all options.
 //  - gemm / gemv (exact mode, MX x MX, CUDA cores): C[m][n] == dmx::dot_blocked(A row m, W row n)
-//    bit for bit: exact integer block sums (64-bit, or 128-bit for E5M2 x E5M2), one
-//    RNE rounding per block, FP32 adds in increasing block order starting from -0.
+//    bit for bit: exact integer block sums (32/64-bit, 128-bit for E5M2 x E5M2), one RNE
+//    rounding per block, FP32 adds in increasing block order starting from -0.
 //  - gemm_bf16 / gemv_bf16 (fast mode, BF16 activations x MX weights). M <= 8: CUDA cores, each
 //    weight decoded exactly to FP32 (element value x 2^scale), FP32 FMAs. M > 8: weights decoded to
 //    BF16 in registers (element x 2^scale, RNE to BF16: exact unless the product leaves BF16's

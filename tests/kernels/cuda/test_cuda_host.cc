@@ -343,18 +343,21 @@ TEST(CudaHostArith, PackedLayoutIndexMathMatchesGolden) {
   }
 }
 
-TEST(CudaHostArith, WideAccumulationChosenExactlyWhenInt64CanOverflow) {
-  int wide_pairs = 0;
+TEST(CudaHostArith, AccumulatorWidthChosenFromTheExactBound) {
+  int count[3] = {};
   for (MxFormat a : kAllFormats)
     for (MxFormat b : kAllFormats) {
       const unsigned __int128 bound = static_cast<unsigned __int128>(32) *
                                       format_info(a).max_magnitude * format_info(b).max_magnitude;
-      const bool overflows = bound >= (static_cast<unsigned __int128>(1) << 63);
-      EXPECT_EQ(needs_wide(make_consts(a), make_consts(b)), overflows)
+      const int want = bound < (static_cast<unsigned __int128>(1) << 31)   ? 32
+                       : bound < (static_cast<unsigned __int128>(1) << 63) ? 64
+                                                                           : 128;
+      EXPECT_EQ(acc_bits(make_consts(a), make_consts(b)), want)
           << format_name(a) << " x " << format_name(b);
-      wide_pairs += overflows;
+      ++count[want == 32 ? 0 : want == 64 ? 1 : 2];
     }
-  EXPECT_EQ(wide_pairs, 1);  // E5M2 x E5M2 only (E5M2 x E4M3 peaks near 2^54.6)
+  EXPECT_EQ(count[2], 1);  // E5M2 x E5M2 only (E5M2 x E4M3 peaks near 2^54.6)
+  EXPECT_TRUE(acc_bits(make_consts(MxFormat::E4M3), make_consts(MxFormat::E2M1)) == 32);
 }
 
 // Random codes over the whole code space (NaN/Inf included) plus scales from the full range.
@@ -391,12 +394,19 @@ RandomBlock random_block(MxFormat fa, MxFormat fb, std::mt19937& rng, int kind) 
   return r;
 }
 
-template <bool Wide>
-float device_block(const DecodeTable& ta, const DecodeTable& tb, bool specials, int qsum,
+template <int AccBits>
+float device_block(const DecodeTable& ta, const DecodeTable& tb, bool sp_a, bool sp_b, int qsum,
                    const RandomBlock& r) {
-  return dot_block<Wide>(
-      ta, tb, specials, qsum, r.sa, r.sb, [&](int i) { return r.ca[i]; },
+  return dot_block<AccBits>(
+      ta, tb, sp_a, sp_b, qsum, r.sa, r.sb, [&](int i) { return r.ca[i]; },
       [&](int i) { return r.cb[i]; });
+}
+
+float device_block_auto(int bits, const DecodeTable& ta, const DecodeTable& tb, bool sp_a,
+                        bool sp_b, int qsum, const RandomBlock& r) {
+  return bits == 32   ? device_block<32>(ta, tb, sp_a, sp_b, qsum, r)
+         : bits == 64 ? device_block<64>(ta, tb, sp_a, sp_b, qsum, r)
+                      : device_block<128>(ta, tb, sp_a, sp_b, qsum, r);
 }
 
 TEST(CudaHostArith, BlockDotMatchesGoldenForEveryFormatPair) {
@@ -407,18 +417,21 @@ TEST(CudaHostArith, BlockDotMatchesGoldenForEveryFormatPair) {
       DecodeTable ta, tb;
       fill_decode_table(ca, ta);
       fill_decode_table(cb, tb);
-      const bool wide = needs_wide(ca, cb);
-      const bool specials = ca.has_nan || ca.has_inf || cb.has_nan || cb.has_inf;
+      const int bits = acc_bits(ca, cb);
+      const bool sp_a = ca.has_nan || ca.has_inf, sp_b = cb.has_nan || cb.has_inf;
       const int qsum = ca.quantum_exp + cb.quantum_exp;
       for (int iter = 0; iter < 3000; ++iter) {
         const RandomBlock r = random_block(fa, fb, rng, iter % 4);
         const float want = dot_block(fa, r.sa, r.ca, fb, r.sb, r.cb);
-        const float got = wide ? device_block<true>(ta, tb, specials, qsum, r)
-                               : device_block<false>(ta, tb, specials, qsum, r);
+        const float got = device_block_auto(bits, ta, tb, sp_a, sp_b, qsum, r);
         ASSERT_EQ(fp32_bits(got), fp32_bits(want))
-            << format_name(fa) << " x " << format_name(fb) << " iter " << iter << " seed " << kSeed;
-        // The 128-bit loop and the slow (IEEE) loop agree with it too.
-        ASSERT_EQ(fp32_bits(device_block<true>(ta, tb, specials, qsum, r)), fp32_bits(want));
+            << format_name(fa) << " x " << format_name(fb) << " (" << bits << "-bit sums) iter "
+            << iter << " seed " << kSeed;
+        // The wider loops and the slow (IEEE) loop agree with it too.
+        if (bits <= 64) {
+          ASSERT_EQ(fp32_bits(device_block<64>(ta, tb, sp_a, sp_b, qsum, r)), fp32_bits(want));
+        }
+        ASSERT_EQ(fp32_bits(device_block<128>(ta, tb, sp_a, sp_b, qsum, r)), fp32_bits(want));
         const float slow = dot_block_slow(
             ta, tb, qsum, r.sa, r.sb, [&](int i) { return r.ca[i]; },
             [&](int i) { return r.cb[i]; });
@@ -437,7 +450,8 @@ TEST(CudaHostArith, BlockedAccumulationMatchesDotBlocked) {
       DecodeTable ta, tb;
       fill_decode_table(ca, ta);
       fill_decode_table(cb, tb);
-      const bool specials = ca.has_nan || ca.has_inf || cb.has_nan || cb.has_inf;
+      const bool sp_a = ca.has_nan || ca.has_inf, sp_b = cb.has_nan || cb.has_inf;
+      const int bits = acc_bits(ca, cb);
       for (int iter = 0; iter < 20; ++iter) {
         std::vector<uint8_t> a(n), b(n), sa(n / 32), sb(n / 32);
         for (size_t i = 0; i < n; ++i) {
@@ -454,14 +468,13 @@ TEST(CudaHostArith, BlockedAccumulationMatchesDotBlocked) {
         const float want = dot_blocked({fa, sa.data(), a.data()}, {fb, sb.data(), b.data()}, n);
         float acc = -0.0f;
         for (size_t j = 0; j < n / 32; ++j) {
-          const auto ga = [&](int i) { return a[j * 32 + i]; };
-          const auto gb = [&](int i) { return b[j * 32 + i]; };
-          const float r = needs_wide(ca, cb)
-                              ? dot_block<true>(ta, tb, specials, ca.quantum_exp + cb.quantum_exp,
-                                                sa[j], sb[j], ga, gb)
-                              : dot_block<false>(ta, tb, specials, ca.quantum_exp + cb.quantum_exp,
-                                                 sa[j], sb[j], ga, gb);
-          acc = acc + r;
+          RandomBlock blk;
+          std::copy(&a[j * 32], &a[j * 32] + 32, blk.ca);
+          std::copy(&b[j * 32], &b[j * 32] + 32, blk.cb);
+          blk.sa = sa[j];
+          blk.sb = sb[j];
+          acc = acc +
+                device_block_auto(bits, ta, tb, sp_a, sp_b, ca.quantum_exp + cb.quantum_exp, blk);
         }
         ASSERT_EQ(fp32_bits(acc), fp32_bits(want))
             << format_name(fa) << " x " << format_name(fb) << " iter " << iter;
