@@ -92,9 +92,8 @@ void WordCounter::add(std::string_view text, const std::string& source) {
     if (rc < 0) {
       PCRE2_UCHAR msg[256];
       pcre2_get_error_message(rc, msg, sizeof msg);
-      throw std::runtime_error(source + ": " + reinterpret_cast<const char*>(msg) +
-                               " (near byte " + std::to_string(pcre2_get_startchar(re_->md)) +
-                               ")");
+      throw std::runtime_error(source + ": " + reinterpret_cast<const char*>(msg) + " (near byte " +
+                               std::to_string(pcre2_get_startchar(re_->md)) + ")");
     }
     options = PCRE2_NO_UTF_CHECK;
     const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(re_->md);
@@ -113,9 +112,8 @@ BpeModel train_bpe(const std::unordered_map<std::string, int64_t>& counts, const
   for (const std::string& s : opt.special_tokens) m.vocab.push_back(s);
   for (int b = 0; b < 256; ++b) m.vocab.push_back(byte_table()[b]);
   if (opt.vocab_size < static_cast<int64_t>(m.vocab.size()))
-    throw std::runtime_error("vocab size " + std::to_string(opt.vocab_size) +
-                             " is below the " + std::to_string(m.vocab.size()) +
-                             " special and byte tokens");
+    throw std::runtime_error("vocab size " + std::to_string(opt.vocab_size) + " is below the " +
+                             std::to_string(m.vocab.size()) + " special and byte tokens");
   const int32_t byte0 = static_cast<int32_t>(m.num_special);
 
   // Words in sorted order, so ids and tie-breaking never depend on hash order.

@@ -1,6 +1,5 @@
 // dmx-bpe-train: trains a byte-level BPE tokenizer and writes a Hugging Face tokenizer.json.
 #include <CLI/CLI.hpp>
-
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -17,12 +16,16 @@ int main(int argc, char** argv) {
   std::string output;
   dmx::train::BpeOptions opt;
   bool quiet = false;
-  app.add_option("-i,--input", inputs, "UTF-8 training text file(s)")->required()->check(CLI::ExistingFile);
+  app.add_option("-i,--input", inputs, "UTF-8 training text file(s)")
+      ->required()
+      ->check(CLI::ExistingFile);
   app.add_option("-o,--output", output, "tokenizer.json to write")->required();
   app.add_option("--vocab-size", opt.vocab_size, "total vocabulary incl. special and byte tokens")
-      ->capture_default_str()->check(CLI::Range(int64_t{257}, int64_t{1} << 20));
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{257}, int64_t{1} << 20));
   app.add_option("--min-frequency", opt.min_frequency, "never merge a pair seen fewer times")
-      ->capture_default_str()->check(CLI::PositiveNumber);
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   app.add_option("--special-token", opt.special_tokens, "special tokens (ids 0, 1, ...)")
       ->capture_default_str();
   app.add_flag("-q,--quiet", quiet, "no progress output");
@@ -59,12 +62,11 @@ int main(int argc, char** argv) {
       };
     const dmx::train::BpeModel model = dmx::train::train_bpe(counter.counts(), opt);
     if (static_cast<int64_t>(model.vocab.size()) < opt.vocab_size)
-      std::fprintf(stderr,
-                   "dmx-bpe-train: warning: only %zu tokens (no pair left with frequency >= %lld)\n",
-                   model.vocab.size(), static_cast<long long>(opt.min_frequency));
+      std::fprintf(
+          stderr, "dmx-bpe-train: warning: only %zu tokens (no pair left with frequency >= %lld)\n",
+          model.vocab.size(), static_cast<long long>(opt.min_frequency));
     dmx::quant::write_file_atomic(output, dmx::train::tokenizer_json(model));
-    const double s =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (!quiet)
       std::fprintf(stderr, "dmx-bpe-train: wrote %s (%zu tokens, %zu merges) in %.1f s\n",
                    output.c_str(), model.vocab.size(), model.merges.size(), s);

@@ -1,0 +1,423 @@
+// dmx-train: trains a LlamaForCausalLM / Qwen3ForCausalLM (dmx/quant/model.h) from a Hugging Face
+// config.json on a text corpus, on the CPU with LibTorch: AdamW, linear warmup + cosine decay,
+// gradient-norm clipping, a fixed seed, and checkpoints it resumes from after a kill.
+//
+// Determinism: batch s is drawn from a generator seeded by (seed, s), never from a global RNG,
+// so a run resumed from a checkpoint takes exactly the steps an uninterrupted run takes (same
+// thread count: BLAS reductions depend on it).
+#include <ATen/Parallel.h>
+#include <torch/torch.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "dmx/quant/config.h"
+#include "dmx/quant/eval.h"
+#include "dmx/quant/model.h"
+#include "dmx/quant/safetensors.h"
+#include "dmx/quant/tokenizer.h"
+
+namespace fs = std::filesystem;
+using dmx::quant::CausalLM;
+
+namespace {
+
+struct Args {
+  std::string config, tokenizer, train, valid, test, out, work;
+  int64_t steps = 2000, batch = 16, seq = 128, warmup = 100, threads = 2;
+  int64_t ckpt_every = 100, eval_every = 250, eval_windows = 32, log_every = 10;
+  int64_t die_at_step = 0;
+  double lr = 3e-3, min_lr_frac = 0.1, weight_decay = 0.1, beta1 = 0.9, beta2 = 0.95;
+  double clip = 1.0, init_std = 0.02;
+  uint64_t seed = 1;
+  bool fresh = false;
+};
+
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error(path + ": cannot open");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Everything that changes the trajectory: a checkpoint only resumes a run with the same one.
+std::string fingerprint(const Args& a, const std::string& config_json) {
+  nlohmann::ordered_json j = {{"config", nlohmann::json::parse(config_json)},
+                              {"tokenizer_bytes", read_file(a.tokenizer).size()},
+                              {"train_bytes", fs::file_size(a.train)},
+                              {"steps", a.steps},
+                              {"batch", a.batch},
+                              {"seq", a.seq},
+                              {"warmup", a.warmup},
+                              {"threads", a.threads},
+                              {"lr", a.lr},
+                              {"min_lr_frac", a.min_lr_frac},
+                              {"weight_decay", a.weight_decay},
+                              {"beta1", a.beta1},
+                              {"beta2", a.beta2},
+                              {"clip", a.clip},
+                              {"init_std", a.init_std},
+                              {"seed", a.seed}};
+  return j.dump();
+}
+
+double lr_at(const Args& a, int64_t step) {  // step counts from 1
+  if (step <= a.warmup) return a.lr * static_cast<double>(step) / static_cast<double>(a.warmup);
+  const double t = static_cast<double>(step - a.warmup) / std::max<int64_t>(1, a.steps - a.warmup);
+  const double min_lr = a.lr * a.min_lr_frac;
+  return min_lr + 0.5 * (a.lr - min_lr) * (1.0 + std::cos(M_PI * std::min(1.0, t)));
+}
+
+torch::Tensor string_tensor(const std::string& s) {
+  torch::Tensor t = torch::empty({static_cast<int64_t>(s.size())}, torch::kUInt8);
+  std::memcpy(t.data_ptr(), s.data(), s.size());
+  return t;
+}
+std::string tensor_string(const torch::Tensor& t) {
+  return std::string(static_cast<const char*>(t.data_ptr()), t.numel());
+}
+
+struct LogRow {
+  int64_t step;
+  double lr, loss, grad_norm, val_loss;  // val_loss NaN when not evaluated at this step
+};
+
+void write_log_csv(const std::string& path, const std::vector<LogRow>& rows) {
+  std::string s = "step,lr,train_loss,grad_norm,val_loss\n";
+  char buf[160];
+  for (const LogRow& r : rows) {
+    std::snprintf(buf, sizeof buf, "%lld,%.6g,%.6f,%.5f,", static_cast<long long>(r.step), r.lr,
+                  r.loss, r.grad_norm);
+    s += buf;
+    if (!std::isnan(r.val_loss)) {
+      std::snprintf(buf, sizeof buf, "%.6f", r.val_loss);
+      s += buf;
+    }
+    s += "\n";
+  }
+  dmx::quant::write_file_atomic(path, s);
+}
+
+struct Checkpoint {
+  int64_t step = 0;
+  double seconds = 0;  // training wall time before this run
+  std::vector<LogRow> log;
+};
+
+void save_checkpoint(const std::string& path, const std::string& fp, const Checkpoint& ck,
+                     const CausalLM& model, torch::optim::Optimizer& opt) {
+  torch::serialize::OutputArchive ar;
+  ar.write("fingerprint", string_tensor(fp));
+  ar.write("step", torch::tensor(ck.step, torch::kLong));
+  ar.write("seconds", torch::tensor(ck.seconds, torch::kDouble));
+  torch::Tensor log = torch::empty({static_cast<int64_t>(ck.log.size()), 5}, torch::kDouble);
+  for (size_t i = 0; i < ck.log.size(); ++i) {
+    const LogRow& r = ck.log[i];
+    const double row[5] = {static_cast<double>(r.step), r.lr, r.loss, r.grad_norm, r.val_loss};
+    for (int c = 0; c < 5; ++c) log[i][c] = row[c];
+  }
+  ar.write("log", log);
+  for (const auto& [name, t] : model.named_parameters()) ar.write("param/" + name, t.detach());
+  torch::serialize::OutputArchive opt_ar;
+  opt.save(opt_ar);
+  ar.write("optimizer", opt_ar);
+  const std::string tmp = path + ".tmp";
+  ar.save_to(tmp);
+  fs::rename(tmp, path);  // a kill mid-write leaves the previous checkpoint intact
+}
+
+Checkpoint load_checkpoint(const std::string& path, const std::string& fp, CausalLM& model,
+                           torch::optim::Optimizer& opt) {
+  torch::serialize::InputArchive ar;
+  ar.load_from(path);
+  // InputArchive::read set_()s into a defined tensor (keeping its dtype): read into fresh ones.
+  auto get = [&](const std::string& key) {
+    torch::Tensor t;
+    ar.read(key, t);
+    return t;
+  };
+  if (tensor_string(get("fingerprint")) != fp)
+    throw UsageError(path +
+                     ": checkpoint of a run with other settings (pass --fresh to discard it)");
+  Checkpoint ck;
+  ck.step = get("step").item<int64_t>();
+  ck.seconds = get("seconds").item<double>();
+  const torch::Tensor log = get("log").contiguous();
+  const double* l = log.data_ptr<double>();
+  for (int64_t i = 0; i < log.size(0); ++i, l += 5)
+    ck.log.push_back({static_cast<int64_t>(l[0]), l[1], l[2], l[3], l[4]});
+  torch::NoGradGuard no_grad;
+  for (auto& [name, p] : model.named_parameters()) {
+    const torch::Tensor t = get("param/" + name);
+    if (t.sizes() != p.sizes())
+      throw std::runtime_error(path + ": tensor " + name + " has another shape");
+    p.copy_(t);
+  }
+  torch::serialize::InputArchive opt_ar;
+  ar.read("optimizer", opt_ar);
+  opt.load(opt_ar);
+  return ck;
+}
+
+std::vector<int32_t> tokens_of(const dmx::quant::Tokenizer& tok, const std::string& path) {
+  std::vector<int32_t> ids = tok.encode(read_file(path));
+  return ids;
+}
+
+int run(const Args& a) {
+  if (a.seq < 2) throw UsageError("--seq must be at least 2");
+  if (a.warmup >= a.steps) throw UsageError("--warmup must be below --steps");
+  at::set_num_threads(static_cast<int>(a.threads));
+  const std::string config_json = read_file(a.config);
+  const dmx::quant::ModelConfig cfg = dmx::quant::parse_config(config_json, a.config);
+  const auto tok = dmx::quant::Tokenizer::load(a.tokenizer);
+  if (tok.vocab_size() > cfg.vocab_size)
+    throw UsageError(a.config + ": vocab_size " + std::to_string(cfg.vocab_size) +
+                     " is below the tokenizer's " + std::to_string(tok.vocab_size()));
+  const std::string work = a.work.empty() ? a.out + "/train-work" : a.work;
+  fs::create_directories(work);
+  fs::create_directories(a.out);
+  const std::string ckpt_path = work + "/checkpoint.pt";
+  const std::string fp = fingerprint(a, config_json);
+
+  std::fprintf(stderr, "dmx-train: tokenizing %s\n", a.train.c_str());
+  const std::vector<int32_t> train_ids = tokens_of(tok, a.train);
+  const std::vector<int32_t> valid_ids =
+      a.valid.empty() ? std::vector<int32_t>{} : tokens_of(tok, a.valid);
+  const int64_t N = static_cast<int64_t>(train_ids.size());
+  if (N <= a.seq)
+    throw UsageError(a.train + ": " + std::to_string(N) + " tokens, not more than --seq");
+  torch::Tensor train_t = torch::empty({N}, torch::kLong);
+  std::copy(train_ids.begin(), train_ids.end(), train_t.data_ptr<int64_t>());
+
+  CausalLM model = CausalLM::random(cfg, a.seed, a.init_std, at::kFloat);
+  model.set_requires_grad(true);
+  std::vector<torch::Tensor> decay, no_decay, all;
+  for (const auto& [name, t] : model.named_parameters()) {
+    (t.dim() >= 2 ? decay : no_decay).push_back(t);
+    all.push_back(t);
+  }
+  int64_t n_params = 0;
+  for (const auto& t : all) n_params += t.numel();
+  auto base = torch::optim::AdamWOptions(a.lr).betas({a.beta1, a.beta2}).eps(1e-8);
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  groups.emplace_back(decay, std::make_unique<torch::optim::AdamWOptions>(
+                                 torch::optim::AdamWOptions(base).weight_decay(a.weight_decay)));
+  groups.emplace_back(no_decay, std::make_unique<torch::optim::AdamWOptions>(
+                                    torch::optim::AdamWOptions(base).weight_decay(0.0)));
+  torch::optim::AdamW opt(groups, base);
+
+  Checkpoint ck;
+  if (!a.fresh && fs::exists(ckpt_path)) {
+    ck = load_checkpoint(ckpt_path, fp, model, opt);
+    std::fprintf(stderr, "dmx-train: resumed from %s at step %lld\n", ckpt_path.c_str(),
+                 static_cast<long long>(ck.step));
+  }
+  std::fprintf(stderr,
+               "dmx-train: %s, %lld parameters, %lld training tokens, %lld steps of %lld x %lld, "
+               "%lld threads\n",
+               cfg.architecture_name.c_str(), static_cast<long long>(n_params),
+               static_cast<long long>(N), static_cast<long long>(a.steps),
+               static_cast<long long>(a.batch), static_cast<long long>(a.seq),
+               static_cast<long long>(a.threads));
+
+  const torch::Tensor offsets = torch::arange(a.seq, torch::kLong).unsqueeze(0);
+  auto t_run = std::chrono::steady_clock::now();
+  auto t_last = t_run;
+  int64_t steps_since_log = 0;
+  double loss_acc = 0;
+  const int64_t first_step = ck.step + 1;
+  for (int64_t step = first_step; step <= a.steps; ++step) {
+    at::Generator gen = at::detail::createCPUGenerator(a.seed * 0x9E3779B97F4A7C15ULL + step);
+    torch::Tensor starts = at::randint(0, N - a.seq + 1, {a.batch}, gen, torch::kLong);
+    torch::Tensor batch = train_t.index({starts.unsqueeze(1) + offsets});
+    const double lr = lr_at(a, step);
+    for (auto& g : opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
+    opt.zero_grad();
+    torch::Tensor loss = model.next_token_loss(batch);
+    loss.backward();
+    const double gnorm = torch::nn::utils::clip_grad_norm_(all, a.clip);
+    opt.step();
+    const double l = loss.item<double>();
+    if (!std::isfinite(l))
+      throw std::runtime_error("loss is not finite at step " + std::to_string(step));
+    loss_acc += l;
+    ++steps_since_log;
+    LogRow row{step, lr, l, gnorm, std::nan("")};
+    if (!valid_ids.empty() && (step % a.eval_every == 0 || step == a.steps)) {
+      dmx::quant::PerplexityOptions po;
+      po.seqlen = a.seq;
+      po.max_windows = a.eval_windows;
+      po.batch = 8;
+      row.val_loss = dmx::quant::perplexity(model, valid_ids, po).mean_nll;
+    }
+    ck.log.push_back(row);
+    if (step % a.log_every == 0 || step == a.steps || !std::isnan(row.val_loss)) {
+      const auto now = std::chrono::steady_clock::now();
+      const double dt = std::chrono::duration<double>(now - t_last).count();
+      const double run_s = std::chrono::duration<double>(now - t_run).count();
+      const double tps = steps_since_log * a.batch * a.seq / dt;
+      const double eta = run_s / (step - first_step + 1) * (a.steps - step);
+      std::fprintf(
+          stderr, "step %lld/%lld  loss %.4f  lr %.2e  |g| %.3f  %.0f tok/s  eta %.0f s%s\n",
+          static_cast<long long>(step), static_cast<long long>(a.steps), loss_acc / steps_since_log,
+          lr, gnorm, tps, eta,
+          std::isnan(row.val_loss) ? "" : ("  val_loss " + std::to_string(row.val_loss)).c_str());
+      t_last = now;
+      steps_since_log = 0;
+      loss_acc = 0;
+    }
+    if (step % a.ckpt_every == 0 || step == a.steps) {
+      Checkpoint out = ck;
+      out.step = step;
+      out.seconds = ck.seconds +
+                    std::chrono::duration<double>(std::chrono::steady_clock::now() - t_run).count();
+      save_checkpoint(ckpt_path, fp, out, model, opt);
+      write_log_csv(a.out + "/loss.csv", ck.log);
+    }
+    if (step == a.die_at_step) std::raise(SIGKILL);  // test hook: die as a kill would
+  }
+  const double train_s =
+      ck.seconds + std::chrono::duration<double>(std::chrono::steady_clock::now() - t_run).count();
+  const int64_t run_steps = a.steps - first_step + 1;
+
+  model.save(a.out, at::kBFloat16);
+  if (fs::absolute(a.tokenizer) != fs::absolute(a.out + "/tokenizer.json"))
+    dmx::quant::write_file_atomic(a.out + "/tokenizer.json", read_file(a.tokenizer));
+  write_log_csv(a.out + "/loss.csv", ck.log);
+
+  // The numbers a user of the shipped files gets: reload the BF16 checkpoint as dmx-eval does.
+  nlohmann::ordered_json summary = {
+      {"architecture", cfg.architecture_name},
+      {"parameters", n_params},
+      {"training_tokens_in_corpus", N},
+      {"steps", a.steps},
+      {"batch", a.batch},
+      {"seq", a.seq},
+      {"tokens_seen", a.steps * a.batch * a.seq},
+      {"threads", a.threads},
+      {"train_seconds", train_s},
+      {"tokens_per_second_this_run",
+       run_steps > 0
+           ? run_steps * a.batch * a.seq /
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t_run).count()
+           : 0.0},
+      {"final_train_loss", ck.log.empty() ? 0.0 : ck.log.back().loss}};
+  const CausalLM shipped = CausalLM::load(a.out);
+  for (const auto& [key, path] :
+       {std::pair<std::string, std::string>{"valid", a.valid}, {"test", a.test}}) {
+    if (path.empty()) continue;
+    dmx::quant::PerplexityOptions po;
+    po.seqlen = a.seq;
+    po.batch = 8;
+    const auto r = dmx::quant::perplexity_of_file(shipped, tok, path, po);
+    summary[key] = {{"file", path},
+                    {"seqlen", a.seq},
+                    {"perplexity", r.perplexity},
+                    {"mean_nll", r.mean_nll},
+                    {"windows", r.windows}};
+    std::fprintf(stderr, "dmx-train: %s perplexity %.4f (%lld windows of %lld)\n", key.c_str(),
+                 r.perplexity, static_cast<long long>(r.windows), static_cast<long long>(a.seq));
+  }
+  dmx::quant::write_file_atomic(a.out + "/train_summary.json", summary.dump(2) + "\n");
+  std::fprintf(stderr, "dmx-train: wrote %s (%.0f s of training)\n", a.out.c_str(), train_s);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"dmx-train: train a Llama / Qwen3 causal LM from a config.json on the CPU"};
+  Args a;
+  app.add_option("--config", a.config, "Hugging Face config.json of the model")
+      ->required()
+      ->check(CLI::ExistingFile);
+  app.add_option("--tokenizer", a.tokenizer, "tokenizer.json")
+      ->required()
+      ->check(CLI::ExistingFile);
+  app.add_option("--train", a.train, "training text")->required()->check(CLI::ExistingFile);
+  app.add_option("--valid", a.valid, "validation text (loss during training, final perplexity)")
+      ->check(CLI::ExistingFile);
+  app.add_option("--test", a.test, "test text (final perplexity)")->check(CLI::ExistingFile);
+  app.add_option("--out", a.out, "output model folder")->required();
+  app.add_option("--work", a.work, "checkpoint folder (default: OUT/train-work)");
+  app.add_option("--steps", a.steps, "optimizer steps")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--batch", a.batch, "sequences per step")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--seq", a.seq, "tokens per sequence (also the eval window)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--lr", a.lr, "peak learning rate")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--min-lr-frac", a.min_lr_frac, "final lr as a fraction of the peak")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
+  app.add_option("--warmup", a.warmup, "linear warmup steps")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--weight-decay", a.weight_decay, "AdamW decay of matrices (not norms)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--beta1", a.beta1, "AdamW beta1")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
+  app.add_option("--beta2", a.beta2, "AdamW beta2")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
+  app.add_option("--clip", a.clip, "gradient-norm clip")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--init-std", a.init_std, "initial weight std")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--seed", a.seed, "seed of the init and of the batches")->capture_default_str();
+  app.add_option("--threads", a.threads, "LibTorch intra-op threads")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--checkpoint-every", a.ckpt_every, "steps between checkpoints")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--eval-every", a.eval_every, "steps between validation losses")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--eval-windows", a.eval_windows, "validation windows per evaluation")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--log-every", a.log_every, "steps between progress lines")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_flag("--fresh", a.fresh, "ignore an existing checkpoint");
+  app.add_option("--die-at-step", a.die_at_step, "test hook: SIGKILL this process after that step");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  try {
+    return run(a);
+  } catch (const UsageError& e) {
+    std::fprintf(stderr, "dmx-train: error: %s\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "dmx-train: error: %s\n", e.what());
+    return 1;
+  }
+}

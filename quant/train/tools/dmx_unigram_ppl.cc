@@ -2,7 +2,6 @@
 // text, add-one smoothed over the vocabulary) on evaluation texts: the baseline the shipped
 // models are compared with.
 #include <CLI/CLI.hpp>
-
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -27,7 +26,8 @@ int main(int argc, char** argv) {
   std::vector<std::string> evals;
   app.add_option("-t,--tokenizer", tok_path, "tokenizer.json or a model folder")->required();
   app.add_option("--train", train_path, "text the unigram counts come from")
-      ->required()->check(CLI::ExistingFile);
+      ->required()
+      ->check(CLI::ExistingFile);
   app.add_option("--eval", evals, "text file(s) to evaluate")->required()->check(CLI::ExistingFile);
   try {
     app.parse(argc, argv);
