@@ -2,6 +2,7 @@
 // scalar path computes every block with the exact 128-bit block step.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -30,6 +31,152 @@ void check_shapes(const MxMatrixView& A, const MxMatrixView& W, size_t ldc) {
 
 const uint8_t* row_codes(const MxMatrixView& m, size_t r) {
   return m.codes + r * packed_row_bytes(m.format, m.cols);
+}
+
+// 2^e as FP32 (e >= -149 and <= 127), from the bits.
+float pow2_f32(int e) {
+  const uint32_t b = e >= -126 ? uint32_t(e + 127) << 23 : uint32_t(1) << (e + 149);
+  float f;
+  std::memcpy(&f, &b, 4);
+  return f;
+}
+
+// MX x MX where both formats' values are small integers in quanta (BlockSumKind::Int16): the
+// operands are decoded once (A) and once per tile chunk (W) to integers, block sums are exact in
+// int32 and |sum| < 2^24. The int8 kernel (vpmaddubsw) takes W as u8 = value + rw and A as s8 and
+// subtracts rw * sum(A block); it applies when the pair sums 2 * 2rw * ra stay below 2^15.
+void gemm_int(const MxMatrixView& A, const MxMatrixView& W, const std::vector<uint8_t>& Ac,
+              float* C, size_t ldc, int threads) {
+  const size_t M = A.rows, N = W.rows, K = W.cols, nb = K / kBlockSize;
+  const FormatInfo& ia = format_info(A.format);
+  const FormatInfo& iw = format_info(W.format);
+  const int ra = int(ia.max_magnitude) + (ia.is_int ? 1 : 0);  // largest |A| in quanta
+  const int rw = int(iw.max_magnitude) + (iw.is_int ? 1 : 0);
+  const bool int8 = !iw.is_int && 2 * rw <= 255 && ra <= 128 && 2 * (2 * rw) * ra <= 32767;
+  const int woff = int8 ? rw : 0;
+  const FormatTable& ta = table(A.format);
+  const FormatTable& tw = table(W.format);
+  const int qa = ia.quantum_exp, qw = iw.quantum_exp;
+
+  // A: integers in quanta, block corrections, scale exponents and factors.
+  std::vector<int8_t> A8(int8 ? M * K : 0);
+  std::vector<int16_t> A16(int8 ? 0 : M * K);
+  std::vector<int32_t> acorr(int8 ? M * nb : 0), aexp(M * nb);
+  std::vector<float> afac_f(M * nb);
+  std::vector<double> afac_d(M * nb);
+  for (size_t m = 0; m < M; ++m) {
+    for (size_t j = 0; j < nb; ++j) {
+      int32_t sum = 0;
+      for (size_t i = j * kBlockSize; i < (j + 1) * kBlockSize; ++i) {
+        const int16_t v = ta.q16[Ac[m * K + i]];
+        sum += v;
+        if (int8)
+          A8[m * K + i] = int8_t(v);
+        else
+          A16[m * K + i] = v;
+      }
+      const size_t mj = m * nb + j;
+      if (int8) acorr[mj] = woff * sum;
+      const uint8_t sa = A.scales[mj];
+      aexp[mj] = sa == kScaleNaN ? detail::kNaNExp : int(sa) - kScaleBias + qa;
+      afac_f[mj] = sa == kScaleNaN ? 0.0f : pow2_f32(aexp[mj]);
+      afac_d[mj] = detail::scale_factor_d(sa, qa);
+    }
+  }
+  // FP4 weights: a 16-entry table straight from the packed nibbles.
+  int8_t lut16[16] = {};
+  if (format_bits(W.format) == 4)
+    for (int c = 0; c < 16; ++c) lut16[c] = int8_t(tw.q16[c] + woff);
+
+  const size_t tiles = (N + kTileRows - 1) / kTileRows;
+  const size_t chunk = 32;  // blocks per chunk: an 8 KiB (int8) / 16 KiB (int16) weight tile
+  const size_t esize = int8 ? 1 : 2;
+  detail::parallel_for(tiles, threads, [&](size_t t) {
+    const size_t n0 = t * kTileRows;
+    thread_local std::vector<unsigned char> wt;
+    thread_local std::vector<uint8_t> wc;
+    wt.resize(kTileRows * chunk * kBlockSize * esize);
+    wc.resize(chunk * kBlockSize);
+    int32_t wexp_min[chunk], wexp_max[chunk];
+    float wfac_f[chunk * kTileRows];
+    double wfac_d[chunk * kTileRows];
+    std::vector<float> acc(M * kTileRows, -0.0f);
+    const std::function<float(size_t, int, size_t)> fix = [&](size_t m, int r, size_t j) {
+      const size_t n = n0 + r;
+      if (n >= N) return 0.0f;
+      uint8_t wcodes[kBlockSize];
+      detail::unpack_range(W.format, row_codes(W, n), j * kBlockSize, kBlockSize, wcodes);
+      return detail::exact_block(A.format, A.scales[m * nb + j], &Ac[m * K + j * kBlockSize],
+                                 W.format, W.scales[n * nb + j], wcodes);
+    };
+    for (size_t j0 = 0; j0 < nb; j0 += chunk) {
+      const size_t j1 = std::min(nb, j0 + chunk), nj = j1 - j0;
+      for (size_t jj = 0; jj < nj; ++jj) {
+        wexp_min[jj] = 1 << 20;
+        wexp_max[jj] = -(1 << 20);
+      }
+      for (int r = 0; r < kTileRows; ++r) {
+        const size_t n = n0 + r;
+        unsigned char* dst = wt.data() + r * kBlockSize * esize;  // block jj at + jj * 8 * 32
+        const size_t stride = kTileRows * kBlockSize;             // elements
+        if (n >= N) {
+          for (size_t jj = 0; jj < nj; ++jj) {
+            std::memset(dst + jj * stride * esize, 0, kBlockSize * esize);
+            wfac_f[jj * kTileRows + r] = 0.0f;
+            wfac_d[jj * kTileRows + r] = 0.0;
+          }
+          continue;
+        }
+        const uint8_t* row = row_codes(W, n);
+        if (format_bits(W.format) == 4) {
+          detail::decode_fp4_blocks_avx2(row + j0 * kBlockSize / 2, nj, lut16, !int8, dst, stride);
+        } else if (iw.is_int && !int8) {
+          detail::widen_i8_blocks_avx2(reinterpret_cast<const int8_t*>(row + j0 * kBlockSize), nj,
+                                       reinterpret_cast<int16_t*>(dst), stride);
+        } else {
+          detail::unpack_range(W.format, row, j0 * kBlockSize, nj * kBlockSize, wc.data());
+          for (size_t jj = 0; jj < nj; ++jj)
+            for (int i = 0; i < kBlockSize; ++i) {
+              const int v = tw.q16[wc[jj * kBlockSize + i]] + woff;
+              if (int8)
+                dst[jj * stride + i] = uint8_t(v);
+              else
+                reinterpret_cast<int16_t*>(dst)[jj * stride + i] = int16_t(v);
+            }
+        }
+        for (size_t jj = 0; jj < nj; ++jj) {
+          const uint8_t sb = W.scales[n * nb + j0 + jj];
+          const int eb = sb == kScaleNaN ? detail::kNaNExp : int(sb) - kScaleBias + qw;
+          wexp_min[jj] = std::min(wexp_min[jj], eb);
+          wexp_max[jj] = std::max(wexp_max[jj], eb);
+          wfac_f[jj * kTileRows + r] = sb == kScaleNaN ? 0.0f : pow2_f32(eb);
+          wfac_d[jj * kTileRows + r] = detail::scale_factor_d(sb, qw);
+        }
+      }
+      const void* Adec = int8 ? static_cast<const void*>(A8.data()) : A16.data();
+      detail::IntTileArgs args{M,
+                               nb,
+                               j0,
+                               j1,
+                               K,
+                               Adec,
+                               wt.data(),
+                               int8 ? acorr.data() : nullptr,
+                               aexp.data(),
+                               afac_f.data(),
+                               afac_d.data(),
+                               wexp_min,
+                               wexp_max,
+                               wfac_f,
+                               wfac_d,
+                               acc.data(),
+                               &fix};
+      int8 ? detail::int8_tile_avx2(args) : detail::int16_tile_avx2(args);
+    }
+    for (size_t m = 0; m < M; ++m)
+      for (int r = 0; r < kTileRows && n0 + r < N; ++r)
+        C[m * ldc + n0 + r] = acc[m * kTileRows + r];
+  });
 }
 
 }  // namespace
@@ -68,43 +215,30 @@ void gemm(const MxMatrixView& A, const MxMatrixView& W, float* C, size_t ldc,
     return;
   }
 
-  const bool int16 = kind == BlockSumKind::Int16;
-  const FormatTable& ta = table(A.format);
-  const FormatTable& tw = table(W.format);
-  const int qa = int16 ? format_info(A.format).quantum_exp : 0;
-  const int qw = int16 ? format_info(W.format).quantum_exp : 0;
-  const size_t esize = int16 ? sizeof(int16_t) : sizeof(double);
-  // A decoded: int16 magnitudes in quantum units, or exact element values as double.
-  std::vector<unsigned char> Adec(M * K * esize);
-  std::vector<double> afac(M * nb);
-  for (size_t m = 0; m < M; ++m) {
-    for (size_t k = 0; k < K; ++k) {
-      const uint8_t c = Ac[m * K + k];
-      if (int16)
-        reinterpret_cast<int16_t*>(Adec.data())[m * K + k] = ta.q16[c];
-      else
-        reinterpret_cast<double*>(Adec.data())[m * K + k] = ta.unit_d[c];
-    }
-    for (size_t j = 0; j < nb; ++j)
-      afac[m * nb + j] = detail::scale_factor_d(A.scales[m * nb + j], qa);
+  if (kind == BlockSumKind::Int16) {
+    gemm_int(A, W, Ac, C, ldc, cfg.threads);
+    return;
   }
 
-  const size_t chunk = int16 ? 32 : 8;  // blocks per chunk: a 16 KiB decoded weight tile
+  // Double block sums: A decoded to exact element values as double.
+  const FormatTable& ta = table(A.format);
+  const FormatTable& tw = table(W.format);
+  std::vector<double> Adec(M * K);
+  std::vector<double> afac(M * nb);
+  for (size_t m = 0; m < M; ++m) {
+    for (size_t k = 0; k < K; ++k) Adec[m * K + k] = ta.unit_d[Ac[m * K + k]];
+    for (size_t j = 0; j < nb; ++j)
+      afac[m * nb + j] = detail::scale_factor_d(A.scales[m * nb + j], 0);
+  }
+
+  const size_t chunk = 8;  // blocks per chunk: a 16 KiB decoded weight tile
   detail::parallel_for(tiles, cfg.threads, [&](size_t t) {
     const size_t n0 = t * kTileRows;
     std::vector<uint8_t> wc(kTileRows * chunk * kBlockSize);
-    std::vector<unsigned char> wt(kTileRows * chunk * kBlockSize * esize);
+    std::vector<double> wt(kTileRows * chunk * kBlockSize);
     std::vector<double> wfac(kTileRows * chunk);
     std::vector<float> acc(M * kTileRows, -0.0f);
-    size_t j0 = 0;
-    const std::function<float(size_t, int, size_t)> fix = [&](size_t m, int r, size_t j) {
-      const size_t n = n0 + r;
-      if (n >= N) return 0.0f;
-      return detail::exact_block(A.format, A.scales[m * nb + j], &Ac[m * K + j * kBlockSize],
-                                 W.format, W.scales[n * nb + j],
-                                 &wc[(r * chunk + (j - j0)) * kBlockSize]);
-    };
-    for (; j0 < nb; j0 += chunk) {
+    for (size_t j0 = 0; j0 < nb; j0 += chunk) {
       const size_t j1 = std::min(nb, j0 + chunk), nj = j1 - j0;
       for (int r = 0; r < kTileRows; ++r) {
         const size_t n = n0 + r;
@@ -115,28 +249,19 @@ void gemm(const MxMatrixView& A, const MxMatrixView& W, float* C, size_t ldc,
           std::fill(dst, dst + nj * kBlockSize, uint8_t{0});
         for (size_t j = j0; j < j1; ++j) {
           wfac[(j - j0) * kTileRows + r] =
-              n < N ? detail::scale_factor_d(W.scales[n * nb + j], qw) : 0.0;
+              n < N ? detail::scale_factor_d(W.scales[n * nb + j], 0) : 0.0;
           const uint8_t* src = dst + (j - j0) * kBlockSize;
-          const size_t o = ((j - j0) * kTileRows + r) * kBlockSize;
-          if (int16 ? detail::decode_block_int16_avx2(W.format, src,
-                                                      reinterpret_cast<int16_t*>(wt.data()) + o)
-                    : detail::decode_block_double_avx2(W.format, src,
-                                                       reinterpret_cast<double*>(wt.data()) + o))
-            continue;  // the AVX-512 path needs AVX2 too, so this decoder always applies
-          for (int i = 0; i < kBlockSize; ++i) {
-            if (int16)
-              reinterpret_cast<int16_t*>(wt.data())[o + i] = tw.q16[src[i]];
-            else
-              reinterpret_cast<double*>(wt.data())[o + i] = tw.unit_d[src[i]];
-          }
+          double* o = &wt[((j - j0) * kTileRows + r) * kBlockSize];
+          if (detail::decode_block_double_avx2(W.format, src, o)) continue;
+          for (int i = 0; i < kBlockSize; ++i) o[i] = tw.unit_d[src[i]];
         }
       }
-      detail::TileArgs args{M,         nb,          j0,          j1,         K,   Adec.data(),
-                            wt.data(), afac.data(), wfac.data(), acc.data(), &fix};
+      detail::TileArgs args{M,         nb,          j0,          j1,         K,      Adec.data(),
+                            wt.data(), afac.data(), wfac.data(), acc.data(), nullptr};
       if (path == KernelPath::AVX512)
-        int16 ? detail::int16_tile_avx512(args) : detail::double_tile_avx512(args);
+        detail::double_tile_avx512(args);
       else
-        int16 ? detail::int16_tile_avx2(args) : detail::double_tile_avx2(args);
+        detail::double_tile_avx2(args);
     }
     for (size_t m = 0; m < M; ++m)
       for (int r = 0; r < kTileRows && n0 + r < N; ++r)
@@ -155,6 +280,29 @@ void gemm_f32(const float* A, size_t M, size_t lda, const MxMatrixView& W, float
   const KernelPath path = usable(cfg.path);
   const FormatTable& tw = table(W.format);
   const size_t tiles = (N + kTileRows - 1) / kTileRows;
+  const auto finish = [&](const float* lanes, size_t m, size_t n) {
+    const float* v = lanes;
+    const float s0 = v[0] + v[4], s1 = v[1] + v[5], s2 = v[2] + v[6], s3 = v[3] + v[7];
+    C[m * ldc + n] = (s0 + s2) + (s1 + s3);
+  };
+  if (M == 1 && path != KernelPath::Scalar && format_bits(W.format) != 6) {
+    // GEMV: the packed weights streamed once, decoded in registers (same lanes, same order).
+    detail::parallel_for(tiles, cfg.threads, [&](size_t t) {
+      const size_t n0 = t * kTileRows;
+      const uint8_t* rows[kTileRows];
+      const uint8_t* sc[kTileRows];
+      for (int r = 0; r < kTileRows; ++r) {
+        const size_t n = std::min(n0 + r, N - 1);  // rows past N repeat the last, discarded
+        rows[r] = row_codes(W, n);
+        sc[r] = W.scales + n * nb;
+      }
+      alignas(32) float lanes[kTileRows * 8];
+      std::fill(lanes, lanes + kTileRows * 8, -0.0f);
+      detail::mixed_gemv_rows8_avx2(W.format, A, rows, sc, nb, lanes);
+      for (int r = 0; r < kTileRows && n0 + r < N; ++r) finish(lanes + r * 8, 0, n0 + r);
+    });
+    return;
+  }
   constexpr size_t kc = 512;  // K columns per chunk: a 16 KiB dequantized weight tile
   detail::parallel_for(tiles, cfg.threads, [&](size_t t) {
     const size_t n0 = t * kTileRows;
@@ -192,11 +340,8 @@ void gemm_f32(const float* A, size_t M, size_t lda, const MxMatrixView& W, float
       }
     }
     for (size_t m = 0; m < M; ++m)
-      for (int r = 0; r < kTileRows && n0 + r < N; ++r) {
-        const float* v = &lanes[(m * kTileRows + r) * 8];
-        const float s0 = v[0] + v[4], s1 = v[1] + v[5], s2 = v[2] + v[6], s3 = v[3] + v[7];
-        C[m * ldc + n0 + r] = (s0 + s2) + (s1 + s3);
-      }
+      for (int r = 0; r < kTileRows && n0 + r < N; ++r)
+        finish(&lanes[(m * kTileRows + r) * 8], m, n0 + r);
   });
 }
 

@@ -52,10 +52,40 @@ struct TileArgs {
   float* acc;
   const std::function<float(size_t m, int r, size_t j)>* fix;
 };
-void int16_tile_avx2(const TileArgs& t);
 void double_tile_avx2(const TileArgs& t);
-void int16_tile_avx512(const TileArgs& t);
 void double_tile_avx512(const TileArgs& t);
+// MX x MX integer tile (block sums exact in int32, |sum| < 2^24). Wt: [j - j0][r][32] weights as
+// u8 (signed value in quanta + offset; int8 kernel) or int16; Adec: M rows of s8 / int16 values in
+// quanta (stride lda). acorr[m * nb + j] (int8 kernel) = offset * sum of A's block, subtracted.
+// Scale exponents e = scale - 127 + quantum_exp: aexp/afac_f/afac_d per [m * nb + j] (aexp =
+// kNaNExp for a NaN scale), wfac_f/wfac_d per [(j - j0) * 8 + r], wexp_min/max per j - j0.
+inline constexpr int kNaNExp = 100000;
+struct IntTileArgs {
+  size_t M, nb, j0, j1, lda;
+  const void* Adec;
+  const void* Wt;
+  const int32_t* acorr;
+  const int32_t* aexp;
+  const float* afac_f;
+  const double* afac_d;
+  const int32_t* wexp_min;
+  const int32_t* wexp_max;
+  const float* wfac_f;
+  const double* wfac_d;
+  float* acc;
+  const std::function<float(size_t m, int r, size_t j)>* fix;
+};
+void int8_tile_avx2(const IntTileArgs& t);
+void int16_tile_avx2(const IntTileArgs& t);
+// FP4 blocks (16 packed bytes each) -> 32 bytes via a 16-entry table (u8/s8), or widened to int16;
+// block j written at out + j * out_stride (elements).
+void decode_fp4_blocks_avx2(const uint8_t* packed, size_t nblocks, const int8_t* lut16, bool to_i16,
+                            void* out, size_t out_stride);
+void widen_i8_blocks_avx2(const int8_t* in, size_t nblocks, int16_t* out, size_t out_stride);
+// Mixed GEMV (M = 1) over 8 weight rows, weights decoded in registers (FP4 and 8-bit formats;
+// false for FP6): lanes[r * 8 + l] accumulate k = l mod 8 in increasing k, as mixed_tile_avx2.
+bool mixed_gemv_rows8_avx2(MxFormat f, const float* a, const uint8_t* const* rows,
+                           const uint8_t* const* scales, size_t nb, float* lanes);
 // Mixed tile: 8 dequantized weight rows Wf[r][kc] (kc = chunk length), A rows (stride lda) from
 // column k0, kc columns; Wf row r at Wf + r * ldw; lanes[(m * 8 + r) * 8 + l] are the 8
 // interleaved FP32 accumulators.

@@ -1,6 +1,7 @@
 // AVX2 + FMA kernels. Compiled for the whole file with a target pragma (not -mavx2), so no inline
 // function from a shared header is emitted here with AVX2 code; callers check path_available().
 #include <cstring>
+#include <type_traits>
 
 #include "internal.h"
 
@@ -36,43 +37,6 @@ inline __m256 block_results(__m256d lo, __m256d hi, const double* wfac, double a
 }
 
 }  // namespace
-
-void int16_tile_avx2(const TileArgs& t) {
-  const int16_t* Ad = static_cast<const int16_t*>(t.Adec);
-  const int16_t* Wt = static_cast<const int16_t*>(t.Wt);
-  const __m256i zero = _mm256_setzero_si256();
-  for (size_t m = 0; m < t.M; ++m) {
-    __m256 acc = _mm256_loadu_ps(t.acc + m * 8);
-    const int16_t* arow = Ad + m * t.lda;
-    for (size_t j = t.j0; j < t.j1; ++j) {
-      const __m256i a0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(arow + j * 32));
-      const __m256i a1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(arow + j * 32 + 16));
-      const int16_t* w = Wt + (j - t.j0) * 8 * 32;
-      __m256i v[8];
-      for (int r = 0; r < 8; ++r) {
-        const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + r * 32));
-        const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + r * 32 + 16));
-        v[r] = _mm256_add_epi32(_mm256_madd_epi16(w0, a0), _mm256_madd_epi16(w1, a1));
-      }
-      const __m256i s = reduce8_epi32(v);
-      __m256 res = block_results(_mm256_cvtepi32_pd(_mm256_castsi256_si128(s)),
-                                 _mm256_cvtepi32_pd(_mm256_extracti128_si256(s, 1)),
-                                 t.wfac + (j - t.j0) * 8, t.afac[m * t.nb + j]);
-      // A zero sum's sign needs the codes (exact fallback); a NaN scale already gives NaN here.
-      // acc + (+-0) == acc unless acc is itself zero: only then does the zero's sign matter.
-      if (int zm = _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(s, zero))) &
-                   _mm256_movemask_ps(_mm256_cmp_ps(acc, _mm256_setzero_ps(), _CMP_EQ_OQ))) {
-        alignas(32) float tmp[8];
-        _mm256_store_ps(tmp, res);
-        for (int r = 0; r < 8; ++r)
-          if (zm & (1 << r)) tmp[r] = (*t.fix)(m, r, j);
-        res = _mm256_load_ps(tmp);
-      }
-      acc = _mm256_add_ps(acc, res);
-    }
-    _mm256_storeu_ps(t.acc + m * 8, acc);
-  }
-}
 
 void double_tile_avx2(const TileArgs& t) {
   const double* Ad = static_cast<const double*>(t.Adec);
@@ -272,6 +236,176 @@ void quantize_rows_avx2(MxFormat f, const float* x, size_t cols, uint8_t* codes,
         o[3 * i + 2] = uint8_t(w >> 16);
       }
     }
+  }
+}
+
+// ---- Mixed GEMV (M = 1), weights decoded in registers ----------------------------------------
+namespace {
+// 2^(code - 127) as FP32 bits (the subnormal 2^-127 for code 0; NaN for 0xFF): decode_scale inline.
+inline float scale_f32(uint8_t code) {
+  const uint32_t b = code == kScaleNaN ? 0x7fc00000u
+                     : code == 0       ? 0x00400000u
+                                       : uint32_t(code) << 23;
+  float f;
+  std::memcpy(&f, &b, 4);
+  return f;
+}
+
+// Eight weights [q*8, q*8+8) of block j of one packed row, dequantized as dequantize_row does.
+template <int kBits>
+inline __m256 decode8_f32(const uint8_t* row, size_t j, int q, const float* unit, __m256 mag_table,
+                          __m256 sc) {
+  if constexpr (kBits == 4) {
+    uint32_t word;
+    std::memcpy(&word, row + j * 16 + q * 4, 4);
+    // vpermps reads the low 3 bits (the magnitude); the sign (bit 3) is moved to bit 31.
+    const __m256i c = _mm256_srlv_epi32(_mm256_set1_epi32(int(word)),
+                                        _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28));
+    const __m256 mag = _mm256_permutevar8x32_ps(mag_table, c);
+    const __m256 sign = _mm256_castsi256_ps(
+        _mm256_and_si256(_mm256_slli_epi32(c, 28), _mm256_set1_epi32(int(0x80000000u))));
+    return _mm256_mul_ps(_mm256_or_ps(mag, sign), sc);
+  } else {
+    const __m256i c = _mm256_cvtepu8_epi32(
+        _mm_loadl_epi64(reinterpret_cast<const __m128i*>(row + j * 32 + q * 8)));
+    return _mm256_mul_ps(_mm256_i32gather_ps(unit, c, 4), sc);
+  }
+}
+
+template <int kBits>
+void mixed_gemv_rows8_impl(MxFormat f, const float* a, const uint8_t* const* rows,
+                           const uint8_t* const* scales, size_t nb, float* lanes) {
+  const float* unit = table(f).unit;
+  const __m256 mag_table = _mm256_loadu_ps(unit);
+  __m256 acc[8];
+  for (int r = 0; r < 8; ++r) acc[r] = _mm256_loadu_ps(lanes + r * 8);
+  for (size_t j = 0; j < nb; ++j) {
+    __m256 sc[8];
+    for (int r = 0; r < 8; ++r) sc[r] = _mm256_set1_ps(scale_f32(scales[r][j]));
+    for (int q = 0; q < 4; ++q) {
+      const __m256 av = _mm256_loadu_ps(a + j * 32 + q * 8);
+      for (int r = 0; r < 8; ++r)
+        acc[r] =
+            _mm256_fmadd_ps(av, decode8_f32<kBits>(rows[r], j, q, unit, mag_table, sc[r]), acc[r]);
+    }
+  }
+  for (int r = 0; r < 8; ++r) _mm256_storeu_ps(lanes + r * 8, acc[r]);
+}
+}  // namespace
+
+bool mixed_gemv_rows8_avx2(MxFormat f, const float* a, const uint8_t* const* rows,
+                           const uint8_t* const* scales, size_t nb, float* lanes) {
+  switch (format_bits(f)) {
+    case 4:
+      mixed_gemv_rows8_impl<4>(f, a, rows, scales, nb, lanes);
+      return true;
+    case 8:
+      mixed_gemv_rows8_impl<8>(f, a, rows, scales, nb, lanes);
+      return true;
+    default:
+      return false;
+  }
+}
+
+// ---- MX x MX integer tiles --------------------------------------------------------------------
+namespace {
+template <bool kInt8>
+void int_tile_impl(const IntTileArgs& t) {
+  using E = std::conditional_t<kInt8, int8_t, int16_t>;
+  const E* Ad = static_cast<const E*>(t.Adec);
+  const E* Wt = static_cast<const E*>(t.Wt);
+  const __m256i ones16 = _mm256_set1_epi16(1), zero = _mm256_setzero_si256();
+  for (size_t m = 0; m < t.M; ++m) {
+    __m256 acc = _mm256_loadu_ps(t.acc + m * 8);
+    const E* arow = Ad + m * t.lda;
+    for (size_t j = t.j0; j < t.j1; ++j) {
+      const size_t jj = j - t.j0, mj = m * t.nb + j;
+      const E* w = Wt + jj * 8 * 32;
+      __m256i v[8];
+      if constexpr (kInt8) {
+        // Weights as u8 (code value + offset), activations s8: pair sums stay below 2^15.
+        const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(arow + j * 32));
+        for (int r = 0; r < 8; ++r)
+          v[r] = _mm256_madd_epi16(
+              _mm256_maddubs_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + r * 32)),
+                                   a),
+              ones16);
+      } else {
+        const __m256i a0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(arow + j * 32));
+        const __m256i a1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(arow + j * 32 + 16));
+        for (int r = 0; r < 8; ++r) {
+          const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + r * 32));
+          const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + r * 32 + 16));
+          v[r] = _mm256_add_epi32(_mm256_madd_epi16(w0, a0), _mm256_madd_epi16(w1, a1));
+        }
+      }
+      __m256i s = reduce8_epi32(v);
+      if (t.acorr) s = _mm256_sub_epi32(s, _mm256_set1_epi32(t.acorr[mj]));
+      const int ea = t.aexp[mj];
+      __m256 res;
+      if (ea + t.wexp_min[jj] >= -149 && ea + t.wexp_max[jj] <= 127) {
+        // 2^(ea+eb) is an FP32 value (normal or subnormal), |s| < 2^24 converts exactly: the
+        // product is the exact block result rounded once.
+        const __m256 fac =
+            _mm256_mul_ps(_mm256_set1_ps(t.afac_f[mj]), _mm256_loadu_ps(t.wfac_f + jj * 8));
+        res = _mm256_mul_ps(_mm256_cvtepi32_ps(s), fac);
+      } else {  // extreme or NaN scales: exact in double, one rounding
+        res = block_results(_mm256_cvtepi32_pd(_mm256_castsi256_si128(s)),
+                            _mm256_cvtepi32_pd(_mm256_extracti128_si256(s, 1)), t.wfac_d + jj * 8,
+                            t.afac_d[mj]);
+      }
+      // A zero sum's sign needs the codes; acc + (+-0) == acc unless acc is itself zero.
+      if (const int z = _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(s, zero)))) {
+        if (const int zm =
+                z & _mm256_movemask_ps(_mm256_cmp_ps(acc, _mm256_setzero_ps(), _CMP_EQ_OQ))) {
+          alignas(32) float tmp[8];
+          _mm256_store_ps(tmp, res);
+          for (int r = 0; r < 8; ++r)
+            if (zm & (1 << r)) tmp[r] = (*t.fix)(m, r, j);
+          res = _mm256_load_ps(tmp);
+        }
+      }
+      acc = _mm256_add_ps(acc, res);
+    }
+    _mm256_storeu_ps(t.acc + m * 8, acc);
+  }
+}
+}  // namespace
+
+void int8_tile_avx2(const IntTileArgs& t) { int_tile_impl<true>(t); }
+void int16_tile_avx2(const IntTileArgs& t) { int_tile_impl<false>(t); }
+
+void decode_fp4_blocks_avx2(const uint8_t* packed, size_t nblocks, const int8_t* lut16, bool to_i16,
+                            void* out, size_t out_stride) {
+  const __m128i lut = _mm_loadu_si128(reinterpret_cast<const __m128i*>(lut16));
+  const __m128i lo_mask = _mm_set1_epi8(0x0F);
+  for (size_t j = 0; j < nblocks; ++j) {
+    const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(packed + j * 16));
+    const __m128i lo = _mm_and_si128(x, lo_mask);
+    const __m128i hi = _mm_and_si128(_mm_srli_epi16(x, 4), lo_mask);
+    // Even elements in the low nibbles: interleave back into element order.
+    const __m128i c0 = _mm_shuffle_epi8(lut, _mm_unpacklo_epi8(lo, hi));
+    const __m128i c1 = _mm_shuffle_epi8(lut, _mm_unpackhi_epi8(lo, hi));
+    if (to_i16) {
+      int16_t* o = static_cast<int16_t*>(out) + j * out_stride;
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(o), _mm256_cvtepi8_epi16(c0));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + 16), _mm256_cvtepi8_epi16(c1));
+    } else {
+      uint8_t* o = static_cast<uint8_t*>(out) + j * out_stride;
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(o), c0);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(o + 16), c1);
+    }
+  }
+}
+
+void widen_i8_blocks_avx2(const int8_t* in, size_t nblocks, int16_t* out, size_t out_stride) {
+  for (size_t j = 0; j < nblocks; ++j) {
+    const __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(in + j * 32));
+    int16_t* o = out + j * out_stride;
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(o),
+                        _mm256_cvtepi8_epi16(_mm256_castsi256_si128(c)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + 16),
+                        _mm256_cvtepi8_epi16(_mm256_extracti128_si256(c, 1)));
   }
 }
 

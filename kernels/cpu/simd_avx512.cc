@@ -1,4 +1,5 @@
-// AVX-512 kernels (F/BW/VL + VNNI): 512-bit tiles, int16 block sums with VNNI vpdpwssd. Same
+// AVX-512 kernels (F/BW/VL): the 512-bit FP64 block-sum tile (integer block sums use the AVX2
+// int8/int16 tiles on this path too). Same
 // target-pragma scheme as simd_avx2.cc; only called when path_available(AVX512).
 #include <cstring>
 
@@ -12,14 +13,6 @@
 
 namespace dmx::kernels::detail {
 namespace {
-
-inline __m256i reduce8_epi32(const __m256i v[8]) {
-  const __m256i h01 = _mm256_hadd_epi32(v[0], v[1]), h23 = _mm256_hadd_epi32(v[2], v[3]);
-  const __m256i h45 = _mm256_hadd_epi32(v[4], v[5]), h67 = _mm256_hadd_epi32(v[6], v[7]);
-  const __m256i h0123 = _mm256_hadd_epi32(h01, h23), h4567 = _mm256_hadd_epi32(h45, h67);
-  return _mm256_add_epi32(_mm256_permute2x128_si256(h0123, h4567, 0x20),
-                          _mm256_permute2x128_si256(h0123, h4567, 0x31));
-}
 
 inline __m256d reduce4_pd(__m256d v0, __m256d v1, __m256d v2, __m256d v3) {
   const __m256d h01 = _mm256_hadd_pd(v0, v1), h23 = _mm256_hadd_pd(v2, v3);
@@ -35,41 +28,6 @@ inline __m256 block_results(__m256d lo, __m256d hi, const double* wfac, double a
 }
 
 }  // namespace
-
-void int16_tile_avx512(const TileArgs& t) {
-  const int16_t* Ad = static_cast<const int16_t*>(t.Adec);
-  const int16_t* Wt = static_cast<const int16_t*>(t.Wt);
-  const __m256i zero = _mm256_setzero_si256();
-  for (size_t m = 0; m < t.M; ++m) {
-    __m256 acc = _mm256_loadu_ps(t.acc + m * 8);
-    const int16_t* arow = Ad + m * t.lda;
-    for (size_t j = t.j0; j < t.j1; ++j) {
-      const __m512i a = _mm512_loadu_si512(arow + j * 32);  // the whole block: 32 x int16
-      const int16_t* w = Wt + (j - t.j0) * 8 * 32;
-      __m256i v[8];
-      for (int r = 0; r < 8; ++r) {
-        const __m512i d =
-            _mm512_dpwssd_epi32(_mm512_setzero_si512(), _mm512_loadu_si512(w + r * 32), a);
-        v[r] = _mm256_add_epi32(_mm512_castsi512_si256(d), _mm512_extracti64x4_epi64(d, 1));
-      }
-      const __m256i s = reduce8_epi32(v);
-      __m256 res = block_results(_mm256_cvtepi32_pd(_mm256_castsi256_si128(s)),
-                                 _mm256_cvtepi32_pd(_mm256_extracti128_si256(s, 1)),
-                                 t.wfac + (j - t.j0) * 8, t.afac[m * t.nb + j]);
-      // acc + (+-0) == acc unless acc is itself zero: only then does the zero's sign matter.
-      if (int zm = _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(s, zero))) &
-                   _mm256_movemask_ps(_mm256_cmp_ps(acc, _mm256_setzero_ps(), _CMP_EQ_OQ))) {
-        alignas(32) float tmp[8];
-        _mm256_store_ps(tmp, res);
-        for (int r = 0; r < 8; ++r)
-          if (zm & (1 << r)) tmp[r] = (*t.fix)(m, r, j);
-        res = _mm256_load_ps(tmp);
-      }
-      acc = _mm256_add_ps(acc, res);
-    }
-    _mm256_storeu_ps(t.acc + m * 8, acc);
-  }
-}
 
 void double_tile_avx512(const TileArgs& t) {
   const double* Ad = static_cast<const double*>(t.Adec);

@@ -322,17 +322,45 @@ TEST_P(KernelPathTest, MixedFp32AndBf16WithinStatedBound) {
 
 TEST_P(KernelPathTest, MixedScalarAndSimdAgreeBitForBit) {
   std::mt19937 rng(kSeed + 7);
-  for (MxFormat fw : kAllFormats) {
-    const size_t M = 3, N = 19, K = 1600;
-    const MxMat W = random_mx(fw, N, K, rng, 110, 140);
-    std::vector<float> A = random_values(M * K, rng, false);
-    std::vector<float> C(M * N), Cs(M * N);
-    gemm_f32(A.data(), M, K, W.view(), C.data(), N, cfg());
-    gemm_f32(A.data(), M, K, W.view(), Cs.data(), N, {KernelPath::Scalar, 1});
-    for (size_t i = 0; i < C.size(); ++i)
-      ASSERT_TRUE(same_float(C[i], Cs[i]))
-          << format_name(fw) << " i=" << i << " " << C[i] << " vs scalar " << Cs[i];
-  }
+  for (MxFormat fw : kAllFormats)
+    for (size_t M : {size_t(1), size_t(3)}) {  // M = 1: the register-decoding GEMV kernel
+      const size_t N = 19, K = 1600;
+      const MxMat W = random_mx(fw, N, K, rng, 110, 140);
+      std::vector<float> A = random_values(M * K, rng, false);
+      std::vector<float> C(M * N), Cs(M * N);
+      gemm_f32(A.data(), M, K, W.view(), C.data(), N, cfg());
+      gemm_f32(A.data(), M, K, W.view(), Cs.data(), N, {KernelPath::Scalar, 1});
+      for (size_t i = 0; i < C.size(); ++i)
+        ASSERT_TRUE(same_float(C[i], Cs[i]))
+            << format_name(fw) << " M=" << M << " i=" << i << " " << C[i] << " vs scalar " << Cs[i];
+    }
+}
+
+// The integer kernels' worst cases: every element at the format's largest magnitude (INT8 -128
+// included), signs all equal or alternating, so pair sums and block sums reach their bounds.
+TEST_P(KernelPathTest, GemmIntegerKernelsAtMagnitudeBounds) {
+  std::mt19937 rng(kSeed + 8);
+  const MxFormat small[] = {MxFormat::E2M1, MxFormat::E2M3, MxFormat::E3M2, MxFormat::INT8};
+  for (MxFormat fa : small)
+    for (MxFormat fw : small) {
+      const size_t M = 4, N = 9, K = 96;
+      MxMat A = random_mx(fa, M, K, rng), W = random_mx(fw, N, K, rng);
+      for (MxMat* x : {&A, &W}) {
+        const FormatInfo& fi = format_info(x->f);
+        // Largest positive and most negative codes.
+        const uint8_t pos = fi.is_int ? 0x7F : uint8_t((1u << (fi.bits - 1)) - 1);
+        const uint8_t neg = fi.is_int ? 0x80 : uint8_t((1u << fi.bits) - 1);
+        for (size_t r = 0; r < x->rows; ++r)
+          for (size_t k = 0; k < K; ++k) {
+            const int pattern = int(r % 3);
+            x->unpacked[r * K + k] = pattern == 0 ? pos : pattern == 1 ? neg : (k % 2 ? pos : neg);
+          }
+        const size_t rb = packed_bytes(x->f, K);
+        for (size_t r = 0; r < x->rows; ++r)
+          pack_codes(x->f, &x->unpacked[r * K], K, &x->codes[r * rb]);
+      }
+      check_gemm(A, W, cfg(), "magnitude bounds");
+    }
 }
 
 INSTANTIATE_TEST_SUITE_P(Paths, KernelPathTest, ::testing::ValuesIn(kAllPaths),
