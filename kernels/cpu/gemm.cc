@@ -83,6 +83,22 @@ void gemm_int(const MxMatrixView& A, const MxMatrixView& W, const std::vector<ui
       afac_d[mj] = detail::scale_factor_d(sa, qa);
     }
   }
+  // Per scale code: exponent (kNaNExp for NaN), 2^e as FP32 and as double, for W.
+  struct ScaleTab {
+    int32_t e[256];
+    float f[256];
+    double d[256];
+  };
+  const auto make_tab = [](int q) {
+    ScaleTab tb;
+    for (int c = 0; c < 256; ++c) {
+      tb.e[c] = c == kScaleNaN ? detail::kNaNExp : c - kScaleBias + q;
+      tb.f[c] = c == kScaleNaN ? 0.0f : pow2_f32(tb.e[c]);
+      tb.d[c] = detail::scale_factor_d(uint8_t(c), q);
+    }
+    return tb;
+  };
+  const ScaleTab wtab = make_tab(qw);
   // FP4 weights: a 16-entry table straight from the packed nibbles.
   int8_t lut16[16] = {};
   if (format_bits(W.format) == 4)
@@ -146,11 +162,11 @@ void gemm_int(const MxMatrixView& A, const MxMatrixView& W, const std::vector<ui
         }
         for (size_t jj = 0; jj < nj; ++jj) {
           const uint8_t sb = W.scales[n * nb + j0 + jj];
-          const int eb = sb == kScaleNaN ? detail::kNaNExp : int(sb) - kScaleBias + qw;
+          const int eb = wtab.e[sb];
           wexp_min[jj] = std::min(wexp_min[jj], eb);
           wexp_max[jj] = std::max(wexp_max[jj], eb);
-          wfac_f[jj * kTileRows + r] = sb == kScaleNaN ? 0.0f : pow2_f32(eb);
-          wfac_d[jj * kTileRows + r] = detail::scale_factor_d(sb, qw);
+          wfac_f[jj * kTileRows + r] = wtab.f[sb];
+          wfac_d[jj * kTileRows + r] = wtab.d[sb];
         }
       }
       const void* Adec = int8 ? static_cast<const void*>(A8.data()) : A16.data();
