@@ -105,6 +105,49 @@ void gemm_int(const MxMatrixView& A, const MxMatrixView& W, const std::vector<ui
     for (int c = 0; c < 16; ++c) lut16[c] = int8_t(tw.q16[c] + woff);
 
   const size_t tiles = (N + kTileRows - 1) / kTileRows;
+  if (M == 1 && int8 && format_bits(W.format) == 4) {
+    // GEMV: A permuted to the nibble order of the packed weights, weights read once.
+    const size_t nbp = (nb + 1) / 2 * 2;
+    std::vector<int8_t> ap(nbp * kBlockSize, 0);
+    for (size_t j = 0; j < nb; ++j)
+      for (int i = 0; i < kBlockSize; ++i)
+        ap[(j / 2) * 64 + (i % 2) * 32 + (j % 2) * 16 + i / 2] = A8[j * kBlockSize + i];
+    detail::parallel_for(tiles, threads, [&](size_t t) {
+      const size_t n0 = t * kTileRows;
+      thread_local std::vector<uint8_t> sc;
+      const size_t stride = nb + 4;
+      sc.assign(kTileRows * stride, 0);
+      detail::Fp4GemvArgs args{};
+      for (int r = 0; r < kTileRows; ++r) {
+        const size_t n = std::min(n0 + r, N - 1);  // rows past N repeat the last, discarded
+        args.rows[r] = row_codes(W, n);
+        std::memcpy(&sc[r * stride], W.scales + n * nb, nb);
+      }
+      const std::function<float(size_t, int, size_t)> fix = [&](size_t, int r, size_t j) {
+        const size_t n = std::min(n0 + r, N - 1);
+        uint8_t wcodes[kBlockSize];
+        detail::unpack_range(W.format, row_codes(W, n), j * kBlockSize, kBlockSize, wcodes);
+        return detail::exact_block(A.format, A.scales[j], &Ac[j * kBlockSize], W.format,
+                                   W.scales[n * nb + j], wcodes);
+      };
+      alignas(32) float acc[kTileRows];
+      std::fill(acc, acc + kTileRows, -0.0f);
+      args.nb = nb;
+      args.a = ap.data();
+      args.acorr = acorr.data();
+      args.aexp = aexp.data();
+      args.afac_d = afac_d.data();
+      args.sc = sc.data();
+      args.sc_stride = stride;
+      args.qw = qw;
+      args.lut16 = lut16;
+      args.acc = acc;
+      args.fix = &fix;
+      detail::fp4_gemv_rows8_avx2(args);
+      for (int r = 0; r < kTileRows && n0 + r < N; ++r) C[n0 + r] = acc[r];
+    });
+    return;
+  }
   const size_t chunk = 32;  // blocks per chunk: an 8 KiB (int8) / 16 KiB (int16) weight tile
   const size_t esize = int8 ? 1 : 2;
   detail::parallel_for(tiles, threads, [&](size_t t) {

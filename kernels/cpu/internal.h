@@ -77,6 +77,25 @@ struct IntTileArgs {
 };
 void int8_tile_avx2(const IntTileArgs& t);
 void int16_tile_avx2(const IntTileArgs& t);
+// MX x MX GEMV (M = 1), FP4 weights in the int8 scheme, 8 weight rows straight from the packed
+// codes. a: A as s8 permuted per block pair (64 bytes: even elements of blocks j, j+1, then odd
+// ones), zero-padded to an even block count; acorr/aexp/afac_d per block as in IntTileArgs;
+// sc: the 8 rows' scale codes, row r at sc + r * sc_stride, readable 4 bytes past nb; acc: 8 sums.
+struct Fp4GemvArgs {
+  size_t nb;
+  const int8_t* a;
+  const int32_t* acorr;
+  const int32_t* aexp;
+  const double* afac_d;
+  const uint8_t* rows[8];
+  const uint8_t* sc;
+  size_t sc_stride;
+  int qw;
+  const int8_t* lut16;
+  float* acc;
+  const std::function<float(size_t m, int r, size_t j)>* fix;
+};
+void fp4_gemv_rows8_avx2(const Fp4GemvArgs& t);
 // FP4 blocks (16 packed bytes each) -> 32 bytes via a 16-entry table (u8/s8), or widened to int16;
 // block j written at out + j * out_stride (elements).
 void decode_fp4_blocks_avx2(const uint8_t* packed, size_t nblocks, const int8_t* lut16, bool to_i16,

@@ -191,6 +191,16 @@ TEST_P(KernelPathTest, DequantizeMatchesGolden) {
   }
 }
 
+// Row r of m as a 1-row matrix.
+MxMat row_of(const MxMat& m, size_t r) {
+  const size_t rb = packed_bytes(m.f, m.cols), nb = m.cols / kBlockSize;
+  MxMat o{m.f, 1, m.cols, {}, {}, {}};
+  o.codes.assign(m.codes.begin() + r * rb, m.codes.begin() + (r + 1) * rb);
+  o.scales.assign(m.scales.begin() + r * nb, m.scales.begin() + (r + 1) * nb);
+  o.unpacked.assign(m.unpacked.begin() + r * m.cols, m.unpacked.begin() + (r + 1) * m.cols);
+  return o;
+}
+
 // C = A * W^T vs golden dot_blocked, every format pair, bit for bit.
 void check_gemm(const MxMat& A, const MxMat& W, const KernelConfig& cfg, const std::string& what) {
   std::vector<float> C(A.rows * W.rows, 12345.0f);
@@ -246,6 +256,8 @@ TEST_P(KernelPathTest, GemmExtremeScalesZeroRowsAndNaN) {
         pack_codes(fw, &W.unpacked[r * W.cols], W.cols, &W.codes[r * wrb]);
       A.scales[2 * 4 + 1] = kScaleNaN;  // row 2, block 1: NaN scale
       check_gemm(A, W, cfg(), "zero rows / NaN scale");
+      // The same rows one at a time: M = 1 takes the GEMV kernels.
+      for (size_t r = 0; r < A.rows; ++r) check_gemm(row_of(A, r), W, cfg(), "GEMV row");
     }
 }
 
@@ -360,6 +372,7 @@ TEST_P(KernelPathTest, GemmIntegerKernelsAtMagnitudeBounds) {
           pack_codes(x->f, &x->unpacked[r * K], K, &x->codes[r * rb]);
       }
       check_gemm(A, W, cfg(), "magnitude bounds");
+      for (size_t r = 0; r < A.rows; ++r) check_gemm(row_of(A, r), W, cfg(), "GEMV bounds");
     }
 }
 
