@@ -29,7 +29,7 @@ OUT=${DMX_OUT:-out/dmx-search/$(basename "$MODEL")}
 echo "== dmx-search --cost-model sim on $MODEL with $ARCH (cycles, 256-token prefill)"
 $B/dmx-search --model "$MODEL" --data data/wiki.train.raw --eval-data data/wiki.test.raw \
   --cost-model sim --arch "$ARCH" --metric cycles --tokens 256 \
-  --budget "${DMX_BUDGET:-0.5}" --steps "${DMX_STEPS:-120}" --seqlen 128 --calib-windows 64 \
+  --budget "${DMX_BUDGET:-0.5}" --steps "${DMX_STEPS:-120}" --lr 20 --seqlen 128 --calib-windows 64 \
   --eval-windows 24 --batch 1 --seed 0 --fresh --out "$OUT"
 echo "== layer assignment ($OUT/assignment.json) and metrics ($OUT/metrics.json)"
 python3 - "$OUT" <<'PY'
