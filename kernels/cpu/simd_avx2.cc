@@ -272,6 +272,53 @@ inline __m256 decode8_f32(const uint8_t* row, size_t j, int q, const float* unit
   }
 }
 
+// FP4 rows whose element values all have zero low 16 FP32 bits (E2M1): each block of a row is
+// decoded with two 16-entry byte tables (the two high bytes of the FP32 value) into element order.
+void mixed_gemv_rows8_fp4_bytes(MxFormat f, const float* a, const uint8_t* const* rows,
+                                const uint8_t* const* scales, size_t nb, float* lanes) {
+  alignas(16) uint8_t hb[16], lb[16];
+  for (int c = 0; c < 16; ++c) {
+    uint32_t b;
+    std::memcpy(&b, &table(f).unit[c], 4);
+    hb[c] = uint8_t(b >> 24);
+    lb[c] = uint8_t(b >> 16);
+  }
+  const __m256i hb_lut =
+      _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(hb)));
+  const __m256i lb_lut =
+      _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(lb)));
+  // Packed bytes holding elements {0-3, 8-11, 16-19, 24-27} to the low lane, the rest to the
+  // high lane: after the nibble interleave and the byte/word unpacks, 8-lane vectors in k order.
+  const __m256i perm = _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 0, 0, 0, 0, 0, 0, 0, 0, 2, 3, 6,
+                                        7, 10, 11, 14, 15, 0, 0, 0, 0, 0, 0, 0, 0);
+  const __m256i nib = _mm256_set1_epi8(0x0F), zero = _mm256_setzero_si256();
+  __m256 acc[8];
+  for (int r = 0; r < 8; ++r) acc[r] = _mm256_loadu_ps(lanes + r * 8);
+  for (size_t j = 0; j < nb; ++j) {
+    const float* aj = a + j * 32;
+    for (int r = 0; r < 8; ++r) {
+      const __m256 sc = _mm256_set1_ps(scale_f32(scales[r][j]));
+      const __m256i x = _mm256_shuffle_epi8(
+          _mm256_broadcastsi128_si256(
+              _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[r] + j * 16))),
+          perm);
+      const __m256i c = _mm256_unpacklo_epi8(_mm256_and_si256(x, nib),
+                                             _mm256_and_si256(_mm256_srli_epi16(x, 4), nib));
+      const __m256i h = _mm256_shuffle_epi8(hb_lut, c), l = _mm256_shuffle_epi8(lb_lut, c);
+      const __m256i w01 = _mm256_unpacklo_epi8(l, h), w23 = _mm256_unpackhi_epi8(l, h);
+      const __m256 f0 = _mm256_castsi256_ps(_mm256_unpacklo_epi16(zero, w01));
+      const __m256 f1 = _mm256_castsi256_ps(_mm256_unpackhi_epi16(zero, w01));
+      const __m256 f2 = _mm256_castsi256_ps(_mm256_unpacklo_epi16(zero, w23));
+      const __m256 f3 = _mm256_castsi256_ps(_mm256_unpackhi_epi16(zero, w23));
+      acc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(aj), _mm256_mul_ps(f0, sc), acc[r]);
+      acc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(aj + 8), _mm256_mul_ps(f1, sc), acc[r]);
+      acc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(aj + 16), _mm256_mul_ps(f2, sc), acc[r]);
+      acc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(aj + 24), _mm256_mul_ps(f3, sc), acc[r]);
+    }
+  }
+  for (int r = 0; r < 8; ++r) _mm256_storeu_ps(lanes + r * 8, acc[r]);
+}
+
 template <int kBits>
 void mixed_gemv_rows8_impl(MxFormat f, const float* a, const uint8_t* const* rows,
                            const uint8_t* const* scales, size_t nb, float* lanes) {
@@ -296,9 +343,19 @@ void mixed_gemv_rows8_impl(MxFormat f, const float* a, const uint8_t* const* row
 bool mixed_gemv_rows8_avx2(MxFormat f, const float* a, const uint8_t* const* rows,
                            const uint8_t* const* scales, size_t nb, float* lanes) {
   switch (format_bits(f)) {
-    case 4:
-      mixed_gemv_rows8_impl<4>(f, a, rows, scales, nb, lanes);
+    case 4: {
+      bool low_zero = true;  // every value's FP32 bits live in the two high bytes
+      for (int c = 0; c < 16; ++c) {
+        uint32_t b;
+        std::memcpy(&b, &table(f).unit[c], 4);
+        low_zero &= (b & 0xFFFF) == 0;
+      }
+      if (low_zero)
+        mixed_gemv_rows8_fp4_bytes(f, a, rows, scales, nb, lanes);
+      else
+        mixed_gemv_rows8_impl<4>(f, a, rows, scales, nb, lanes);
       return true;
+    }
     case 8:
       mixed_gemv_rows8_impl<8>(f, a, rows, scales, nb, lanes);
       return true;

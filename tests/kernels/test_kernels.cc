@@ -337,14 +337,19 @@ TEST_P(KernelPathTest, MixedScalarAndSimdAgreeBitForBit) {
   for (MxFormat fw : kAllFormats)
     for (size_t M : {size_t(1), size_t(3)}) {  // M = 1: the register-decoding GEMV kernel
       const size_t N = 19, K = 1600;
-      const MxMat W = random_mx(fw, N, K, rng, 110, 140);
-      std::vector<float> A = random_values(M * K, rng, false);
-      std::vector<float> C(M * N), Cs(M * N);
-      gemm_f32(A.data(), M, K, W.view(), C.data(), N, cfg());
-      gemm_f32(A.data(), M, K, W.view(), Cs.data(), N, {KernelPath::Scalar, 1});
-      for (size_t i = 0; i < C.size(); ++i)
-        ASSERT_TRUE(same_float(C[i], Cs[i]))
-            << format_name(fw) << " M=" << M << " i=" << i << " " << C[i] << " vs scalar " << Cs[i];
+      // Ordinary scales, then the full E8M0 range with NaN scales (subnormal / Inf weights).
+      for (int extreme = 0; extreme < 2; ++extreme) {
+        const MxMat W =
+            extreme ? random_mx(fw, N, K, rng, 0, 254, 5) : random_mx(fw, N, K, rng, 110, 140);
+        std::vector<float> A = random_values(M * K, rng, false);
+        std::vector<float> C(M * N), Cs(M * N);
+        gemm_f32(A.data(), M, K, W.view(), C.data(), N, cfg());
+        gemm_f32(A.data(), M, K, W.view(), Cs.data(), N, {KernelPath::Scalar, 1});
+        for (size_t i = 0; i < C.size(); ++i)
+          ASSERT_TRUE(same_float(C[i], Cs[i]))
+              << format_name(fw) << " M=" << M << " extreme=" << extreme << " i=" << i << " "
+              << C[i] << " vs scalar " << Cs[i];
+      }
     }
 }
 
