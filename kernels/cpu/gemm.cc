@@ -238,6 +238,66 @@ void gemm_int(const MxMatrixView& A, const MxMatrixView& W, const std::vector<ui
   });
 }
 
+// Wide pairs (E5M2 x E5M2, E5M2 x E4M3), SIMD paths: operands decoded once to signed 64-bit
+// integers in quanta, block sums in 128 bits (one 64x64->128 multiply per element), one rounding
+// by golden's round_to_fp32. Blocks with a NaN scale, a NaN/Inf code or a zero sum (whose sign
+// needs the codes) take the exact scalar step.
+void gemm_wide(const MxMatrixView& A, const MxMatrixView& W, const std::vector<uint8_t>& Ac,
+               float* C, size_t ldc, int threads) {
+  const size_t M = A.rows, N = W.rows, K = W.cols, nb = K / kBlockSize;
+  const FormatTable& ta = table(A.format);
+  const FormatTable& tw = table(W.format);
+  const int qsum = format_info(A.format).quantum_exp + format_info(W.format).quantum_exp;
+  const auto value = [](const FormatTable& tb, uint8_t c) {
+    return tb.neg[c] ? -int64_t(tb.mag[c]) : int64_t(tb.mag[c]);
+  };
+  std::vector<int64_t> Av(M * K);
+  std::vector<uint8_t> Aspecial(M * nb, 0);
+  for (size_t m = 0; m < M; ++m)
+    for (size_t k = 0; k < K; ++k) {
+      const uint8_t c = Ac[m * K + k];
+      Av[m * K + k] = value(ta, c);
+      Aspecial[m * nb + k / kBlockSize] |=
+          ta.special[c] | (A.scales[m * nb + k / kBlockSize] == kScaleNaN);
+    }
+  const size_t tiles = (N + kTileRows - 1) / kTileRows;
+  detail::parallel_for(tiles, threads, [&](size_t t) {
+    std::vector<uint8_t> wc(K), wspecial(nb);
+    std::vector<int64_t> wv(K);
+    for (size_t n = t * kTileRows; n < std::min(N, (t + 1) * kTileRows); ++n) {
+      detail::unpack_range(W.format, row_codes(W, n), 0, K, wc.data());
+      std::fill(wspecial.begin(), wspecial.end(), uint8_t{0});
+      for (size_t k = 0; k < K; ++k) {
+        wv[k] = value(tw, wc[k]);
+        wspecial[k / kBlockSize] |=
+            tw.special[wc[k]] | (W.scales[n * nb + k / kBlockSize] == kScaleNaN);
+      }
+      for (size_t m = 0; m < M; ++m) {
+        float acc = -0.0f;
+        const int64_t* a = &Av[m * K];
+        for (size_t j = 0; j < nb; ++j) {
+          const uint8_t sa = A.scales[m * nb + j], sb = W.scales[n * nb + j];
+          __int128 sum = 0;
+          if (!Aspecial[m * nb + j] && !wspecial[j]) {
+            for (size_t i = j * kBlockSize; i < (j + 1) * kBlockSize; ++i)
+              sum += static_cast<__int128>(a[i]) * wv[i];
+          }
+          if (sum == 0) {  // a special block, or a zero sum (its sign needs the codes)
+            acc += detail::exact_block(A.format, sa, &Ac[m * K + j * kBlockSize], W.format, sb,
+                                       &wc[j * kBlockSize]);
+            continue;
+          }
+          const bool neg = sum < 0;
+          const unsigned __int128 mag =
+              neg ? -static_cast<unsigned __int128>(sum) : static_cast<unsigned __int128>(sum);
+          acc += round_to_fp32(neg, mag, int(sa) + int(sb) - 2 * kScaleBias + qsum);
+        }
+        C[m * ldc + n] = acc;
+      }
+    }
+  });
+}
+
 }  // namespace
 
 void gemm(const MxMatrixView& A, const MxMatrixView& W, float* C, size_t ldc,
@@ -257,7 +317,11 @@ void gemm(const MxMatrixView& A, const MxMatrixView& W, float* C, size_t ldc,
   std::vector<uint8_t> Ac(M * K);
   for (size_t m = 0; m < M; ++m) detail::unpack_range(A.format, row_codes(A, m), 0, K, &Ac[m * K]);
 
-  if (path == KernelPath::Scalar || kind == BlockSumKind::Wide) {
+  if (kind == BlockSumKind::Wide && path != KernelPath::Scalar) {
+    gemm_wide(A, W, Ac, C, ldc, cfg.threads);
+    return;
+  }
+  if (path == KernelPath::Scalar) {
     detail::parallel_for(tiles, cfg.threads, [&](size_t t) {
       std::vector<uint8_t> wc(K);
       for (size_t n = t * kTileRows; n < std::min(N, (t + 1) * kTileRows); ++n) {
