@@ -159,10 +159,10 @@ void BM_Gemm(benchmark::State& state) {
   state.counters["xread"] = benchmark::Counter(wgbs / g_read_gbs, benchmark::Counter::kIsRate);
   state.counters["GFLOP/s"] =
       benchmark::Counter(2.0 * M * N * K * state.iterations() / 1e9, benchmark::Counter::kIsRate);
-  state.SetLabel(std::string("W=") + format_name(fw) +
-                 " A=" + (f32 ? "FP32" : format_name(MxFormat(state.range(4)))) + " " +
-                 block_sum_kind_name(f32 ? BlockSumKind::Double
-                                         : block_sum_kind(MxFormat(state.range(4)), fw)));
+  state.SetLabel(
+      std::string("W=") + format_name(fw) +
+      " A=" + (f32 ? "FP32" : format_name(MxFormat(state.range(4)))) + " " +
+      (f32 ? "mixed" : block_sum_kind_name(block_sum_kind(MxFormat(state.range(4)), fw))));
 }
 
 }  // namespace
