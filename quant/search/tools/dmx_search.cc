@@ -373,10 +373,12 @@ int run_sweep(Context& c) {
   if (std::system("command -v gnuplot >/dev/null 2>&1") == 0) {
     std::ostringstream gp;
     const std::string svg = s.out + "/pareto.svg";
-    gp << "set terminal svg size 800,520 dynamic background rgb 'white'\nset output '" << svg
-       << ".tmp'\nset datafile separator ','\nset key outside right\nset grid\n"
+    gp << "set terminal svg size 800,520 dynamic noenhanced background rgb 'white'\nset output '"
+       << svg << ".tmp'\nset datafile separator ','\nset key outside right\nset grid\n"
        << "set xlabel '"
-       << (xi == 9 ? "achieved cost (fraction of MXFP4..MXFP8 range, " + s.metric + ")" : xcol)
+       << (xi == 9   ? "achieved cost (fraction of the MXFP4..MXFP8 range, " + s.metric + ")"
+           : xi == 6 ? "achieved bits (parameter-weighted)"
+                     : "achieved bits")
        << "'\n"
        << "set ylabel 'perplexity'\nset title 'dMX Pareto: "
        << fs::path(s.model_dir).filename().string()
