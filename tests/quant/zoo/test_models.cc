@@ -45,7 +45,7 @@ class ZooModel : public ::testing::TestWithParam<std::string> {
                             std::to_string(::getpid()) + ".json";
     const std::string cmd = "'" + kEval + "' --model '" + dir() + "' --data '" + kRoot +
                             "/data/wiki." + split + ".raw' --seqlen " + std::to_string(seqlen) +
-                            " --batch 8 --threads 2 --quiet --out '" + out + "' > /dev/null";
+                            " --batch 8 --threads 1 --quiet --out '" + out + "' > /dev/null";
     const int st = std::system(cmd.c_str());
     ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << cmd;
     const json r = json::parse(read_file(out));
