@@ -24,10 +24,17 @@ if [ -z "$MODEL" ] || [ ! -f "$MODEL/config.json" ]; then
   echo "run.sh: no shipped model found under models/ (set DMX_MODEL=DIR)" >&2
   exit 1
 fi
+# Calibration text: the corpus's training split, rebuilt from Debian packages (not shipped).
+TRAIN=data/wiki.train.raw
+if [ ! -s "$TRAIN" ]; then
+  echo "== building the training split of the corpus (data/make_corpus.py)"
+  mkdir -p build/corpus && python3 data/make_corpus.py --out build/corpus
+  TRAIN=build/corpus/wiki.train.raw
+fi
 ARCH=${DMX_ARCH:-sim/configs/edge_npu.json}
 OUT=${DMX_OUT:-out/dmx-search/$(basename "$MODEL")}
 echo "== dmx-search --cost-model sim on $MODEL with $ARCH (cycles, 256-token prefill)"
-$B/dmx-search --model "$MODEL" --data data/wiki.train.raw --eval-data data/wiki.test.raw \
+$B/dmx-search --model "$MODEL" --data "$TRAIN" --eval-data data/wiki.test.raw \
   --cost-model sim --arch "$ARCH" --metric cycles --tokens 256 \
   --budget "${DMX_BUDGET:-0.5}" --steps "${DMX_STEPS:-120}" --lr 20 --seqlen 128 --calib-windows 64 \
   --eval-windows 24 --batch 1 --seed 0 --fresh --out "$OUT"
