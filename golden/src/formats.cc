@@ -142,16 +142,6 @@ std::optional<ScaleRule> parse_scale_rule(std::string_view s) {
   return std::nullopt;
 }
 
-uint32_t fp32_bits(float x) {
-  uint32_t b;
-  std::memcpy(&b, &x, 4);
-  return b;
-}
-float fp32_from_bits(uint32_t b) {
-  float x;
-  std::memcpy(&x, &b, 4);
-  return x;
-}
 
 uint16_t fp32_to_bf16(float x) {
   const uint32_t b = fp32_bits(x);

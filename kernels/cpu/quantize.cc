@@ -15,16 +15,9 @@ using detail::table;
 
 KernelPath usable(KernelPath p) { return path_available(p) ? p : default_path(); }
 
-float bits_to_float(uint32_t b) {
-  float f;
-  std::memcpy(&f, &b, 4);
-  return f;
-}
-uint32_t float_to_bits(float f) {
-  uint32_t b;
-  std::memcpy(&b, &f, 4);
-  return b;
-}
+// The golden model's bit casts, under the names this file uses.
+inline float bits_to_float(uint32_t b) { return fp32_from_bits(b); }
+inline uint32_t float_to_bits(float f) { return fp32_bits(f); }
 
 // 2^(code - 127) as FP32, NaN for 0xFF (2^-127 is the subnormal 0x00400000).
 float scale_value(uint8_t code) {

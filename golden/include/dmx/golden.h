@@ -8,6 +8,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -154,9 +155,17 @@ float dot_blocked(const MxVector& a, const MxVector& b, size_t n, float acc = -0
 // ---- Exact FP32 rounding helpers (shared by the model and its tests) ----------------------------
 // RNE of (negative ? -1 : 1) * magnitude * 2^exp to FP32 with subnormals and overflow to Inf.
 float round_to_fp32(bool negative, unsigned __int128 magnitude, int exp);
-// FP32 <-> bits, BF16 (RNE, NaN kept quiet) helpers.
-uint32_t fp32_bits(float x);
-float fp32_from_bits(uint32_t b);
+// FP32 <-> bits (inline: kernels use them on hot paths), BF16 (RNE, NaN kept quiet) helpers.
+inline uint32_t fp32_bits(float x) {
+  uint32_t b;
+  std::memcpy(&b, &x, 4);
+  return b;
+}
+inline float fp32_from_bits(uint32_t b) {
+  float x;
+  std::memcpy(&x, &b, 4);
+  return x;
+}
 uint16_t fp32_to_bf16(float x);
 float bf16_to_fp32(uint16_t b);
 

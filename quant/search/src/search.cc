@@ -316,16 +316,8 @@ at::Tensor rung_weights(const at::Tensor& b, const Ladder& ladder) {
   return at::stack(w);
 }
 
-uint32_t f32_bits(float x) {
-  uint32_t u;
-  std::memcpy(&u, &x, 4);
-  return u;
-}
-float f32_from(uint32_t u) {
-  float x;
-  std::memcpy(&x, &u, 4);
-  return x;
-}
+uint32_t f32_bits(float x) { return dmx::fp32_bits(x); }
+float f32_from(uint32_t u) { return dmx::fp32_from_bits(u); }
 
 std::string search_fingerprint(const CausalLM& model, const at::Tensor& windows,
                                const CostModel& cm, double budget, const DmxOptions& o) {
