@@ -529,10 +529,66 @@ DmxResult dmx_search(CausalLM& model, const at::Tensor& calib_windows, const Cos
     ar[l] = int(std::find(ladder.position.begin(), ladder.position.end(), ba) -
                 ladder.position.begin());
   }
+  res.threshold_assignment = make_assignment(model, cm, wr, ar);
+  if (opt.budget_projection) {
+    std::vector<double> bw, ba;
+    for (size_t l = 0; l < L; ++l) {
+      bw.push_back(std::fabs(res.theta_w[l]));
+      ba.push_back(std::fabs(opt.offsets.untied ? res.theta_a[l] : res.theta_w[l]));
+    }
+    res.projection_moves =
+        project_to_budget(cm, bw, ba, !opt.offsets.untied, budget, opt.budget_tolerance, wr, ar);
+  }
   res.assignment = make_assignment(model, cm, wr, ar);
   apply_assignment(model, res.assignment);  // exact discrete formats from here on
   res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return res;
+}
+
+int project_to_budget(const CostModel& cm, const std::vector<double>& b_w,
+                      const std::vector<double>& b_a, bool tied, double budget, double tolerance,
+                      std::vector<int>& wrung, std::vector<int>& arung) {
+  const size_t L = wrung.size();
+  if (arung.size() != L || b_w.size() != L || b_a.size() != L || cm.cost.size() != L)
+    throw std::invalid_argument("project_to_budget: layer counts differ");
+  const std::vector<int>& pos = cm.ladder.position;
+  const int top = static_cast<int>(pos.size()) - 1;
+  const double tol = tolerance * std::fabs(cm.total_high() - cm.total_low());
+  // Threshold between rungs k and k + 1 of the offset b (hard_offset's boundaries).
+  auto boundary = [&](int k) { return 0.5 * (pos[k] + pos[k + 1]); };
+  double total = cm.total(wrung, arung);
+  int moves = 0;
+  while (std::fabs(total - budget) > tol) {
+    const int dir = total > budget ? -1 : +1;
+    double best_margin = INFINITY, best_total = total;
+    size_t best_l = L;
+    int best_which = 0;  // 0: tied, 1: weight, 2: activation
+    for (size_t l = 0; l < L; ++l) {
+      for (int which = tied ? 0 : 1; which <= (tied ? 0 : 2); ++which) {
+        const int rw = wrung[l] + (which != 2 ? dir : 0);
+        const int ra = arung[l] + (which != 1 ? dir : 0);
+        if (rw < 0 || rw > top || ra < 0 || ra > top) continue;
+        const double b = which == 2 ? b_a[l] : b_w[l];
+        const int from = which == 2 ? arung[l] : wrung[l];
+        const double margin = dir > 0 ? boundary(from) - b : b - boundary(from - 1);
+        const double t = total - cm.cost[l][wrung[l]][arung[l]] + cm.cost[l][rw][ra];
+        // Strictly closer (a tie, up to rounding, is no progress and could oscillate).
+        if (std::fabs(t - budget) >= std::fabs(total - budget) - 1e-9 * tol) continue;
+        if (margin < best_margin) {
+          best_margin = margin;
+          best_total = t;
+          best_l = l;
+          best_which = which;
+        }
+      }
+    }
+    if (best_l == L) break;  // no single move brings the total closer
+    if (best_which != 2) wrung[best_l] += dir;
+    if (best_which != 1) arung[best_l] += dir;
+    total = best_total;
+    ++moves;
+  }
+  return moves;
 }
 
 // ---- KL baseline -------------------------------------------------------------------------------

@@ -41,6 +41,8 @@ struct Settings {
   uint64_t seed = 0;
   std::string quant_embed, quant_head;
   int stop_after = 0;  // testing: stop as if killed after N steps
+  std::string budget_projection = "on";
+  double budget_tolerance = 0.02;
   // sweep
   std::vector<std::string> budgets;
   std::vector<std::string> methods{"dmx", "kl", "uniform"};
@@ -225,6 +227,8 @@ json run_one(Context& c, const std::string& method, const std::string& budget_te
     o.checkpoint = dir + "/checkpoint.json";
     o.checkpoint_every = s.checkpoint_every;
     o.stop_after = s.stop_after;
+    o.budget_projection = s.budget_projection == "on";
+    o.budget_tolerance = s.budget_tolerance;
     if (s.fresh) fs::remove(o.checkpoint);
     const int every = std::max(1, s.steps / 20);
     o.progress = [&](const SearchProgress& p) {
@@ -247,6 +251,13 @@ json run_one(Context& c, const std::string& method, const std::string& budget_te
     m["search_seconds"] = r.seconds;
     m["resumed"] = r.resumed;
     m["theta_weight"] = r.theta_w;
+    m["budget_projection"] = {
+        {"enabled", o.budget_projection},
+        {"tolerance_fraction", o.budget_tolerance},
+        {"moves", r.projection_moves},
+        {"threshold_bits", r.threshold_assignment.avg_bits},
+        {"threshold_cost", r.threshold_assignment.total_cost},
+        {"threshold_cost_fraction", cm.fraction(r.threshold_assignment.total_cost)}};
     m["theta_act"] = r.theta_a;
   }
   // Perplexity with exactly the discrete formats.
@@ -445,6 +456,15 @@ void add_common(CLI::App& app, Settings& s) {
   app.add_option("--quantize-embed", s.quant_embed, "also quantize the embedding table (format)");
   app.add_option("--quantize-lm-head", s.quant_head, "also quantize the lm_head weight (format)");
   app.add_option("--stop-after", s.stop_after, "stop after N steps as if killed (resume testing)");
+  app.add_option("--budget-projection", s.budget_projection,
+                 "dMX: after the hard threshold, move the least confident layers until the cost "
+                 "is within --budget-tolerance of the budget (on | off: the paper's threshold)")
+      ->check(CLI::IsMember({"on", "off"}))
+      ->capture_default_str();
+  app.add_option("--budget-tolerance", s.budget_tolerance,
+                 "budget projection tolerance, a fraction of the all-low..all-high cost range")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
 }
 
 }  // namespace

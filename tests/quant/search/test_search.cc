@@ -525,10 +525,78 @@ TEST(DmxSearch, ThreeRungLadderAndUntiedOffsets) {
   for (size_t i = 0; i < 14; ++i) differ |= ru.theta_w[i] != ru.theta_a[i];
   EXPECT_TRUE(differ) << "untied offsets should train separately";
   for (size_t i = 0; i < 14; ++i) {
-    EXPECT_EQ(ru.assignment.layers[i].wfmt,
+    EXPECT_EQ(ru.threshold_assignment.layers[i].wfmt,
               format_at(hard_offset(ru.theta_w[i], 2), FormatSpace::EM));
-    EXPECT_EQ(ru.assignment.layers[i].afmt,
+    EXPECT_EQ(ru.threshold_assignment.layers[i].afmt,
               format_at(hard_offset(ru.theta_a[i], 2), FormatSpace::EM));
+  }
+  // The projection lands on the budget: 6.0 bits is reachable exactly with 7 of 14 tied layers
+  // (3 rungs: 1 bit steps of 1/14) and with untied operands.
+  EXPECT_LE(std::fabs(r3.assignment.avg_bits - 6.0), 0.08 + 1e-12);
+  EXPECT_LE(std::fabs(ru.assignment.avg_bits - 6.0), 0.08 + 1e-12);
+}
+
+// ---- Budget projection after the threshold ----------------------------------------------------
+TEST(BudgetProjection, PromotesTheLayersClosestToTheThresholdFirst) {
+  CausalLM m = CausalLM::random(tiny_config(), 1);
+  const CostModel cm = bits_cost_model(m, make_ladder(FormatSpace::EM, 2), false);
+  // 14 tied layers with b_raw 0.30 .. 0.95 (under the threshold 1), except layer 2 (8 bits).
+  std::vector<double> b(14);
+  for (size_t l = 0; l < 14; ++l) b[l] = 0.3 + 0.05 * double(l);  // 0.30 .. 0.95
+  b[2] = 1.4;                                                     // one layer above: 8 bits
+  std::vector<int> wr(14, 0), ar(14, 0);
+  for (size_t l = 0; l < 14; ++l) wr[l] = ar[l] = hard_offset(b[l], 2) == 2 ? 1 : 0;
+  ASSERT_NEAR(cm.total(wr, ar), 4.0 + 4.0 / 14, 1e-12);
+  // Budget 4.95, tolerance 0.02 * 4 = 0.08 bits; one tied layer is 4/14 = 0.286 bits, so 4.95 is
+  // out of reach: two promotions give 4.857 (|err| 0.093), a third 5.143 (|err| 0.193), so the
+  // projection stops at the closest total.
+  const int moves = project_to_budget(cm, b, b, true, 4.95, 0.02, wr, ar);
+  EXPECT_EQ(moves, 2);
+  // The two promoted are the two largest b under the threshold: layers 13 (0.95) and 12 (0.90).
+  for (size_t l = 0; l < 14; ++l) {
+    const bool high = l == 2 || l == 13 || l == 12;
+    EXPECT_EQ(wr[l], high ? 1 : 0) << l;
+    EXPECT_EQ(ar[l], wr[l]) << l;
+  }
+  EXPECT_NEAR(cm.total(wr, ar), 4.0 + 3 * 4.0 / 14, 1e-12);  // 4.857
+}
+
+TEST(BudgetProjection, DemotesUntiedOperandsAndStopsWhenNoMoveHelps) {
+  CausalLM m = CausalLM::random(tiny_config(), 1);
+  const CostModel cm = bits_cost_model(m, make_ladder(FormatSpace::EM, 2), false);
+  std::vector<double> bw(14, 1.9), ba(14, 1.9);
+  ba[5] = 1.05;  // the least confident decision: layer 5's activation
+  std::vector<int> wr(14, 1), ar(14, 1);
+  // 8 bits -> budget 7.8: one operand step is 4/28 = 0.143 bits; with a tight tolerance the
+  // closest total is 7.857 (one move), a second move (7.714) would not get closer.
+  const int moves = project_to_budget(cm, bw, ba, false, 7.8, 0.001, wr, ar);
+  EXPECT_EQ(moves, 1);
+  EXPECT_EQ(ar[5], 0);
+  EXPECT_EQ(wr[5], 1);
+  EXPECT_NEAR(cm.total(wr, ar), 8.0 - 4.0 / 28, 1e-12);
+  // Already inside the tolerance: nothing moves.
+  std::vector<int> w2(14, 0), a2(14, 0);
+  EXPECT_EQ(project_to_budget(cm, bw, ba, true, 4.05, 0.02, w2, a2), 0);
+}
+
+TEST(BudgetProjection, SimCostModelLandsWithinTwoPercentOfTheRange) {
+  CausalLM m = CausalLM::random(tiny_config(), 1);
+  const sim::ArchConfig arch = sim::load_arch(DMX_SIM_CONFIGS "/edge_npu.json");
+  const CostModel cm =
+      sim_cost_model(m, arch, SimMetric::Cycles, 64, make_ladder(FormatSpace::EM, 3));
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<double> u(0.0, 2.0);
+  for (double frac : {0.1, 0.3, 0.5, 0.7, 0.9}) {
+    std::vector<double> b(14);
+    for (auto& x : b) x = u(rng);
+    std::vector<int> wr(14), ar(14);
+    for (size_t l = 0; l < 14; ++l) {
+      const int h = hard_offset(b[l], 3);
+      wr[l] = ar[l] = h;  // EM 3-rung positions 0, 1, 2 are the rung indices
+    }
+    const double budget = cm.total_low() + frac * (cm.total_high() - cm.total_low());
+    project_to_budget(cm, b, b, true, budget, 0.02, wr, ar);
+    EXPECT_LE(std::fabs(cm.fraction(cm.total(wr, ar)) - frac), 0.02) << "fraction " << frac;
   }
 }
 

@@ -109,6 +109,10 @@ struct DmxOptions {
   std::function<void(const SearchProgress&)> progress;
   // Test hook: stop (as if killed) after this many steps of this run; 0 = never.
   int stop_after = 0;
+  // Budget projection after the hard threshold (see project_to_budget); off = the paper's plain
+  // threshold. Tolerance as a fraction of the [all-low, all-high] cost range.
+  bool budget_projection = true;
+  double budget_tolerance = 0.02;
 };
 // The regularizer's pieces (differentiable in the offsets): the soft total cost of the current
 // annealed offsets of `lins` (bilinear over the rungs), as a bit-equivalent, and the hinge
@@ -120,8 +124,20 @@ at::Tensor hinge_regularizer(const at::Tensor& soft_bits, double target_bits, do
 // T' at a step: T = t_start for the first `hold` of the steps, then geometric to t_end.
 double temperature_at(const DmxOptions& o, int step);
 
+// Moves a discrete assignment onto the budget: while |total - budget| > tolerance * (high - low),
+// takes the single-rung move in the needed direction (tied: weight and activation together)
+// whose offset lies closest to the threshold it crosses (the least confident decision) among the
+// moves that bring the total closer to the budget. Stops inside the tolerance or when no move
+// helps. b_w/b_a are the offsets |theta| (model order); wrung/arung are updated in place.
+// Returns the number of moves.
+int project_to_budget(const CostModel& cm, const std::vector<double>& b_w,
+                      const std::vector<double>& b_a, bool tied, double budget, double tolerance,
+                      std::vector<int>& wrung, std::vector<int>& arung);
+
 struct DmxResult {
   Assignment assignment;
+  Assignment threshold_assignment;  // the plain hard threshold, before the budget projection
+  int projection_moves = 0;
   int steps_done = 0;
   bool resumed = false, stopped = false;
   double seconds = 0, steps_per_s = 0;
