@@ -145,6 +145,59 @@ TEST_P(KernelPathTest, QuantizeFp32AndBf16MatchGolden) {
   }
 }
 
+// Every grid value, every midpoint between neighbours (the RNE ties), their FP32 neighbours and
+// values past the largest magnitude, both signs, at scales from FP32 subnormals to the top of
+// the range: the vector encoders' tie directions and saturation against golden.
+TEST_P(KernelPathTest, QuantizeGridTiesAndNeighboursMatchGolden) {
+  for (MxFormat f : kAllFormats) {
+    const FormatInfo& fi = format_info(f);
+    std::vector<float> grid;
+    if (fi.is_int) {
+      for (int k = 0; k <= 127; ++k) grid.push_back(float(k) / 64.0f);
+    } else {
+      for (int c = 0; c < (1 << (fi.bits - 1)); ++c) {
+        const float g = decode_element(f, uint8_t(c));
+        if (std::isfinite(g)) grid.push_back(g);
+      }
+    }
+    std::vector<float> cand;
+    for (size_t i = 0; i < grid.size(); ++i) {
+      cand.push_back(grid[i]);
+      if (i + 1 < grid.size()) {
+        const float mid = (grid[i] + grid[i + 1]) * 0.5f;
+        cand.push_back(mid);
+        cand.push_back(std::nextafter(mid, 0.0f));
+        cand.push_back(std::nextafter(mid, 1e30f));
+      }
+    }
+    cand.push_back(fi.max_normal * 1.0625f);
+    cand.push_back(
+        std::nextafter(2.0f * std::ldexp(1.0f, fi.emax), 0.0f));  // just below 2^(emax+1)
+    for (int t : {-149, -140, -127, -126, -60, 0, 3, 60, 120}) {
+      std::vector<float> x;
+      for (size_t i = 0; i < cand.size(); i += 31) {
+        // Element 0 pins the scale: max_normal * 2^t (or the largest finite below).
+        const float anchor = std::ldexp(fi.max_normal, t);
+        x.push_back(std::isfinite(anchor) ? anchor : std::numeric_limits<float>::max());
+        for (size_t k = i; k < i + 31; ++k) {
+          const float c = k < cand.size() ? cand[k] : 0.0f;
+          const float v = std::ldexp(c, t);
+          x.push_back((k % 2 ? -1.0f : 1.0f) * (std::isfinite(v) ? v : 0.0f));
+        }
+      }
+      const size_t cols = x.size(), nb = cols / kBlockSize, rb = packed_bytes(f, cols);
+      std::vector<uint8_t> codes(rb), scales(nb), gs(nb), gc(cols), gp(rb);
+      quantize(f, x.data(), 1, cols, codes.data(), scales.data(), {}, cfg(1));
+      quantize_row(f, x.data(), cols, gs.data(), gc.data());
+      pack_codes(f, gc.data(), cols, gp.data());
+      for (size_t j = 0; j < nb; ++j)
+        ASSERT_EQ(scales[j], gs[j]) << format_name(f) << " t=" << t << " block " << j;
+      for (size_t i = 0; i < rb; ++i)
+        ASSERT_EQ(codes[i], gp[i]) << format_name(f) << " t=" << t << " byte " << i;
+    }
+  }
+}
+
 TEST_P(KernelPathTest, QuantizeNonDefaultOptionsMatchGolden) {
   std::mt19937 rng(kSeed + 1);
   const size_t rows = 2, cols = 128;
