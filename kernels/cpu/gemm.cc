@@ -238,6 +238,222 @@ void gemm_int(const MxMatrixView& A, const MxMatrixView& W, const std::vector<ui
   });
 }
 
+// MX x MX, BlockSumKind::Int16, M >= 2: the interleaved kernels (internal.h, IntMicroArgs). W is
+// packed per task (a panel of 32 columns) and per K chunk; A is decoded once per call. The int8
+// kernel applies when W's values fit s8, A + ra fits u8 (ra = largest |A|), the vpmaddubsw pair
+// sums cannot saturate and a run of at least one group keeps its int16 lane sums in range.
+void gemm_int_interleaved(const MxMatrixView& A, const MxMatrixView& W,
+                          const std::vector<uint8_t>& Ac, float* C, size_t ldc, int threads) {
+  const size_t M = A.rows, N = W.rows, K = W.cols, nb = K / kBlockSize;
+  const FormatTable& ta = table(A.format);
+  const FormatTable& tw = table(W.format);
+  const int qa = format_info(A.format).quantum_exp, qw = format_info(W.format).quantum_exp;
+  int amin = 0, amax = 0, wmin = 0, wmax = 0;
+  for (int c = 0; c < (1 << format_bits(A.format)); ++c) {
+    amin = std::min<int>(amin, ta.q16[c]);
+    amax = std::max<int>(amax, ta.q16[c]);
+  }
+  for (int c = 0; c < (1 << format_bits(W.format)); ++c) {
+    wmin = std::min<int>(wmin, tw.q16[c]);
+    wmax = std::max<int>(wmax, tw.q16[c]);
+  }
+  const int ra = std::max(-amin, amax), rw = std::max(-wmin, wmax);
+  int G = 0;  // groups (of 4 k) per int16 run: lane sums over 2G k bounded by 2G * ra * rw
+  for (int g = 8; g >= 1 && G == 0; g /= 2)
+    if (2 * g * ra * rw <= 32767) G = g;
+  const bool int8 =
+      wmin >= -128 && wmax <= 127 && amax + ra <= 255 && 2 * (amax + ra) * rw <= 32767 && G > 0;
+  const size_t esize = int8 ? 1 : 2;
+
+  // A: u8 (value + ra) or int16 values; scale exponents, also as ea << 23; per 4-row group the
+  // min / max exponent of each block (rows past M repeat the last row).
+  std::vector<uint8_t> Au(int8 ? M * K : 0);
+  std::vector<int16_t> A16(int8 ? 0 : M * K);
+  for (size_t i = 0; i < M * K; ++i) {
+    const int v = ta.q16[Ac[i]];
+    if (int8)
+      Au[i] = uint8_t(v + ra);
+    else
+      A16[i] = int16_t(v);
+  }
+  std::vector<int32_t> aexp(M * nb), aexp23(M * nb);
+  for (size_t i = 0; i < M * nb; ++i) {
+    const uint8_t sa = A.scales[i];
+    aexp[i] = sa == kScaleNaN ? detail::kNaNExp : int(sa) - kScaleBias + qa;
+    aexp23[i] = sa == kScaleNaN ? 0 : int32_t(uint32_t(aexp[i]) << 23);
+  }
+  const size_t ngr = (M + 3) / 4;
+  std::vector<int32_t> ga_min(ngr * nb), ga_max(ngr * nb);
+  for (size_t g = 0; g < ngr; ++g)
+    for (size_t j = 0; j < nb; ++j) {
+      int lo = 1 << 30, hi = -(1 << 30);
+      for (size_t r = 0; r < 4; ++r) {
+        const int e = aexp[std::min(4 * g + r, M - 1) * nb + j];
+        lo = std::min(lo, e);
+        hi = std::max(hi, e);
+      }
+      ga_min[g * nb + j] = lo;
+      ga_max[g * nb + j] = hi;
+    }
+
+  constexpr size_t kPanel = 32, kChunk = 16;  // columns per task; blocks per K chunk
+  const size_t gpb = int8 ? 8 : 16;           // dword groups per block
+  const size_t panels = (N + kPanel - 1) / kPanel;
+  detail::parallel_for(panels, threads, [&](size_t task) {
+    const size_t n0 = task * kPanel;
+    thread_local std::vector<int32_t> wdec, wp, wexp23;
+    thread_local std::vector<int16_t> corr;
+    thread_local std::vector<int32_t> gw_min, gw_max;
+    thread_local std::vector<float> accp;
+    thread_local std::vector<uint8_t> wc;
+    const size_t dw_chunk = kChunk * gpb;  // dwords per column per chunk
+    wdec.resize(8 * dw_chunk);
+    wp.resize(4 * 8 * dw_chunk);
+    wexp23.resize(4 * kChunk * 8);
+    corr.resize(4 * kChunk * 8 * 16);
+    gw_min.resize(2 * kChunk);
+    gw_max.resize(2 * kChunk);
+    wc.resize(kChunk * kBlockSize);
+    accp.assign(ngr * 4 * kPanel, -0.0f);
+    int32_t eb[kPanel];
+    for (size_t j0 = 0; j0 < nb; j0 += kChunk) {
+      const size_t nbc = std::min(kChunk, nb - j0);
+      for (size_t jj = 0; jj < nbc; ++jj) {
+        for (size_t c = 0; c < kPanel; ++c) {
+          const size_t n = n0 + c;
+          const uint8_t sb = n < N ? W.scales[n * nb + j0 + jj] : uint8_t(kScaleBias - qw);
+          eb[c] = sb == kScaleNaN ? detail::kNaNExp : int(sb) - kScaleBias + qw;
+          wexp23[(c / 8) * kChunk * 8 + jj * 8 + c % 8] =
+              sb == kScaleNaN ? 0 : int32_t(uint32_t(eb[c] + 127) << 23);
+        }
+        for (size_t p = 0; p < 2; ++p) {
+          gw_min[p * kChunk + jj] = *std::min_element(eb + 16 * p, eb + 16 * p + 16);
+          gw_max[p * kChunk + jj] = *std::max_element(eb + 16 * p, eb + 16 * p + 16);
+        }
+      }
+      for (size_t q = 0; q < 4 && n0 + 8 * q < N; ++q) {
+        // 8 columns decoded (s8 / int16 in k order, dword rows), then interleaved.
+        for (size_t c = 0; c < 8; ++c) {
+          const size_t n = n0 + 8 * q + c;
+          int32_t* dst = &wdec[c * dw_chunk];
+          if (n >= N) {
+            std::fill(dst, dst + nbc * gpb, 0);
+            continue;
+          }
+          const uint8_t* row = row_codes(W, n);
+          if (format_bits(W.format) == 4) {
+            int8_t lut16[16];
+            for (int i = 0; i < 16; ++i) lut16[i] = int8_t(tw.q16[i]);
+            detail::decode_fp4_blocks_avx2(row + j0 * kBlockSize / 2, nbc, lut16, !int8, dst,
+                                           kBlockSize);
+          } else if (format_info(W.format).is_int && int8) {
+            std::memcpy(dst, row + j0 * kBlockSize, nbc * kBlockSize);
+          } else if (format_info(W.format).is_int) {
+            detail::widen_i8_blocks_avx2(reinterpret_cast<const int8_t*>(row + j0 * kBlockSize),
+                                         nbc, reinterpret_cast<int16_t*>(dst), kBlockSize);
+          } else {
+            detail::unpack_range(W.format, row, j0 * kBlockSize, nbc * kBlockSize, wc.data());
+            for (size_t i = 0; i < nbc * kBlockSize; ++i) {
+              if (int8)
+                reinterpret_cast<int8_t*>(dst)[i] = int8_t(tw.q16[wc[i]]);
+              else
+                reinterpret_cast<int16_t*>(dst)[i] = tw.q16[wc[i]];
+            }
+          }
+        }
+        int32_t* wq = &wp[q * 8 * dw_chunk];
+        detail::transpose_dwords8_avx2(wdec.data(), dw_chunk, nbc * gpb, wq);
+        if (int8)
+          detail::int8_corrections_avx2(reinterpret_cast<const int8_t*>(wq), nbc * 8, G, ra,
+                                        &corr[q * kChunk * 8 * 16]);
+      }
+      for (size_t p = 0; p < 2 && n0 + 16 * p < N; ++p) {
+        for (size_t g = 0; g < ngr; ++g) {
+          detail::IntMicroArgs args{};
+          args.nbc = nbc;
+          for (int r = 0; r < 4; ++r) {
+            const size_t m = std::min(4 * g + r, M - 1);
+            args.a[r] = int8 ? static_cast<const void*>(&Au[m * K + j0 * kBlockSize])
+                             : static_cast<const void*>(&A16[m * K + j0 * kBlockSize]);
+            args.aexp23[r] = &aexp23[m * nb + j0];
+          }
+          args.ga_min = &ga_min[g * nb + j0];
+          args.ga_max = &ga_max[g * nb + j0];
+          for (int t = 0; t < 2; ++t) {
+            const size_t q = 2 * p + t;
+            args.w[t] = &wp[q * 8 * dw_chunk];
+            args.corr[t] = &corr[q * kChunk * 8 * 16];
+            args.wexp23[t] = &wexp23[q * kChunk * 8];
+          }
+          args.gw_min = &gw_min[p * kChunk];
+          args.gw_max = &gw_max[p * kChunk];
+          args.acc = &accp[4 * g * kPanel + 16 * p];
+          args.acc_stride = kPanel;
+          const std::function<void(int, int, size_t, const int32_t*, float*)> slow =
+              [&](int r, int t, size_t jj, const int32_t* sv, float* acc8) {
+                const size_t m = std::min(4 * g + r, M - 1), j = j0 + jj;
+                const double fa = detail::scale_factor_d(A.scales[m * nb + j], qa);
+                for (int l = 0; l < 8; ++l) {
+                  const size_t n = n0 + 16 * p + 8 * t + l;
+                  if (n >= N) continue;
+                  acc8[l] +=
+                      float(double(sv[l]) * fa * detail::scale_factor_d(W.scales[n * nb + j], qw));
+                }
+              };
+          args.slow = &slow;
+          if (int8)
+            detail::int8_micro_avx2(args, G);
+          else
+            detail::int16_micro_avx2(args);
+        }
+      }
+    }
+    // Results. Only zero block sums can differ from the contract (they give +0 where r_j may be
+    // -0), and that shows only when every r_j is zero: a zero result with a block whose integer
+    // sum is nonzero and whose scale exponent keeps s * 2^(ea+eb) >= 2^-149 (so r_j != 0) is
+    // right; other zero results are recomputed exactly.
+    const size_t ncols = std::min(kPanel, N - n0);
+    std::vector<std::pair<size_t, size_t>> zeros;  // (m, c)
+    for (size_t m = 0; m < M; ++m) {
+      const float* src = &accp[m * kPanel];
+      float* dst = C + m * ldc + n0;
+      for (size_t c = 0; c < ncols; ++c) {
+        dst[c] = src[c];
+        if (src[c] == 0.0f) zeros.emplace_back(m, c);
+      }
+    }
+    if (!zeros.empty()) {
+      std::sort(zeros.begin(), zeros.end(),
+                [](const auto& x, const auto& y) { return x.second < y.second; });
+      std::vector<uint8_t> wrow(K);
+      size_t cur = SIZE_MAX;
+      for (const auto& [m, c] : zeros) {
+        const size_t n = n0 + c;
+        if (n != cur) {
+          detail::unpack_range(W.format, row_codes(W, n), 0, K, wrow.data());
+          cur = n;
+        }
+        bool nonzero = false;
+        for (size_t j = 0; j < nb && !nonzero; ++j) {
+          const uint8_t sb = W.scales[n * nb + j];
+          if (sb == kScaleNaN || aexp[m * nb + j] == detail::kNaNExp) continue;
+          if (aexp[m * nb + j] + int(sb) - kScaleBias + qw < -149) continue;
+          int32_t sum = 0;
+          for (size_t i = j * kBlockSize; i < (j + 1) * kBlockSize; ++i)
+            sum += int32_t(ta.q16[Ac[m * K + i]]) * tw.q16[wrow[i]];
+          nonzero = sum != 0;
+        }
+        if (nonzero) continue;
+        float v = -0.0f;
+        for (size_t j = 0; j < nb; ++j)
+          v += detail::exact_block(A.format, A.scales[m * nb + j], &Ac[m * K + j * kBlockSize],
+                                   W.format, W.scales[n * nb + j], &wrow[j * kBlockSize]);
+        C[m * ldc + n] = v;
+      }
+    }
+  });
+}
+
 // Wide pairs (E5M2 x E5M2, E5M2 x E4M3), SIMD paths: operands decoded once to signed 64-bit
 // integers in quanta, block sums in 128 bits (one 64x64->128 multiply per element), one rounding
 // by golden's round_to_fp32. Blocks with a NaN scale, a NaN/Inf code or a zero sum (whose sign
@@ -339,7 +555,10 @@ void gemm(const MxMatrixView& A, const MxMatrixView& W, float* C, size_t ldc,
   }
 
   if (kind == BlockSumKind::Int16) {
-    gemm_int(A, W, Ac, C, ldc, cfg.threads);
+    if (M >= 2)
+      gemm_int_interleaved(A, W, Ac, C, ldc, cfg.threads);
+    else
+      gemm_int(A, W, Ac, C, ldc, cfg.threads);
     return;
   }
 

@@ -77,6 +77,41 @@ struct IntTileArgs {
 };
 void int8_tile_avx2(const IntTileArgs& t);
 void int16_tile_avx2(const IntTileArgs& t);
+// Interleaved integer GEMM (MX x MX, BlockSumKind::Int16, M >= 2). W is packed per call, per K
+// chunk, into tiles of 8 columns: int8 kernel [group of 4 k][8 columns][4 s8] (one 256-bit vector
+// = 8 columns x 4 k), int16 kernel [pair of k][8 columns][2 int16]. A rows are broadcast 4 bytes
+// (u8 = value + ra) or 2 int16 at a time; the micro-kernel covers 4 A rows x 2 tiles (16 columns).
+// int8: vpmaddubsw products summed in int16 over runs of G groups (the run's lane sums are true
+// products sums bounded by 2G * ra * rw <= 32767; the lanes start at -ra * sum(w) of the run, so
+// the A offset cancels and intermediate wrap-around is harmless), vpmaddwd with ones per run, int32
+// over the block. int16: vpmaddwd + vpaddd. Block step: when every ea + eb of the micro-tile lies
+// in
+// [-126, 103], r_j = s * 2^(ea+eb) is exact and acc = fma(float(s), 2^(ea+eb), acc) equals
+// acc + r_j; otherwise slow(r, t, j, s[8], acc[8]) does the exact FP64 step. Zero sums give +0 (the
+// sign of a zero r_j shows only in a zero result, which the driver recomputes exactly).
+struct IntMicroArgs {
+  size_t nbc;                // blocks of the chunk
+  const void* a[4];          // A rows at the chunk start (u8 + ra, or int16)
+  const int32_t* aexp23[4];  // per block: ea << 23 (chunk start)
+  const int32_t* ga_min;     // per block: min / max ea of the 4 rows (kNaNExp for NaN)
+  const int32_t* ga_max;
+  const void* w[2];          // packed W tiles at the chunk start
+  const int16_t* corr[2];    // int8: per block, per run, 16 int16 lane starts
+  const int32_t* wexp23[2];  // per block: 8 x (eb + 127) << 23
+  const int32_t* gw_min;     // per block: min / max eb of the 16 columns
+  const int32_t* gw_max;
+  float* acc;  // acc[r * acc_stride + t * 8 + l]: FP32 running sums
+  size_t acc_stride;
+  const std::function<void(int r, int t, size_t j, const int32_t* s, float* acc8)>* slow;
+};
+void int8_micro_avx2(const IntMicroArgs& t, int G);
+void int16_micro_avx2(const IntMicroArgs& t);
+// 8 rows of ndw dwords (row r at in + r * in_stride, ndw a multiple of 8) -> out[d * 8 + r].
+void transpose_dwords8_avx2(const int32_t* in, size_t in_stride, size_t ndw, int32_t* out);
+// int8 packed tile (ngroups groups of 32 bytes): per run of G groups, the 16 int16 lane starts
+// -ra * (w[4g] + w[4g+1]) / -ra * (w[4g+2] + w[4g+3]) summed over the run.
+void int8_corrections_avx2(const int8_t* wp, size_t ngroups, int G, int ra, int16_t* corr);
+
 // MX x MX GEMV (M = 1), FP4 weights in the int8 scheme, 8 weight rows straight from the packed
 // codes. a: A as s8 permuted per block pair (64 bytes: even elements of blocks j, j+1, then odd
 // ones), zero-padded to an even block count; acorr/aexp/afac_d per block as in IntTileArgs;

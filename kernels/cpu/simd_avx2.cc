@@ -570,6 +570,173 @@ void int_tile_impl(const IntTileArgs& t) {
 void int8_tile_avx2(const IntTileArgs& t) { int_tile_impl<true>(t); }
 void int16_tile_avx2(const IntTileArgs& t) { int_tile_impl<false>(t); }
 
+// ---- Interleaved integer GEMM micro-kernels ---------------------------------------------------
+namespace {
+// Block epilogue for the micro-tile: s[r][t] exact int32 block sums.
+// (The fields are copied to locals first: stores to acc must not make the compiler reload them.)
+struct MicroLocal {
+  const int32_t *aexp23[4], *ga_min, *ga_max, *wexp23[2], *gw_min, *gw_max;
+  float* acc;
+  size_t acc_stride;
+  explicit MicroLocal(const IntMicroArgs& t)
+      : aexp23{t.aexp23[0], t.aexp23[1], t.aexp23[2], t.aexp23[3]},
+        ga_min(t.ga_min),
+        ga_max(t.ga_max),
+        wexp23{t.wexp23[0], t.wexp23[1]},
+        gw_min(t.gw_min),
+        gw_max(t.gw_max),
+        acc(t.acc),
+        acc_stride(t.acc_stride) {}
+};
+inline void micro_epilogue(const IntMicroArgs& t, const MicroLocal& l, size_t j,
+                           const __m256i (&s)[4][2]) {
+  if (l.ga_min[j] + l.gw_min[j] >= -126 && l.ga_max[j] + l.gw_max[j] <= 103) {
+    const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(l.wexp23[0] + j * 8));
+    const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(l.wexp23[1] + j * 8));
+    for (int r = 0; r < 4; ++r) {
+      const __m256i ea = _mm256_set1_epi32(l.aexp23[r][j]);
+      float* a = l.acc + r * l.acc_stride;
+      _mm256_storeu_ps(
+          a, _mm256_fmadd_ps(_mm256_cvtepi32_ps(s[r][0]),
+                             _mm256_castsi256_ps(_mm256_add_epi32(ea, w0)), _mm256_loadu_ps(a)));
+      _mm256_storeu_ps(a + 8, _mm256_fmadd_ps(_mm256_cvtepi32_ps(s[r][1]),
+                                              _mm256_castsi256_ps(_mm256_add_epi32(ea, w1)),
+                                              _mm256_loadu_ps(a + 8)));
+    }
+  } else {
+    alignas(32) int32_t sv[8];
+    for (int r = 0; r < 4; ++r)
+      for (int c = 0; c < 2; ++c) {
+        _mm256_store_si256(reinterpret_cast<__m256i*>(sv), s[r][c]);
+        (*t.slow)(r, c, j, sv, l.acc + r * l.acc_stride + c * 8);
+      }
+  }
+}
+
+template <int G>
+void int8_micro_impl(const IntMicroArgs& t) {
+  constexpr int kRuns = 8 / G;
+  const __m256i ones = _mm256_set1_epi16(1);
+  const uint8_t* a[4];
+  for (int r = 0; r < 4; ++r) a[r] = static_cast<const uint8_t*>(t.a[r]);
+  const int8_t* w0 = static_cast<const int8_t*>(t.w[0]);
+  const int8_t* w1 = static_cast<const int8_t*>(t.w[1]);
+  const int16_t* corr0 = t.corr[0];
+  const int16_t* corr1 = t.corr[1];
+  const MicroLocal l(t);
+  for (size_t j = 0; j < t.nbc; ++j) {
+    __m256i s[4][2];
+    for (int run = 0; run < kRuns; ++run) {
+      const size_t ci = (j * kRuns + run) * 16;
+      const __m256i c0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(corr0 + ci));
+      const __m256i c1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(corr1 + ci));
+      __m256i h[4][2];
+      for (int r = 0; r < 4; ++r) {
+        h[r][0] = c0;
+        h[r][1] = c1;
+      }
+#pragma GCC unroll 1
+      for (int g = 0; g < G; ++g) {
+        const size_t kg = j * 8 + run * G + g;
+        const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w0 + kg * 32));
+        const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w1 + kg * 32));
+        for (int r = 0; r < 4; ++r) {
+          int32_t q;
+          std::memcpy(&q, a[r] + kg * 4, 4);
+          const __m256i ab = _mm256_set1_epi32(q);
+          h[r][0] = _mm256_add_epi16(h[r][0], _mm256_maddubs_epi16(ab, x0));
+          h[r][1] = _mm256_add_epi16(h[r][1], _mm256_maddubs_epi16(ab, x1));
+        }
+      }
+      for (int r = 0; r < 4; ++r)
+        for (int c = 0; c < 2; ++c) {
+          const __m256i m = _mm256_madd_epi16(h[r][c], ones);
+          s[r][c] = run == 0 ? m : _mm256_add_epi32(s[r][c], m);
+        }
+    }
+    micro_epilogue(t, l, j, s);
+  }
+}
+}  // namespace
+
+void int8_micro_avx2(const IntMicroArgs& t, int G) {
+  switch (G) {
+    case 8:
+      return int8_micro_impl<8>(t);
+    case 4:
+      return int8_micro_impl<4>(t);
+    case 2:
+      return int8_micro_impl<2>(t);
+    default:
+      return int8_micro_impl<1>(t);
+  }
+}
+
+void int16_micro_avx2(const IntMicroArgs& t) {
+  const int16_t* a[4];
+  for (int r = 0; r < 4; ++r) a[r] = static_cast<const int16_t*>(t.a[r]);
+  const int16_t* w0 = static_cast<const int16_t*>(t.w[0]);
+  const int16_t* w1 = static_cast<const int16_t*>(t.w[1]);
+  const MicroLocal l(t);
+  for (size_t j = 0; j < t.nbc; ++j) {
+    __m256i s[4][2];
+    for (int r = 0; r < 4; ++r) s[r][0] = s[r][1] = _mm256_setzero_si256();
+#pragma GCC unroll 1
+    for (int p = 0; p < 16; ++p) {
+      const size_t kp = j * 16 + p;
+      const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w0 + kp * 16));
+      const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w1 + kp * 16));
+      for (int r = 0; r < 4; ++r) {
+        int32_t q;
+        std::memcpy(&q, a[r] + kp * 2, 4);
+        const __m256i ab = _mm256_set1_epi32(q);
+        s[r][0] = _mm256_add_epi32(s[r][0], _mm256_madd_epi16(ab, x0));
+        s[r][1] = _mm256_add_epi32(s[r][1], _mm256_madd_epi16(ab, x1));
+      }
+    }
+    micro_epilogue(t, l, j, s);
+  }
+}
+
+void transpose_dwords8_avx2(const int32_t* in, size_t in_stride, size_t ndw, int32_t* out) {
+  for (size_t d = 0; d < ndw; d += 8) {
+    __m256i r[8];
+    for (int i = 0; i < 8; ++i)
+      r[i] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(in + i * in_stride + d));
+    const __m256i t0 = _mm256_unpacklo_epi32(r[0], r[1]), t1 = _mm256_unpackhi_epi32(r[0], r[1]);
+    const __m256i t2 = _mm256_unpacklo_epi32(r[2], r[3]), t3 = _mm256_unpackhi_epi32(r[2], r[3]);
+    const __m256i t4 = _mm256_unpacklo_epi32(r[4], r[5]), t5 = _mm256_unpackhi_epi32(r[4], r[5]);
+    const __m256i t6 = _mm256_unpacklo_epi32(r[6], r[7]), t7 = _mm256_unpackhi_epi32(r[6], r[7]);
+    const __m256i u0 = _mm256_unpacklo_epi64(t0, t2), u1 = _mm256_unpackhi_epi64(t0, t2);
+    const __m256i u2 = _mm256_unpacklo_epi64(t1, t3), u3 = _mm256_unpackhi_epi64(t1, t3);
+    const __m256i u4 = _mm256_unpacklo_epi64(t4, t6), u5 = _mm256_unpackhi_epi64(t4, t6);
+    const __m256i u6 = _mm256_unpacklo_epi64(t5, t7), u7 = _mm256_unpackhi_epi64(t5, t7);
+    __m256i* o = reinterpret_cast<__m256i*>(out + d * 8);
+    _mm256_storeu_si256(o + 0, _mm256_permute2x128_si256(u0, u4, 0x20));
+    _mm256_storeu_si256(o + 1, _mm256_permute2x128_si256(u1, u5, 0x20));
+    _mm256_storeu_si256(o + 2, _mm256_permute2x128_si256(u2, u6, 0x20));
+    _mm256_storeu_si256(o + 3, _mm256_permute2x128_si256(u3, u7, 0x20));
+    _mm256_storeu_si256(o + 4, _mm256_permute2x128_si256(u0, u4, 0x31));
+    _mm256_storeu_si256(o + 5, _mm256_permute2x128_si256(u1, u5, 0x31));
+    _mm256_storeu_si256(o + 6, _mm256_permute2x128_si256(u2, u6, 0x31));
+    _mm256_storeu_si256(o + 7, _mm256_permute2x128_si256(u3, u7, 0x31));
+  }
+}
+
+void int8_corrections_avx2(const int8_t* wp, size_t ngroups, int G, int ra, int16_t* corr) {
+  const __m256i ones8 = _mm256_set1_epi8(1), mra = _mm256_set1_epi16(int16_t(-ra));
+  for (size_t g0 = 0; g0 < ngroups; g0 += G) {
+    __m256i sum = _mm256_setzero_si256();
+    for (int g = 0; g < G; ++g)
+      sum = _mm256_add_epi16(
+          sum,
+          _mm256_maddubs_epi16(
+              ones8, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp + (g0 + g) * 32))));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(corr + (g0 / G) * 16),
+                        _mm256_mullo_epi16(sum, mra));
+  }
+}
+
 void decode_fp4_blocks_avx2(const uint8_t* packed, size_t nblocks, const int8_t* lut16, bool to_i16,
                             void* out, size_t out_stride) {
   const __m128i lut = _mm_loadu_si128(reinterpret_cast<const __m128i*>(lut16));
