@@ -1,5 +1,7 @@
 // GEMM / GEMV drivers: operand decoding, tiling over weight rows, threads, path dispatch. The
 // scalar path computes every block with the exact 128-bit block step.
+#include <xmmintrin.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -296,7 +298,7 @@ void gemm_int_interleaved(const MxMatrixView& A, const MxMatrixView& W,
       ga_max[g * nb + j] = hi;
     }
 
-  constexpr size_t kPanel = 32, kChunk = 16;  // columns per task; blocks per K chunk
+  constexpr size_t kPanel = 32, kChunk = 32;  // columns per task; blocks per K chunk
   const size_t gpb = int8 ? 8 : 16;           // dword groups per block
   const size_t panels = (N + kPanel - 1) / kPanel;
   detail::parallel_for(panels, threads, [&](size_t task) {
@@ -314,8 +316,10 @@ void gemm_int_interleaved(const MxMatrixView& A, const MxMatrixView& W,
     gw_min.resize(2 * kChunk);
     gw_max.resize(2 * kChunk);
     wc.resize(kChunk * kBlockSize);
-    accp.assign(ngr * 4 * kPanel, -0.0f);
+    accp.resize(ngr * 4 * kPanel);  // set to -0 by the first chunk's micro-kernel calls
     int32_t eb[kPanel];
+    const size_t ncols = std::min(kPanel, N - n0);
+    std::vector<std::pair<size_t, size_t>> zeros;  // (m, c) of zero results
     for (size_t j0 = 0; j0 < nb; j0 += kChunk) {
       const size_t nbc = std::min(kChunk, nb - j0);
       for (size_t jj = 0; jj < nbc; ++jj) {
@@ -367,8 +371,8 @@ void gemm_int_interleaved(const MxMatrixView& A, const MxMatrixView& W,
           detail::int8_corrections_avx2(reinterpret_cast<const int8_t*>(wq), nbc * 8, G, ra,
                                         &corr[q * kChunk * 8 * 16]);
       }
-      for (size_t p = 0; p < 2 && n0 + 16 * p < N; ++p) {
-        for (size_t g = 0; g < ngr; ++g) {
+      for (size_t g = 0; g < ngr; ++g) {
+        for (size_t p = 0; p < 2 && n0 + 16 * p < N; ++p) {
           detail::IntMicroArgs args{};
           args.nbc = nbc;
           for (int r = 0; r < 4; ++r) {
@@ -389,6 +393,7 @@ void gemm_int_interleaved(const MxMatrixView& A, const MxMatrixView& W,
           args.gw_max = &gw_max[p * kChunk];
           args.acc = &accp[4 * g * kPanel + 16 * p];
           args.acc_stride = kPanel;
+          args.init = j0 == 0;
           const std::function<void(int, int, size_t, const int32_t*, float*)> slow =
               [&](int r, int t, size_t jj, const int32_t* sv, float* acc8) {
                 const size_t m = std::min(4 * g + r, M - 1), j = j0 + jj;
@@ -406,22 +411,36 @@ void gemm_int_interleaved(const MxMatrixView& A, const MxMatrixView& W,
           else
             detail::int16_micro_avx2(args);
         }
+        if (j0 + nbc == nb) {  // last chunk: the group's rows are final, written while hot
+          for (size_t m = 4 * g; m < std::min(M, 4 * g + 4); ++m) {
+            const float* src = &accp[m * kPanel];
+            float* dst = C + m * ldc + n0;
+            bool any_zero = false;
+            if (ncols == kPanel && (reinterpret_cast<uintptr_t>(dst) & 15) == 0) {
+              // Full rows of the panel: streamed (C is not read here; no read-for-ownership).
+              for (size_t c = 0; c < kPanel; c += 4) {
+                const __m128 v = _mm_loadu_ps(src + c);
+                _mm_stream_ps(dst + c, v);
+                any_zero |= _mm_movemask_ps(_mm_cmpeq_ps(v, _mm_setzero_ps())) != 0;
+              }
+            } else {
+              for (size_t c = 0; c < ncols; ++c) {
+                dst[c] = src[c];
+                any_zero |= src[c] == 0.0f;
+              }
+            }
+            if (any_zero)
+              for (size_t c = 0; c < ncols; ++c)
+                if (src[c] == 0.0f) zeros.emplace_back(m, c);
+          }
+        }
       }
     }
-    // Results. Only zero block sums can differ from the contract (they give +0 where r_j may be
-    // -0), and that shows only when every r_j is zero: a zero result with a block whose integer
-    // sum is nonzero and whose scale exponent keeps s * 2^(ea+eb) >= 2^-149 (so r_j != 0) is
-    // right; other zero results are recomputed exactly.
-    const size_t ncols = std::min(kPanel, N - n0);
-    std::vector<std::pair<size_t, size_t>> zeros;  // (m, c)
-    for (size_t m = 0; m < M; ++m) {
-      const float* src = &accp[m * kPanel];
-      float* dst = C + m * ldc + n0;
-      for (size_t c = 0; c < ncols; ++c) {
-        dst[c] = src[c];
-        if (src[c] == 0.0f) zeros.emplace_back(m, c);
-      }
-    }
+    _mm_sfence();
+    // Only zero block sums can differ from the contract (they give +0 where r_j may be -0), and
+    // that shows only when every r_j is zero: a zero result with a block whose integer sum is
+    // nonzero and whose scale exponent keeps s * 2^(ea+eb) >= 2^-149 (so r_j != 0) is right;
+    // other zero results are recomputed exactly.
     if (!zeros.empty()) {
       std::sort(zeros.begin(), zeros.end(),
                 [](const auto& x, const auto& y) { return x.second < y.second; });

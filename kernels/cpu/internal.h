@@ -102,6 +102,7 @@ struct IntMicroArgs {
   const int32_t* gw_max;
   float* acc;  // acc[r * acc_stride + t * 8 + l]: FP32 running sums
   size_t acc_stride;
+  bool init;  // the chunk starts the sums: acc is taken as -0 before block 0 (not read)
   const std::function<void(int r, int t, size_t j, const int32_t* s, float* acc8)>* slow;
 };
 void int8_micro_avx2(const IntMicroArgs& t, int G);

@@ -578,6 +578,7 @@ struct MicroLocal {
   const int32_t *aexp23[4], *ga_min, *ga_max, *wexp23[2], *gw_min, *gw_max;
   float* acc;
   size_t acc_stride;
+  bool init;
   explicit MicroLocal(const IntMicroArgs& t)
       : aexp23{t.aexp23[0], t.aexp23[1], t.aexp23[2], t.aexp23[3]},
         ga_min(t.ga_min),
@@ -586,10 +587,16 @@ struct MicroLocal {
         gw_min(t.gw_min),
         gw_max(t.gw_max),
         acc(t.acc),
-        acc_stride(t.acc_stride) {}
+        acc_stride(t.acc_stride),
+        init(t.init) {}
 };
 inline void micro_epilogue(const IntMicroArgs& t, const MicroLocal& l, size_t j,
                            const __m256i (&s)[4][2]) {
+  if (l.init && j == 0)
+    for (int r = 0; r < 4; ++r) {
+      _mm256_storeu_ps(l.acc + r * l.acc_stride, _mm256_set1_ps(-0.0f));
+      _mm256_storeu_ps(l.acc + r * l.acc_stride + 8, _mm256_set1_ps(-0.0f));
+    }
   if (l.ga_min[j] + l.gw_min[j] >= -126 && l.ga_max[j] + l.gw_max[j] <= 103) {
     const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(l.wexp23[0] + j * 8));
     const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(l.wexp23[1] + j * 8));
@@ -613,6 +620,102 @@ inline void micro_epilogue(const IntMicroArgs& t, const MicroLocal& l, size_t j,
   }
 }
 
+// One group of the 4 x 16 micro-tile: h[2r + c] += maddubs(broadcast(a_r[0..3]), w_c) (int8,
+// vpaddw) or madd(broadcast(a_r[0..1]), w_c) (int16, vpaddd). Written as one asm statement so
+// the accumulators stay in fixed registers (the compiler's allocation added a register copy per
+// accumulator per group).
+template <bool kInt8>
+inline void micro_group_asm(__m256i (&h)[8], const void* w0, const void* w1, const void* a0,
+                            const void* a1, const void* a2, const void* a3) {
+  __m256i x0, x1, ab, tm;
+  if constexpr (kInt8) {
+    __asm__(
+        "vmovdqu (%[w0]), %[x0]\n\t"
+        "vmovdqu (%[w1]), %[x1]\n\t"
+        "vpbroadcastd (%[a0]), %[ab]\n\t"
+        "vpmaddubsw %[x0], %[ab], %[tm]\n\t"
+        "vpaddw %[tm], %[h0], %[h0]\n\t"
+        "vpmaddubsw %[x1], %[ab], %[tm]\n\t"
+        "vpaddw %[tm], %[h1], %[h1]\n\t"
+        "vpbroadcastd (%[a1]), %[ab]\n\t"
+        "vpmaddubsw %[x0], %[ab], %[tm]\n\t"
+        "vpaddw %[tm], %[h2], %[h2]\n\t"
+        "vpmaddubsw %[x1], %[ab], %[tm]\n\t"
+        "vpaddw %[tm], %[h3], %[h3]\n\t"
+        "vpbroadcastd (%[a2]), %[ab]\n\t"
+        "vpmaddubsw %[x0], %[ab], %[tm]\n\t"
+        "vpaddw %[tm], %[h4], %[h4]\n\t"
+        "vpmaddubsw %[x1], %[ab], %[tm]\n\t"
+        "vpaddw %[tm], %[h5], %[h5]\n\t"
+        "vpbroadcastd (%[a3]), %[ab]\n\t"
+        "vpmaddubsw %[x0], %[ab], %[tm]\n\t"
+        "vpaddw %[tm], %[h6], %[h6]\n\t"
+        "vpmaddubsw %[x1], %[ab], %[tm]\n\t"
+        "vpaddw %[tm], %[h7], %[h7]\n\t"
+        : [h0] "+x"(h[0]), [h1] "+x"(h[1]), [h2] "+x"(h[2]), [h3] "+x"(h[3]), [h4] "+x"(h[4]),
+          [h5] "+x"(h[5]), [h6] "+x"(h[6]), [h7] "+x"(h[7]), [x0] "=&x"(x0), [x1] "=&x"(x1),
+          [ab] "=&x"(ab), [tm] "=&x"(tm)
+        : [w0] "r"(w0), [w1] "r"(w1), [a0] "r"(a0), [a1] "r"(a1), [a2] "r"(a2), [a3] "r"(a3)
+        : "memory");
+  } else {
+    __asm__(
+        "vmovdqu (%[w0]), %[x0]\n\t"
+        "vmovdqu (%[w1]), %[x1]\n\t"
+        "vpbroadcastd (%[a0]), %[ab]\n\t"
+        "vpmaddwd %[x0], %[ab], %[tm]\n\t"
+        "vpaddd %[tm], %[h0], %[h0]\n\t"
+        "vpmaddwd %[x1], %[ab], %[tm]\n\t"
+        "vpaddd %[tm], %[h1], %[h1]\n\t"
+        "vpbroadcastd (%[a1]), %[ab]\n\t"
+        "vpmaddwd %[x0], %[ab], %[tm]\n\t"
+        "vpaddd %[tm], %[h2], %[h2]\n\t"
+        "vpmaddwd %[x1], %[ab], %[tm]\n\t"
+        "vpaddd %[tm], %[h3], %[h3]\n\t"
+        "vpbroadcastd (%[a2]), %[ab]\n\t"
+        "vpmaddwd %[x0], %[ab], %[tm]\n\t"
+        "vpaddd %[tm], %[h4], %[h4]\n\t"
+        "vpmaddwd %[x1], %[ab], %[tm]\n\t"
+        "vpaddd %[tm], %[h5], %[h5]\n\t"
+        "vpbroadcastd (%[a3]), %[ab]\n\t"
+        "vpmaddwd %[x0], %[ab], %[tm]\n\t"
+        "vpaddd %[tm], %[h6], %[h6]\n\t"
+        "vpmaddwd %[x1], %[ab], %[tm]\n\t"
+        "vpaddd %[tm], %[h7], %[h7]\n\t"
+        : [h0] "+x"(h[0]), [h1] "+x"(h[1]), [h2] "+x"(h[2]), [h3] "+x"(h[3]), [h4] "+x"(h[4]),
+          [h5] "+x"(h[5]), [h6] "+x"(h[6]), [h7] "+x"(h[7]), [x0] "=&x"(x0), [x1] "=&x"(x1),
+          [ab] "=&x"(ab), [tm] "=&x"(tm)
+        : [w0] "r"(w0), [w1] "r"(w1), [a0] "r"(a0), [a1] "r"(a1), [a2] "r"(a2), [a3] "r"(a3)
+        : "memory");
+  }
+}
+
+// The same group with intrinsics (compilers without GNU inline asm: -DDMX_KERNELS_NO_ASM).
+template <bool kInt8>
+inline void micro_group_ref(__m256i (&h)[8], const void* w0, const void* w1, const void* a0,
+                            const void* a1, const void* a2, const void* a3) {
+  const __m256i x[2] = {_mm256_loadu_si256(static_cast<const __m256i*>(w0)),
+                        _mm256_loadu_si256(static_cast<const __m256i*>(w1))};
+  const void* a[4] = {a0, a1, a2, a3};
+  for (int r = 0; r < 4; ++r) {
+    int32_t q;
+    std::memcpy(&q, a[r], 4);
+    const __m256i ab = _mm256_set1_epi32(q);
+    for (int c = 0; c < 2; ++c)
+      h[2 * r + c] = kInt8 ? _mm256_add_epi16(h[2 * r + c], _mm256_maddubs_epi16(ab, x[c]))
+                           : _mm256_add_epi32(h[2 * r + c], _mm256_madd_epi16(ab, x[c]));
+  }
+}
+
+template <bool kInt8>
+inline void micro_group(__m256i (&h)[8], const void* w0, const void* w1, const void* a0,
+                        const void* a1, const void* a2, const void* a3) {
+#ifdef DMX_KERNELS_NO_ASM
+  micro_group_ref<kInt8>(h, w0, w1, a0, a1, a2, a3);
+#else
+  micro_group_asm<kInt8>(h, w0, w1, a0, a1, a2, a3);
+#endif
+}
+
 template <int G>
 void int8_micro_impl(const IntMicroArgs& t) {
   constexpr int kRuns = 8 / G;
@@ -630,27 +733,19 @@ void int8_micro_impl(const IntMicroArgs& t) {
       const size_t ci = (j * kRuns + run) * 16;
       const __m256i c0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(corr0 + ci));
       const __m256i c1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(corr1 + ci));
-      __m256i h[4][2];
+      __m256i h[8];
       for (int r = 0; r < 4; ++r) {
-        h[r][0] = c0;
-        h[r][1] = c1;
+        h[2 * r] = c0;
+        h[2 * r + 1] = c1;
       }
-#pragma GCC unroll 1
       for (int g = 0; g < G; ++g) {
         const size_t kg = j * 8 + run * G + g;
-        const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w0 + kg * 32));
-        const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w1 + kg * 32));
-        for (int r = 0; r < 4; ++r) {
-          int32_t q;
-          std::memcpy(&q, a[r] + kg * 4, 4);
-          const __m256i ab = _mm256_set1_epi32(q);
-          h[r][0] = _mm256_add_epi16(h[r][0], _mm256_maddubs_epi16(ab, x0));
-          h[r][1] = _mm256_add_epi16(h[r][1], _mm256_maddubs_epi16(ab, x1));
-        }
+        micro_group<true>(h, w0 + kg * 32, w1 + kg * 32, a[0] + kg * 4, a[1] + kg * 4,
+                          a[2] + kg * 4, a[3] + kg * 4);
       }
       for (int r = 0; r < 4; ++r)
         for (int c = 0; c < 2; ++c) {
-          const __m256i m = _mm256_madd_epi16(h[r][c], ones);
+          const __m256i m = _mm256_madd_epi16(h[2 * r + c], ones);
           s[r][c] = run == 0 ? m : _mm256_add_epi32(s[r][c], m);
         }
     }
@@ -680,19 +775,16 @@ void int16_micro_avx2(const IntMicroArgs& t) {
   const MicroLocal l(t);
   for (size_t j = 0; j < t.nbc; ++j) {
     __m256i s[4][2];
-    for (int r = 0; r < 4; ++r) s[r][0] = s[r][1] = _mm256_setzero_si256();
-#pragma GCC unroll 1
+    __m256i h[8];
+    for (int i = 0; i < 8; ++i) h[i] = _mm256_setzero_si256();
     for (int p = 0; p < 16; ++p) {
       const size_t kp = j * 16 + p;
-      const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w0 + kp * 16));
-      const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w1 + kp * 16));
-      for (int r = 0; r < 4; ++r) {
-        int32_t q;
-        std::memcpy(&q, a[r] + kp * 2, 4);
-        const __m256i ab = _mm256_set1_epi32(q);
-        s[r][0] = _mm256_add_epi32(s[r][0], _mm256_madd_epi16(ab, x0));
-        s[r][1] = _mm256_add_epi32(s[r][1], _mm256_madd_epi16(ab, x1));
-      }
+      micro_group<false>(h, w0 + kp * 16, w1 + kp * 16, a[0] + kp * 2, a[1] + kp * 2, a[2] + kp * 2,
+                         a[3] + kp * 2);
+    }
+    for (int r = 0; r < 4; ++r) {
+      s[r][0] = h[2 * r];
+      s[r][1] = h[2 * r + 1];
     }
     micro_epilogue(t, l, j, s);
   }
