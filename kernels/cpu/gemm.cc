@@ -356,12 +356,16 @@ void gemm_int_interleaved(const MxMatrixView& A, const MxMatrixView& W,
             detail::widen_i8_blocks_avx2(reinterpret_cast<const int8_t*>(row + j0 * kBlockSize),
                                          nbc, reinterpret_cast<int16_t*>(dst), kBlockSize);
           } else {
-            detail::unpack_range(W.format, row, j0 * kBlockSize, nbc * kBlockSize, wc.data());
-            for (size_t i = 0; i < nbc * kBlockSize; ++i) {
-              if (int8)
-                reinterpret_cast<int8_t*>(dst)[i] = int8_t(tw.q16[wc[i]]);
-              else
-                reinterpret_cast<int16_t*>(dst)[i] = tw.q16[wc[i]];
+            uint8_t* codes = wc.data();  // (locals: no thread-local lookups in the loop)
+            const int16_t* q16 = tw.q16;
+            const size_t n_el = nbc * kBlockSize;
+            detail::unpack_range(W.format, row, j0 * kBlockSize, n_el, codes);
+            if (int8) {
+              int8_t* d8 = reinterpret_cast<int8_t*>(dst);
+              for (size_t i = 0; i < n_el; ++i) d8[i] = int8_t(q16[codes[i]]);
+            } else {
+              int16_t* d16 = reinterpret_cast<int16_t*>(dst);
+              for (size_t i = 0; i < n_el; ++i) d16[i] = q16[codes[i]];
             }
           }
         }

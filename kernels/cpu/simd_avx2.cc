@@ -777,6 +777,7 @@ void int16_micro_avx2(const IntMicroArgs& t) {
     __m256i s[4][2];
     __m256i h[8];
     for (int i = 0; i < 8; ++i) h[i] = _mm256_setzero_si256();
+#pragma GCC unroll 16
     for (int p = 0; p < 16; ++p) {
       const size_t kp = j * 16 + p;
       micro_group<false>(h, w0 + kp * 16, w1 + kp * 16, a[0] + kp * 2, a[1] + kp * 2, a[2] + kp * 2,
