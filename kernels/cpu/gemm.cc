@@ -114,17 +114,13 @@ void gemm_int(const MxMatrixView& A, const MxMatrixView& W, const std::vector<ui
     for (size_t j = 0; j < nb; ++j)
       for (int i = 0; i < kBlockSize; ++i)
         ap[(j / 2) * 64 + (i % 2) * 32 + (j % 2) * 16 + i / 2] = A8[j * kBlockSize + i];
-    detail::parallel_for(tiles, threads, [&](size_t t) {
-      const size_t n0 = t * kTileRows;
+    constexpr size_t kTilesPerTask = 4;  // 32 rows a task: less per-task overhead
+    detail::parallel_for((tiles + kTilesPerTask - 1) / kTilesPerTask, threads, [&](size_t task) {
       thread_local std::vector<uint8_t> sc;
       const size_t stride = nb + 4;
-      sc.assign(kTileRows * stride, 0);
-      detail::Fp4GemvArgs args{};
-      for (int r = 0; r < kTileRows; ++r) {
-        const size_t n = std::min(n0 + r, N - 1);  // rows past N repeat the last, discarded
-        args.rows[r] = row_codes(W, n);
-        std::memcpy(&sc[r * stride], W.scales + n * nb, nb);
-      }
+      sc.resize(kTileRows * stride);
+      uint8_t* scp = sc.data();
+      size_t n0 = 0;
       const std::function<float(size_t, int, size_t)> fix = [&](size_t, int r, size_t j) {
         const size_t n = std::min(n0 + r, N - 1);
         uint8_t wcodes[kBlockSize];
@@ -132,21 +128,36 @@ void gemm_int(const MxMatrixView& A, const MxMatrixView& W, const std::vector<ui
         return detail::exact_block(A.format, A.scales[j], &Ac[j * kBlockSize], W.format,
                                    W.scales[n * nb + j], wcodes);
       };
-      alignas(32) float acc[kTileRows];
-      std::fill(acc, acc + kTileRows, -0.0f);
-      args.nb = nb;
-      args.a = ap.data();
-      args.acorr = acorr.data();
-      args.aexp = aexp.data();
-      args.afac_d = afac_d.data();
-      args.sc = sc.data();
-      args.sc_stride = stride;
-      args.qw = qw;
-      args.lut16 = lut16;
-      args.acc = acc;
-      args.fix = &fix;
-      detail::fp4_gemv_rows8_avx2(args);
-      for (int r = 0; r < kTileRows && n0 + r < N; ++r) C[n0 + r] = acc[r];
+      for (size_t t = task * kTilesPerTask; t < std::min(tiles, (task + 1) * kTilesPerTask); ++t) {
+        n0 = t * kTileRows;
+        detail::Fp4GemvArgs args{};
+        for (int r = 0; r < kTileRows; ++r) {
+          const size_t n = std::min(n0 + r, N - 1);  // rows past N repeat the last, discarded
+          args.rows[r] = row_codes(W, n);
+          std::memcpy(scp + r * stride, W.scales + n * nb, nb);
+          std::memset(scp + r * stride + nb, 0, 4);
+        }
+        alignas(32) float acc[kTileRows];
+        std::fill(acc, acc + kTileRows, -0.0f);
+        args.nb = nb;
+        args.a = ap.data();
+        args.acorr = acorr.data();
+        args.aexp = aexp.data();
+        args.afac_d = afac_d.data();
+        args.sc = scp;
+        args.sc_stride = stride;
+        args.qw = qw;
+        args.lut16 = lut16;
+        args.acc = acc;
+        args.fix = &fix;
+        if (n0 + kTileRows < N) {  // the next tile's rows (contiguous), up to the end of W
+          args.pf = row_codes(W, n0 + kTileRows);
+          args.pf_bytes =
+              std::min<size_t>(kTileRows, N - n0 - kTileRows) * packed_row_bytes(W.format, K);
+        }
+        detail::fp4_gemv_rows8_avx2(args);
+        for (int r = 0; r < kTileRows && n0 + r < N; ++r) C[n0 + r] = acc[r];
+      }
     });
     return;
   }

@@ -130,6 +130,9 @@ struct Fp4GemvArgs {
   const int8_t* lut16;
   float* acc;
   const std::function<float(size_t m, int r, size_t j)>* fix;
+  // Optional: the next 8 rows' codes (contiguous, pf_bytes), prefetched linearly alongside.
+  const uint8_t* pf;
+  size_t pf_bytes;
 };
 void fp4_gemv_rows8_avx2(const Fp4GemvArgs& t);
 // FP4 blocks (16 packed bytes each) -> 32 bytes via a 16-entry table (u8/s8), or widened to int16;

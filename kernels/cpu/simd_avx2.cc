@@ -918,6 +918,13 @@ void fp4_gemv_rows8_avx2(const Fp4GemvArgs& t) {
   __m256 acc = _mm256_loadu_ps(t.acc);
   for (size_t j = 0; j < t.nb; j += 2) {
     const bool two = j + 1 < t.nb;
+    if (t.pf && j * 128 < t.pf_bytes) {  // 256 bytes of the 8 rows here: as much of the next
+      const char* q = reinterpret_cast<const char*>(t.pf) + j * 128;
+      _mm_prefetch(q, _MM_HINT_T0);
+      _mm_prefetch(q + 64, _MM_HINT_T0);
+      _mm_prefetch(q + 128, _MM_HINT_T0);
+      _mm_prefetch(q + 192, _MM_HINT_T0);
+    }
     // A permuted per block pair: [even elements of j | of j+1], [odd of j | odd of j+1].
     const __m256i ae = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t.a + j * 32));
     const __m256i ao = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t.a + j * 32 + 32));
