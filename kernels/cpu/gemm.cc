@@ -488,6 +488,130 @@ void gemm_int_interleaved(const MxMatrixView& A, const MxMatrixView& W,
   });
 }
 
+// Exponent range of a block for the Wide-pair exactness check: every nonzero finite value v of
+// the block satisfies 2^lo <= ulp(v) and |v| < 2^hi (element values at scale 1).
+struct ExpRange {
+  int hi, lo;
+};
+struct CodeExp {
+  int hi[256], lo[256];  // per code; zero / non-finite codes: hi = -1000, lo = 1000
+};
+CodeExp code_exponents(MxFormat f) {
+  CodeExp ce;
+  const FormatInfo& fi = format_info(f);
+  const FormatTable& tb = table(f);
+  for (int c = 0; c < 256; ++c) {
+    ce.hi[c] = -1000;
+    ce.lo[c] = 1000;
+    const double v = std::fabs(tb.unit_d[c]);
+    if (c >= (1 << fi.bits) || tb.special[c] || v == 0.0) continue;
+    const int e = std::ilogb(v);  // floor(log2 v)
+    ce.hi[c] = e + 1;
+    ce.lo[c] = std::max(e - fi.mbits, fi.quantum_exp);
+  }
+  return ce;
+}
+
+// MX x MX with FP64 block sums (BlockSumKind::Double; Wide pairs with a per-block exactness
+// check, falling back to the exact step), M >= 2: the interleaved FP64 kernel (F64MicroArgs).
+void gemm_f64_interleaved(const MxMatrixView& A, const MxMatrixView& W,
+                          const std::vector<uint8_t>& Ac, float* C, size_t ldc, int threads,
+                          bool wide) {
+  const size_t M = A.rows, N = W.rows, K = W.cols, nb = K / kBlockSize;
+  const FormatTable& ta = table(A.format);
+  const FormatTable& tw = table(W.format);
+  std::vector<double> Ad(M * K), afac(M * nb);
+  for (size_t i = 0; i < M * K; ++i) Ad[i] = ta.unit_d[Ac[i]];
+  for (size_t i = 0; i < M * nb; ++i) afac[i] = detail::scale_factor_d(A.scales[i], 0);
+  const size_t ngr = (M + 3) / 4;
+  CodeExp cea{}, cew{};
+  std::vector<ExpRange> ga;  // per row group and block: max hi, min lo over the 4 rows
+  if (wide) {
+    cea = code_exponents(A.format);
+    cew = code_exponents(W.format);
+    ga.assign(ngr * nb, ExpRange{-1000, 1000});
+    for (size_t m = 0; m < M; ++m)
+      for (size_t j = 0; j < nb; ++j) {
+        ExpRange& e = ga[(m / 4) * nb + j];
+        for (size_t i = j * kBlockSize; i < (j + 1) * kBlockSize; ++i) {
+          e.hi = std::max(e.hi, cea.hi[Ac[m * K + i]]);
+          e.lo = std::min(e.lo, cea.lo[Ac[m * K + i]]);
+        }
+      }
+  }
+  constexpr size_t kCols = 12, kChunk = 8;  // columns per task; blocks per K chunk
+  const size_t panels = (N + kCols - 1) / kCols;
+  detail::parallel_for(panels, threads, [&](size_t task) {
+    const size_t n0 = task * kCols, ncols = std::min(kCols, N - n0);
+    thread_local std::vector<double> wp, wfac;
+    thread_local std::vector<uint8_t> wcodes, fast;
+    thread_local std::vector<float> accp;
+    wp.resize(kChunk * kBlockSize * kCols);
+    wfac.resize(kChunk * kCols);
+    wcodes.resize(kCols * kChunk * kBlockSize);
+    fast.resize(ngr * kChunk);
+    accp.resize(ngr * 4 * kCols);
+    double* wpp = wp.data();
+    uint8_t* wcp = wcodes.data();
+    for (size_t j0 = 0; j0 < nb; j0 += kChunk) {
+      const size_t nbc = std::min(kChunk, nb - j0), nk = nbc * kBlockSize;
+      ExpRange gw[kChunk];
+      for (size_t jj = 0; jj < nbc; ++jj) gw[jj] = ExpRange{-1000, 1000};
+      for (size_t c = 0; c < kCols; ++c) {
+        const size_t n = n0 + c;
+        uint8_t* codes = wcp + c * nk;
+        if (n < N)
+          detail::unpack_range(W.format, row_codes(W, n), j0 * kBlockSize, nk, codes);
+        else
+          std::memset(codes, 0, nk);
+        for (size_t i = 0; i < nk; ++i) wpp[i * kCols + c] = n < N ? tw.unit_d[codes[i]] : 0.0;
+        for (size_t jj = 0; jj < nbc; ++jj) {
+          wfac[jj * kCols + c] =
+              n < N ? detail::scale_factor_d(W.scales[n * nb + j0 + jj], 0) : 0.0;
+          if (wide && n < N)
+            for (size_t i = jj * kBlockSize; i < (jj + 1) * kBlockSize; ++i) {
+              gw[jj].hi = std::max(gw[jj].hi, cew.hi[codes[i]]);
+              gw[jj].lo = std::min(gw[jj].lo, cew.lo[codes[i]]);
+            }
+        }
+      }
+      if (wide)  // exact: |partial sums| < 2^(hi_a + hi_w + 5) in units of 2^(lo_a + lo_w)
+        for (size_t g = 0; g < ngr; ++g)
+          for (size_t jj = 0; jj < nbc; ++jj) {
+            const ExpRange& e = ga[g * nb + j0 + jj];
+            fast[g * kChunk + jj] = e.hi + gw[jj].hi + 5 - (e.lo + gw[jj].lo) <= 53;
+          }
+      for (size_t g = 0; g < ngr; ++g) {
+        detail::F64MicroArgs args{};
+        args.nbc = nbc;
+        for (int r = 0; r < 4; ++r) {
+          const size_t m = std::min(4 * g + r, M - 1);
+          args.a[r] = &Ad[m * K + j0 * kBlockSize];
+          args.afac[r] = &afac[m * nb + j0];
+        }
+        args.w = wpp;
+        args.wfac = wfac.data();
+        args.fast = wide ? &fast[g * kChunk] : nullptr;
+        args.acc = &accp[4 * g * kCols];
+        args.acc_stride = kCols;
+        args.init = j0 == 0;
+        const std::function<void(int, int, size_t, float*)> slow = [&](int r, int c, size_t jj,
+                                                                       float* acc1) {
+          const size_t m = std::min(4 * g + r, M - 1), n = std::min(n0 + c, N - 1), j = j0 + jj;
+          *acc1 +=
+              detail::exact_block(A.format, A.scales[m * nb + j], &Ac[m * K + j * kBlockSize],
+                                  W.format, W.scales[n * nb + j], wcp + c * nk + jj * kBlockSize);
+        };
+        args.slow = &slow;
+        detail::f64_micro_avx2(args);
+        if (j0 + nbc == nb)
+          for (size_t m = 4 * g; m < std::min(M, 4 * g + 4); ++m)
+            std::memcpy(C + m * ldc + n0, &accp[m * kCols], ncols * sizeof(float));
+      }
+    }
+  });
+}
+
 // Wide pairs (E5M2 x E5M2, E5M2 x E4M3), SIMD paths: operands decoded once to signed 64-bit
 // integers in quanta, block sums in 128 bits (one 64x64->128 multiply per element), one rounding
 // by golden's round_to_fp32. Blocks with a NaN scale, a NaN/Inf code or a zero sum (whose sign
@@ -567,6 +691,10 @@ void gemm(const MxMatrixView& A, const MxMatrixView& W, float* C, size_t ldc,
   std::vector<uint8_t> Ac(M * K);
   for (size_t m = 0; m < M; ++m) detail::unpack_range(A.format, row_codes(A, m), 0, K, &Ac[m * K]);
 
+  if (kind != BlockSumKind::Int16 && path != KernelPath::Scalar && M >= 2) {
+    gemm_f64_interleaved(A, W, Ac, C, ldc, cfg.threads, kind == BlockSumKind::Wide);
+    return;
+  }
   if (kind == BlockSumKind::Wide && path != KernelPath::Scalar) {
     gemm_wide(A, W, Ac, C, ldc, cfg.threads);
     return;

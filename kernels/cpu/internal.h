@@ -113,6 +113,28 @@ void transpose_dwords8_avx2(const int32_t* in, size_t in_stride, size_t ndw, int
 // -ra * (w[4g] + w[4g+1]) / -ra * (w[4g+2] + w[4g+3]) summed over the run.
 void int8_corrections_avx2(const int8_t* wp, size_t ngroups, int G, int ra, int16_t* corr);
 
+// Interleaved FP64 GEMM (MX x MX, BlockSumKind::Double, and Wide pairs block by block): W packed
+// per panel and K chunk as [k][12 columns] doubles (element values at scale 1), A rows as doubles;
+// the micro-kernel covers 4 A rows x 12 columns, one 256-bit FMA per (row, 4 columns, k), the
+// block sums start at -0 (the dot_blocked zero sign) and are exact while every partial sum stays
+// a multiple of the product quantum below 2^53 of them (always for Double pairs; for Wide pairs
+// where fast[j] says the block's exponent span allows it). r_j = float(sum * wfac * afac) (exact
+// products of powers of two, one rounding); acc += r_j in FP32. Blocks with fast[j] == 0 call
+// slow(r, c, j, &acc) for each of the 48 sums.
+struct F64MicroArgs {
+  size_t nbc;
+  const double* a[4];     // A rows at the chunk start
+  const double* afac[4];  // per block: 2^(sa - 127) (NaN for a NaN scale), chunk start
+  const double* w;        // packed W: [k][12] from the chunk start
+  const double* wfac;     // per block: 12 x 2^(sb - 127)
+  const uint8_t* fast;    // per block (null: every block)
+  float* acc;             // acc[r * acc_stride + c]
+  size_t acc_stride;
+  bool init;
+  const std::function<void(int r, int c, size_t j, float* acc1)>* slow;
+};
+void f64_micro_avx2(const F64MicroArgs& t);
+
 // MX x MX GEMV (M = 1), FP4 weights in the int8 scheme, 8 weight rows straight from the packed
 // codes. a: A as s8 permuted per block pair (64 bytes: even elements of blocks j, j+1, then odd
 // ones), zero-padded to an even block count; acorr/aexp/afac_d per block as in IntTileArgs;

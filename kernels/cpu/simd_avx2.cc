@@ -791,6 +791,60 @@ void int16_micro_avx2(const IntMicroArgs& t) {
   }
 }
 
+void f64_micro_avx2(const F64MicroArgs& t) {
+  const double *a0 = t.a[0], *a1 = t.a[1], *a2 = t.a[2], *a3 = t.a[3];
+  const double* w = t.w;
+  float* acc = t.acc;
+  const size_t as = t.acc_stride;
+  for (size_t j = 0; j < t.nbc; ++j) {
+    if (t.init && j == 0)
+      for (int r = 0; r < 4; ++r)
+        for (int c = 0; c < 12; ++c) acc[r * as + c] = -0.0f;
+    if (t.fast && !t.fast[j]) {
+      for (int r = 0; r < 4; ++r)
+        for (int c = 0; c < 12; ++c) (*t.slow)(r, c, j, acc + r * as + c);
+      continue;
+    }
+    __m256d v[4][3];
+    for (int r = 0; r < 4; ++r)
+      for (int c = 0; c < 3; ++c) v[r][c] = _mm256_set1_pd(-0.0);
+    const double* wj = w + j * 32 * 12;
+    const size_t k0 = j * 32;
+#pragma GCC unroll 4
+    for (int k = 0; k < 32; ++k) {
+      const __m256d w0 = _mm256_loadu_pd(wj + k * 12);
+      const __m256d w1 = _mm256_loadu_pd(wj + k * 12 + 4);
+      const __m256d w2 = _mm256_loadu_pd(wj + k * 12 + 8);
+      __m256d b = _mm256_broadcast_sd(a0 + k0 + k);
+      v[0][0] = _mm256_fmadd_pd(b, w0, v[0][0]);
+      v[0][1] = _mm256_fmadd_pd(b, w1, v[0][1]);
+      v[0][2] = _mm256_fmadd_pd(b, w2, v[0][2]);
+      b = _mm256_broadcast_sd(a1 + k0 + k);
+      v[1][0] = _mm256_fmadd_pd(b, w0, v[1][0]);
+      v[1][1] = _mm256_fmadd_pd(b, w1, v[1][1]);
+      v[1][2] = _mm256_fmadd_pd(b, w2, v[1][2]);
+      b = _mm256_broadcast_sd(a2 + k0 + k);
+      v[2][0] = _mm256_fmadd_pd(b, w0, v[2][0]);
+      v[2][1] = _mm256_fmadd_pd(b, w1, v[2][1]);
+      v[2][2] = _mm256_fmadd_pd(b, w2, v[2][2]);
+      b = _mm256_broadcast_sd(a3 + k0 + k);
+      v[3][0] = _mm256_fmadd_pd(b, w0, v[3][0]);
+      v[3][1] = _mm256_fmadd_pd(b, w1, v[3][1]);
+      v[3][2] = _mm256_fmadd_pd(b, w2, v[3][2]);
+    }
+    const double* wf = t.wfac + j * 12;
+    for (int r = 0; r < 4; ++r) {
+      const __m256d fa = _mm256_set1_pd(t.afac[r][j]);
+      for (int c = 0; c < 3; ++c) {
+        const __m128 res =
+            _mm256_cvtpd_ps(_mm256_mul_pd(_mm256_mul_pd(v[r][c], _mm256_loadu_pd(wf + 4 * c)), fa));
+        float* o = acc + r * as + 4 * c;
+        _mm_storeu_ps(o, _mm_add_ps(_mm_loadu_ps(o), res));
+      }
+    }
+  }
+}
+
 void transpose_dwords8_avx2(const int32_t* in, size_t in_stride, size_t ndw, int32_t* out) {
   for (size_t d = 0; d < ndw; d += 8) {
     __m256i r[8];

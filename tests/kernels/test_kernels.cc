@@ -314,6 +314,41 @@ TEST_P(KernelPathTest, GemmExtremeScalesZeroRowsAndNaN) {
     }
 }
 
+// Blocks whose exact sum needs more than FP64's 53 bits: big*big + tiny*tiny - big*big in k
+// order (E5M2: 2^31.6 and 2^-32), so an FP64 accumulation in k order loses tiny*tiny; mixed with
+// ordinary blocks, at several shapes (the wide pairs' per-block exactness check).
+TEST_P(KernelPathTest, GemmWideBlocksBeyondFp64) {
+  std::mt19937 rng(kSeed + 9);
+  const std::pair<MxFormat, MxFormat> pairs[] = {{MxFormat::E5M2, MxFormat::E5M2},
+                                                 {MxFormat::E5M2, MxFormat::E4M3},
+                                                 {MxFormat::E4M3, MxFormat::E5M2}};
+  for (const auto& [fa, fw] : pairs)
+    for (size_t M : {size_t(2), size_t(5)}) {
+      const size_t N = 13, K = 320;
+      MxMat A = random_mx(fa, M, K, rng, 120, 134, 0, true);
+      MxMat W = random_mx(fw, N, K, rng, 120, 134, 0, true);
+      for (MxMat* x : {&A, &W}) {
+        const bool e5 = x->f == MxFormat::E5M2;
+        const uint8_t big = e5 ? 0x7B : 0x7E, tiny = 0x01, sign = 0x80;
+        for (size_t r = 0; r < x->rows; ++r)
+          for (size_t j = 0; j < K / kBlockSize; ++j) {
+            if (r > 0 && (r + j) % 3 == 2) continue;  // ordinary blocks, except in row 0
+            uint8_t* b = &x->unpacked[r * K + j * kBlockSize];
+            std::fill(b, b + kBlockSize, uint8_t(0));
+            b[0] = big;
+            b[1] = uint8_t(tiny | ((r + j) % 2 ? sign : 0));
+            b[2] = uint8_t(big | (x == &A ? sign : 0));  // A: -big, W: big
+            if (j % 4 == 3) b[5] = tiny;
+          }
+        const size_t rb = packed_bytes(x->f, K);
+        for (size_t r = 0; r < x->rows; ++r)
+          pack_codes(x->f, &x->unpacked[r * K], K, &x->codes[r * rb]);
+      }
+      check_gemm(A, W, cfg(), "blocks beyond FP64");
+      for (size_t r = 0; r < A.rows; ++r) check_gemm(row_of(A, r), W, cfg(), "GEMV beyond FP64");
+    }
+}
+
 TEST_P(KernelPathTest, GemmQuantizedDataAndThreads) {
   // Realistic data (golden-quantized normal values), a shape over several chunks and tiles, and
   // 1 vs 2 threads giving identical bits.
