@@ -99,11 +99,12 @@ inline void gemv_f32(const float* x, const MxMatrixView& W, float* y,
 
 // How a format pair's exact block sums are computed (documented choice, reported by tests/bench):
 //   Int16   both formats' magnitudes are small integers (E2M1, E2M3, INT8, E3M2), block sum
-//           < 2^24: u8 x s8 products (vpmaddubsw) where FP4/FP6 weights and A fit int8 with pair
-//           sums < 2^15, else int16 products (vpmaddwd); the block result is one FP32 product
-//           of the exact sum and 2^(sa+sb-254+qa+qb) (FP64 for extreme or NaN scales)
+//           < 2^24: u8 x s8 products (vpmaddubsw) where W fits s8, A + max|A| fits u8 and the
+//           pair sums stay below 2^15, else int16 products (vpmaddwd); the block result is the
+//           exact sum times 2^(sa+sb-254+qa+qb), rounded once (FP64 for extreme or NaN scales)
 //   Double  the block sum fits 53 bits: exact FP64 products and sums (FMA)
-//   Wide    more (E5M2 x E5M2, E5M2 x E4M3): exact 128-bit integer block sums on every path
+//   Wide    more (E5M2 x E5M2, E5M2 x E4M3): FP64 for the blocks whose exponent span keeps the
+//           sum within 53 bits (checked per block), exact 128-bit integer block sums otherwise
 enum class BlockSumKind : uint8_t { Int16, Double, Wide };
 BlockSumKind block_sum_kind(MxFormat a, MxFormat b);
 const char* block_sum_kind_name(BlockSumKind k);
