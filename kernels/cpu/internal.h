@@ -164,8 +164,10 @@ void decode_fp4_blocks_avx2(const uint8_t* packed, size_t nblocks, const int8_t*
 void widen_i8_blocks_avx2(const int8_t* in, size_t nblocks, int16_t* out, size_t out_stride);
 // Mixed GEMV (M = 1) over 8 weight rows, weights decoded in registers (FP4 and 8-bit formats;
 // false for FP6): lanes[r * 8 + l] accumulate k = l mod 8 in increasing k, as mixed_tile_avx2.
+// pf / pf_bytes (optional): the next rows' codes, prefetched linearly alongside.
 bool mixed_gemv_rows8_avx2(MxFormat f, const float* a, const uint8_t* const* rows,
-                           const uint8_t* const* scales, size_t nb, float* lanes);
+                           const uint8_t* const* scales, size_t nb, float* lanes,
+                           const uint8_t* pf = nullptr, size_t pf_bytes = 0);
 // Mixed tile: 8 dequantized weight rows Wf[r][kc] (kc = chunk length), A rows (stride lda) from
 // column k0, kc columns; Wf row r at Wf + r * ldw; lanes[(m * 8 + r) * 8 + l] are the 8
 // interleaved FP32 accumulators.

@@ -413,7 +413,8 @@ inline __m256 decode8_f32(const uint8_t* row, size_t j, int q, const float* unit
 // FP4 rows whose element values all have zero low 16 FP32 bits (E2M1): each block of a row is
 // decoded with two 16-entry byte tables (the two high bytes of the FP32 value) into element order.
 void mixed_gemv_rows8_fp4_bytes(MxFormat f, const float* a, const uint8_t* const* rows,
-                                const uint8_t* const* scales, size_t nb, float* lanes) {
+                                const uint8_t* const* scales, size_t nb, float* lanes,
+                                const uint8_t* pf, size_t pf_bytes) {
   alignas(16) uint8_t hb[16], lb[16];
   for (int c = 0; c < 16; ++c) {
     uint32_t b;
@@ -431,9 +432,14 @@ void mixed_gemv_rows8_fp4_bytes(MxFormat f, const float* a, const uint8_t* const
                                         7, 10, 11, 14, 15, 0, 0, 0, 0, 0, 0, 0, 0);
   const __m256i nib = _mm256_set1_epi8(0x0F), zero = _mm256_setzero_si256();
   __m256 acc[8];
+  alignas(32) float wbuf[8 * 32];  // the 8 rows' dequantized block
   for (int r = 0; r < 8; ++r) acc[r] = _mm256_loadu_ps(lanes + r * 8);
   for (size_t j = 0; j < nb; ++j) {
     const float* aj = a + j * 32;
+    if (pf && j * 128 < pf_bytes) {  // 8 rows x 16 bytes here: as much of the next rows
+      _mm_prefetch(reinterpret_cast<const char*>(pf) + j * 128, _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(pf) + j * 128 + 64, _MM_HINT_T0);
+    }
     for (int r = 0; r < 8; ++r) {
       const __m256 sc = _mm256_set1_ps(scale_f32(scales[r][j]));
       const __m256i x = _mm256_shuffle_epi8(
@@ -448,10 +454,17 @@ void mixed_gemv_rows8_fp4_bytes(MxFormat f, const float* a, const uint8_t* const
       const __m256 f1 = _mm256_castsi256_ps(_mm256_unpackhi_epi16(zero, w01));
       const __m256 f2 = _mm256_castsi256_ps(_mm256_unpacklo_epi16(zero, w23));
       const __m256 f3 = _mm256_castsi256_ps(_mm256_unpackhi_epi16(zero, w23));
-      acc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(aj), _mm256_mul_ps(f0, sc), acc[r]);
-      acc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(aj + 8), _mm256_mul_ps(f1, sc), acc[r]);
-      acc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(aj + 16), _mm256_mul_ps(f2, sc), acc[r]);
-      acc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(aj + 24), _mm256_mul_ps(f3, sc), acc[r]);
+      _mm256_store_ps(wbuf + r * 32, _mm256_mul_ps(f0, sc));
+      _mm256_store_ps(wbuf + r * 32 + 8, _mm256_mul_ps(f1, sc));
+      _mm256_store_ps(wbuf + r * 32 + 16, _mm256_mul_ps(f2, sc));
+      _mm256_store_ps(wbuf + r * 32 + 24, _mm256_mul_ps(f3, sc));
+    }
+    // Each row's lanes take k in order (q = 0..3); consecutive FMAs go to different rows, so
+    // the four dependent FMAs of a row overlap with the other rows'.
+    for (int q = 0; q < 4; ++q) {
+      const __m256 av = _mm256_loadu_ps(aj + 8 * q);
+      for (int r = 0; r < 8; ++r)
+        acc[r] = _mm256_fmadd_ps(av, _mm256_load_ps(wbuf + r * 32 + 8 * q), acc[r]);
     }
   }
   for (int r = 0; r < 8; ++r) _mm256_storeu_ps(lanes + r * 8, acc[r]);
@@ -459,12 +472,16 @@ void mixed_gemv_rows8_fp4_bytes(MxFormat f, const float* a, const uint8_t* const
 
 template <int kBits>
 void mixed_gemv_rows8_impl(MxFormat f, const float* a, const uint8_t* const* rows,
-                           const uint8_t* const* scales, size_t nb, float* lanes) {
+                           const uint8_t* const* scales, size_t nb, float* lanes, const uint8_t* pf,
+                           size_t pf_bytes) {
   const float* unit = table(f).unit;
   const __m256 mag_table = _mm256_loadu_ps(unit);
   __m256 acc[8];
   for (int r = 0; r < 8; ++r) acc[r] = _mm256_loadu_ps(lanes + r * 8);
   for (size_t j = 0; j < nb; ++j) {
+    if (pf && j * 8 * kBits * 4 < pf_bytes)  // 8 rows x one block here: as much of the next
+      for (int l = 0; l < kBits / 2; ++l)
+        _mm_prefetch(reinterpret_cast<const char*>(pf) + j * 8 * kBits * 4 + 64 * l, _MM_HINT_T0);
     __m256 sc[8];
     for (int r = 0; r < 8; ++r) sc[r] = _mm256_set1_ps(scale_f32(scales[r][j]));
     for (int q = 0; q < 4; ++q) {
@@ -479,7 +496,8 @@ void mixed_gemv_rows8_impl(MxFormat f, const float* a, const uint8_t* const* row
 }  // namespace
 
 bool mixed_gemv_rows8_avx2(MxFormat f, const float* a, const uint8_t* const* rows,
-                           const uint8_t* const* scales, size_t nb, float* lanes) {
+                           const uint8_t* const* scales, size_t nb, float* lanes, const uint8_t* pf,
+                           size_t pf_bytes) {
   switch (format_bits(f)) {
     case 4: {
       bool low_zero = true;  // every value's FP32 bits live in the two high bytes
@@ -489,13 +507,13 @@ bool mixed_gemv_rows8_avx2(MxFormat f, const float* a, const uint8_t* const* row
         low_zero &= (b & 0xFFFF) == 0;
       }
       if (low_zero)
-        mixed_gemv_rows8_fp4_bytes(f, a, rows, scales, nb, lanes);
+        mixed_gemv_rows8_fp4_bytes(f, a, rows, scales, nb, lanes, pf, pf_bytes);
       else
-        mixed_gemv_rows8_impl<4>(f, a, rows, scales, nb, lanes);
+        mixed_gemv_rows8_impl<4>(f, a, rows, scales, nb, lanes, pf, pf_bytes);
       return true;
     }
     case 8:
-      mixed_gemv_rows8_impl<8>(f, a, rows, scales, nb, lanes);
+      mixed_gemv_rows8_impl<8>(f, a, rows, scales, nb, lanes, pf, pf_bytes);
       return true;
     default:
       return false;
