@@ -349,6 +349,49 @@ TEST_P(KernelPathTest, GemmWideBlocksBeyondFp64) {
     }
 }
 
+// The interleaved GEMM kernels (M >= 2) across their tiling: several K chunks (the last one
+// partial), column panels with a partial tile, row groups with a partial group; realistic data
+// with NaN scales, blocks at extreme scales (the exact fallback next to the fast block step),
+// an all-zero row, and a row whose dot products cancel to exactly zero (zero results that must be
+// checked, not recomputed blindly).
+TEST_P(KernelPathTest, GemmInterleavedTilingAndCornerBlocks) {
+  std::mt19937 rng(kSeed + 10);
+  const size_t M = 17, N = 45, K = 66 * kBlockSize, nb = K / kBlockSize;
+  for (MxFormat fa : kAllFormats)
+    for (MxFormat fw : kAllFormats) {
+      MxMat A{fa, M, K, {}, {}, {}}, W{fw, N, K, {}, {}, {}};
+      for (MxMat* x : {&A, &W}) {
+        std::vector<float> v = random_values(x->rows * K, rng, false);
+        if (x == &A) {
+          for (size_t k = 0; k < K; ++k) {
+            v[2 * K + k] = 0.0f;  // row 2: all zero
+            v[3 * K + k] = (k / kBlockSize) % 2 ? -v[3 * K + k - kBlockSize] : v[3 * K + k];
+          }
+        }
+        x->unpacked.resize(v.size());
+        x->scales.resize(v.size() / kBlockSize);
+        x->codes.resize(x->rows * packed_bytes(x->f, K));
+        quantize_row(x->f, v.data(), v.size(), x->scales.data(), x->unpacked.data());
+        if (x == &A)  // row 3: odd blocks are the negated even blocks with the same scale
+          for (size_t j = 1; j < nb; j += 2) A.scales[3 * nb + j] = A.scales[3 * nb + j - 1];
+        for (size_t i = 0; i < x->scales.size(); i += 97) x->scales[i] = kScaleNaN;
+        for (size_t i = 5; i < x->scales.size(); i += 89) x->scales[i] = uint8_t(i % 2 ? 3 : 251);
+        for (size_t r = 0; r < x->rows; ++r)
+          pack_codes(x->f, &x->unpacked[r * K], K, &x->codes[r * packed_bytes(x->f, K)]);
+      }
+      // Columns whose weights repeat in block pairs, so row 3's dots cancel exactly.
+      for (size_t n = 0; n < N; n += 7) {
+        for (size_t j = 1; j < nb; j += 2) {
+          std::copy(&W.unpacked[n * K + (j - 1) * kBlockSize], &W.unpacked[n * K + j * kBlockSize],
+                    &W.unpacked[n * K + j * kBlockSize]);
+          W.scales[n * nb + j] = W.scales[n * nb + j - 1];
+        }
+        pack_codes(fw, &W.unpacked[n * K], K, &W.codes[n * packed_bytes(fw, K)]);
+      }
+      check_gemm(A, W, cfg(), "interleaved tiling");
+    }
+}
+
 TEST_P(KernelPathTest, GemmQuantizedDataAndThreads) {
   // Realistic data (golden-quantized normal values), a shape over several chunks and tiles, and
   // 1 vs 2 threads giving identical bits.
