@@ -114,6 +114,11 @@ void gemm_int(const MxMatrixView& A, const MxMatrixView& W, const std::vector<ui
     for (size_t j = 0; j < nb; ++j)
       for (int i = 0; i < kBlockSize; ++i)
         ap[(j / 2) * 64 + (i % 2) * 32 + (j % 2) * 16 + i / 2] = A8[j * kBlockSize + i];
+    int ea_min = 1 << 30, ea_max = -(1 << 30);
+    for (size_t j = 0; j < nb; ++j) {
+      ea_min = std::min(ea_min, int(aexp[j]));
+      ea_max = std::max(ea_max, int(aexp[j]));
+    }
     constexpr size_t kTilesPerTask = 4;  // 32 rows a task: less per-task overhead
     detail::parallel_for((tiles + kTilesPerTask - 1) / kTilesPerTask, threads, [&](size_t task) {
       thread_local std::vector<uint8_t> sc;
@@ -131,12 +136,21 @@ void gemm_int(const MxMatrixView& A, const MxMatrixView& W, const std::vector<ui
       for (size_t t = task * kTilesPerTask; t < std::min(tiles, (task + 1) * kTilesPerTask); ++t) {
         n0 = t * kTileRows;
         detail::Fp4GemvArgs args{};
+        int sb_min = 255, sb_max = 0;
         for (int r = 0; r < kTileRows; ++r) {
           const size_t n = std::min(n0 + r, N - 1);  // rows past N repeat the last, discarded
           args.rows[r] = row_codes(W, n);
           std::memcpy(scp + r * stride, W.scales + n * nb, nb);
           std::memset(scp + r * stride + nb, 0, 4);
+          for (size_t j = 0; j < nb; ++j) {
+            sb_min = std::min<int>(sb_min, scp[r * stride + j]);
+            sb_max = std::max<int>(sb_max, scp[r * stride + j]);
+          }
         }
+        // e = sb - 127 + qw + ea over the tile within [-126, 103], no NaN scale: fast block step.
+        args.fast = sb_max != kScaleNaN && ea_max != detail::kNaNExp &&
+                    sb_min - kScaleBias + qw + ea_min >= -126 &&
+                    sb_max - kScaleBias + qw + ea_max <= 103;
         alignas(32) float acc[kTileRows];
         std::fill(acc, acc + kTileRows, -0.0f);
         args.nb = nb;
@@ -156,7 +170,13 @@ void gemm_int(const MxMatrixView& A, const MxMatrixView& W, const std::vector<ui
               std::min<size_t>(kTileRows, N - n0 - kTileRows) * packed_row_bytes(W.format, K);
         }
         detail::fp4_gemv_rows8_avx2(args);
-        for (int r = 0; r < kTileRows && n0 + r < N; ++r) C[n0 + r] = acc[r];
+        for (int r = 0; r < kTileRows && n0 + r < N; ++r) {
+          if (args.fast && acc[r] == 0.0f) {  // a zero sum's sign needs the codes: exact redo
+            acc[r] = -0.0f;
+            for (size_t j = 0; j < nb; ++j) acc[r] += fix(0, r, j);
+          }
+          C[n0 + r] = acc[r];
+        }
       }
     });
     return;

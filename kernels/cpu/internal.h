@@ -155,6 +155,10 @@ struct Fp4GemvArgs {
   // Optional: the next 8 rows' codes (contiguous, pf_bytes), prefetched linearly alongside.
   const uint8_t* pf;
   size_t pf_bytes;
+  // Every ea + eb of the tile lies in [-126, 103] (no NaN scale): the block step is
+  // acc = fma(float(s), 2^(ea+eb), acc) (exact product, so acc + r_j), no per-block checks;
+  // zero sums give +0, so the caller recomputes zero results exactly.
+  bool fast;
 };
 void fp4_gemv_rows8_avx2(const Fp4GemvArgs& t);
 // FP4 blocks (16 packed bytes each) -> 32 bytes via a 16-entry table (u8/s8), or widened to int16;

@@ -1016,6 +1016,24 @@ void fp4_gemv_rows8_avx2(const Fp4GemvArgs& t) {
     const __m256i h45 = _mm256_hadd_epi32(v[4], v[5]), h67 = _mm256_hadd_epi32(v[6], v[7]);
     const __m256i h0123 = _mm256_hadd_epi32(h01, h23), h4567 = _mm256_hadd_epi32(h45, h67);
     const __m256i g = _mm256_i32gather_epi32(reinterpret_cast<const int*>(t.sc + j), sc_idx, 1);
+    if (t.fast) {
+      // 2^(ea+eb) bits: (sb + qw + ea) << 23 (ea = sa - 127 + qa), a normal FP32 here.
+      const __m256i s0 = _mm256_sub_epi32(_mm256_permute2x128_si256(h0123, h4567, 0x20),
+                                          _mm256_set1_epi32(t.acorr[j]));
+      const __m256i f0 = _mm256_slli_epi32(
+          _mm256_add_epi32(_mm256_and_si256(g, byte), _mm256_set1_epi32(t.qw + t.aexp[j])), 23);
+      acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0), _mm256_castsi256_ps(f0), acc);
+      if (two) {
+        const __m256i s1 = _mm256_sub_epi32(_mm256_permute2x128_si256(h0123, h4567, 0x31),
+                                            _mm256_set1_epi32(t.acorr[j + 1]));
+        const __m256i f1 =
+            _mm256_slli_epi32(_mm256_add_epi32(_mm256_and_si256(_mm256_srli_epi32(g, 8), byte),
+                                               _mm256_set1_epi32(t.qw + t.aexp[j + 1])),
+                              23);
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1), _mm256_castsi256_ps(f1), acc);
+      }
+      continue;
+    }
     acc = fp4_gemv_block(_mm256_sub_epi32(_mm256_permute2x128_si256(h0123, h4567, 0x20),
                                           _mm256_set1_epi32(t.acorr[j])),
                          _mm256_and_si256(g, byte), t.aexp[j], t.afac_d[j], t.qw, acc, j, *t.fix);

@@ -366,16 +366,23 @@ TEST_P(KernelPathTest, GemmInterleavedTilingAndCornerBlocks) {
           for (size_t k = 0; k < K; ++k) {
             v[2 * K + k] = 0.0f;  // row 2: all zero
             v[3 * K + k] = (k / kBlockSize) % 2 ? -v[3 * K + k - kBlockSize] : v[3 * K + k];
+            v[4 * K + k] = -0.0f;  // row 4: all -0 (INT8: 0)
           }
         }
         x->unpacked.resize(v.size());
         x->scales.resize(v.size() / kBlockSize);
         x->codes.resize(x->rows * packed_bytes(x->f, K));
         quantize_row(x->f, v.data(), v.size(), x->scales.data(), x->unpacked.data());
-        if (x == &A)  // row 3: odd blocks are the negated even blocks with the same scale
+        if (x == &A) {  // row 3: odd blocks are the negated even blocks with the same scale
           for (size_t j = 1; j < nb; j += 2) A.scales[3 * nb + j] = A.scales[3 * nb + j - 1];
-        for (size_t i = 0; i < x->scales.size(); i += 97) x->scales[i] = kScaleNaN;
-        for (size_t i = 5; i < x->scales.size(); i += 89) x->scales[i] = uint8_t(i % 2 ? 3 : 251);
+          for (size_t j = 0; j < nb; ++j) A.scales[4 * nb + j] = 127;  // row 4: -0 at scale 1
+        }
+        // NaN and extreme scales past A's row 4 and W's row 15 (rows 0-4 of A against tiles 0-1
+        // of W keep ordinary scales: the GEMV's fast block step).
+        const size_t first = (x == &A ? 5 : 16) * nb;
+        for (size_t i = first; i < x->scales.size(); i += 97) x->scales[i] = kScaleNaN;
+        for (size_t i = first + 5; i < x->scales.size(); i += 89)
+          x->scales[i] = uint8_t(i % 2 ? 3 : 251);
         for (size_t r = 0; r < x->rows; ++r)
           pack_codes(x->f, &x->unpacked[r * K], K, &x->codes[r * packed_bytes(x->f, K)]);
       }
@@ -388,7 +395,19 @@ TEST_P(KernelPathTest, GemmInterleavedTilingAndCornerBlocks) {
         }
         pack_codes(fw, &W.unpacked[n * K], K, &W.codes[n * packed_bytes(fw, K)]);
       }
+      // Column 3: no negative weights, so row 4's (all -0) products are all -0: r_j = -0.
+      const FormatInfo& fiw = format_info(fw);
+      for (size_t k = 0; k < K; ++k) {
+        uint8_t& c = W.unpacked[3 * K + k];
+        if (fiw.is_int)
+          c = c >= 0x80 ? uint8_t(uint8_t(-int8_t(c)) & 0x7F) : c;
+        else
+          c &= uint8_t((1u << (fiw.bits - 1)) - 1);
+      }
+      pack_codes(fw, &W.unpacked[3 * K], K, &W.codes[3 * packed_bytes(fw, K)]);
       check_gemm(A, W, cfg(), "interleaved tiling");
+      for (size_t r : {size_t(0), size_t(2), size_t(3), size_t(4)})
+        check_gemm(row_of(A, r), W, cfg(), "GEMV row " + std::to_string(r));
     }
 }
 
