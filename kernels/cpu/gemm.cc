@@ -135,6 +135,11 @@ void gemm_int(const MxMatrixView& A, const MxMatrixView& W, const std::vector<ui
       };
       for (size_t t = task * kTilesPerTask; t < std::min(tiles, (task + 1) * kTilesPerTask); ++t) {
         n0 = t * kTileRows;
+        if (n0 + kTileRows < N) {  // the next tile's scales (contiguous rows)
+          const char* ns = reinterpret_cast<const char*>(W.scales + (n0 + kTileRows) * nb);
+          const size_t bytes = std::min<size_t>(kTileRows, N - n0 - kTileRows) * nb;
+          for (size_t o = 0; o < bytes; o += 64) _mm_prefetch(ns + o, _MM_HINT_T0);
+        }
         detail::Fp4GemvArgs args{};
         int sb_min = 255, sb_max = 0;
         for (int r = 0; r < kTileRows; ++r) {
@@ -142,9 +147,10 @@ void gemm_int(const MxMatrixView& A, const MxMatrixView& W, const std::vector<ui
           args.rows[r] = row_codes(W, n);
           std::memcpy(scp + r * stride, W.scales + n * nb, nb);
           std::memset(scp + r * stride + nb, 0, 4);
+          const uint8_t* srow = W.scales + n * nb;  // (not the copy: no store forwarding)
           for (size_t j = 0; j < nb; ++j) {
-            sb_min = std::min<int>(sb_min, scp[r * stride + j]);
-            sb_max = std::max<int>(sb_max, scp[r * stride + j]);
+            sb_min = std::min<int>(sb_min, srow[j]);
+            sb_max = std::max<int>(sb_max, srow[j]);
           }
         }
         // e = sb - 127 + qw + ea over the tile within [-126, 103], no NaN scale: fast block step.
