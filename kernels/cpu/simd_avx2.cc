@@ -256,6 +256,12 @@ void quantize_grid_row(MxFormat f, const float* x, size_t cols, uint8_t* codes, 
   const FormatInfo& fi = format_info(f);
   const GridTable g = grid_table(f);
   const __m256 mtab = _mm256_load_ps(g.m);
+  // At most 4 binades (E2M1, E2M3): E mod 4 indexes an in-lane table (vpermilps, cheaper than
+  // the lane-crossing vpermps).
+  const bool in_lane = 127 + fi.emax - g.e_lo < 4;
+  alignas(32) float m4[8];
+  for (int i = 0; i < 8; ++i) m4[i] = g.m[(g.e_lo + ((i - g.e_lo) % 4 + 4) % 4) & 7];
+  const __m256 mtab4 = _mm256_load_ps(m4);
   const __m256i e_lo = _mm256_set1_epi32(g.e_lo);
   const __m256i low_byte = _mm256_set1_epi32(0xFF);
   const __m256i max_code = _mm256_set1_epi8(char(g.max_code));
@@ -273,7 +279,8 @@ void quantize_grid_row(MxFormat f, const float* x, size_t cols, uint8_t* codes, 
     __m256i c[4];
     for (int q = 0; q < 4; ++q) {
       const __m256i e = _mm256_max_epi32(_mm256_srli_epi32(_mm256_castps_si256(b.y[q]), 23), e_lo);
-      const __m256 mg = _mm256_permutevar8x32_ps(mtab, e);  // index E mod 8
+      const __m256 mg = in_lane ? _mm256_permutevar_ps(mtab4, e)      // E mod 4
+                                : _mm256_permutevar8x32_ps(mtab, e);  // E mod 8
       c[q] = _mm256_and_si256(_mm256_castps_si256(_mm256_add_ps(b.y[q], mg)), low_byte);
     }
     // Bytes in the packus order (low lane 0-3, 8-11, 16-19, 24-27; high lane the rest), the sign
