@@ -357,6 +357,19 @@ void gemm_int_interleaved(const MxMatrixView& A, const MxMatrixView& W,
     int32_t eb[kPanel];
     const size_t ncols = std::min(kPanel, N - n0);
     std::vector<std::pair<size_t, size_t>> zeros;  // (m, c) of zero results
+    // The exact FP64 block step for the micro-tile (row group cur_g, pair cur_p, chunk cur_j0);
+    // built once per task (no std::function per micro-kernel call).
+    size_t cur_g = 0, cur_p = 0, cur_j0 = 0;
+    const std::function<void(int, int, size_t, const int32_t*, float*)> slow =
+        [&](int r, int t, size_t jj, const int32_t* sv, float* acc8) {
+          const size_t m = std::min(4 * cur_g + r, M - 1), j = cur_j0 + jj;
+          const double fa = detail::scale_factor_d(A.scales[m * nb + j], qa);
+          for (int l = 0; l < 8; ++l) {
+            const size_t n = n0 + 16 * cur_p + 8 * t + l;
+            if (n >= N) continue;
+            acc8[l] += float(double(sv[l]) * fa * detail::scale_factor_d(W.scales[n * nb + j], qw));
+          }
+        };
     for (size_t j0 = 0; j0 < nb; j0 += kChunk) {
       const size_t nbc = std::min(kChunk, nb - j0);
       for (size_t jj = 0; jj < nbc; ++jj) {
@@ -435,17 +448,9 @@ void gemm_int_interleaved(const MxMatrixView& A, const MxMatrixView& W,
           args.acc = &accp[4 * g * kPanel + 16 * p];
           args.acc_stride = kPanel;
           args.init = j0 == 0;
-          const std::function<void(int, int, size_t, const int32_t*, float*)> slow =
-              [&](int r, int t, size_t jj, const int32_t* sv, float* acc8) {
-                const size_t m = std::min(4 * g + r, M - 1), j = j0 + jj;
-                const double fa = detail::scale_factor_d(A.scales[m * nb + j], qa);
-                for (int l = 0; l < 8; ++l) {
-                  const size_t n = n0 + 16 * p + 8 * t + l;
-                  if (n >= N) continue;
-                  acc8[l] +=
-                      float(double(sv[l]) * fa * detail::scale_factor_d(W.scales[n * nb + j], qw));
-                }
-              };
+          cur_g = g;
+          cur_p = p;
+          cur_j0 = j0;
           args.slow = &slow;
           if (int8)
             detail::int8_micro_avx2(args, G);
@@ -579,6 +584,14 @@ void gemm_f64_interleaved(const MxMatrixView& A, const MxMatrixView& W,
     accp.resize(ngr * 4 * kCols);
     double* wpp = wp.data();
     uint8_t* wcp = wcodes.data();
+    size_t cur_g = 0, cur_j0 = 0, cur_nk = 0;  // the micro-tile of the slow step (one function)
+    const std::function<void(int, int, size_t, float*)> slow = [&](int r, int c, size_t jj,
+                                                                   float* acc1) {
+      const size_t m = std::min(4 * cur_g + r, M - 1), n = std::min(n0 + c, N - 1), j = cur_j0 + jj;
+      *acc1 +=
+          detail::exact_block(A.format, A.scales[m * nb + j], &Ac[m * K + j * kBlockSize], W.format,
+                              W.scales[n * nb + j], wcp + c * cur_nk + jj * kBlockSize);
+    };
     for (size_t j0 = 0; j0 < nb; j0 += kChunk) {
       const size_t nbc = std::min(kChunk, nb - j0), nk = nbc * kBlockSize;
       ExpRange gw[kChunk];
@@ -621,13 +634,9 @@ void gemm_f64_interleaved(const MxMatrixView& A, const MxMatrixView& W,
         args.acc = &accp[4 * g * kCols];
         args.acc_stride = kCols;
         args.init = j0 == 0;
-        const std::function<void(int, int, size_t, float*)> slow = [&](int r, int c, size_t jj,
-                                                                       float* acc1) {
-          const size_t m = std::min(4 * g + r, M - 1), n = std::min(n0 + c, N - 1), j = j0 + jj;
-          *acc1 +=
-              detail::exact_block(A.format, A.scales[m * nb + j], &Ac[m * K + j * kBlockSize],
-                                  W.format, W.scales[n * nb + j], wcp + c * nk + jj * kBlockSize);
-        };
+        cur_g = g;
+        cur_j0 = j0;
+        cur_nk = nk;
         args.slow = &slow;
         detail::f64_micro_avx2(args);
         if (j0 + nbc == nb)
