@@ -34,6 +34,15 @@ def train_command(name):
         if not l.rstrip().endswith("\\"):
             break
     text = "\n    ".join(cmd)
+    # The per-model schedule from train.sh's case block (NAME) or its default (*).
+    import re
+    sched = {}
+    for l in lines:
+        mm = re.match(r"\s*([\w*-]+)\) (STEPS=.*) ;;", l)
+        if mm:
+            sched[mm.group(1)] = dict(kv.split("=") for kv in mm.group(2).split())
+    for k, v in sched.get(name, sched.get("*", {})).items():
+        text = text.replace("$" + k, v)
     text = text.replace('"$BIN"/', "build/bin/").replace("$m", name)
     return text.replace('${DMX_TRAIN_WORK:-/tmp/dmx-train}', "/tmp/dmx-train")
 
@@ -101,7 +110,7 @@ given to dmx-train).
 | heads / KV heads / head_dim | {cfg['num_attention_heads']} / {cfg['num_key_value_heads']} / {cfg['head_dim']} |
 | tied embeddings | {cfg['tie_word_embeddings']} |
 | training | {s['steps']} steps x {s['batch']} x {s['seq']} tokens = {s['tokens_seen']:,} tokens ({s['tokens_seen'] / s['training_tokens_in_corpus']:.2f} epochs of {s['training_tokens_in_corpus']:,}) |
-| training time | {s['train_seconds'] / 60:.1f} min wall, {s["threads"]} LibTorch thread; the three zoo models trained at the same time on a 2-core machine shared with other jobs ({s['tokens_per_second_this_run']:.0f} tokens/s) |
+| training time | {s['train_seconds'] / 60:.1f} min wall, {s["threads"]} LibTorch thread; trained at the same time as another zoo model and other jobs on a 2-core machine ({s['tokens_per_second_this_run']:.0f} tokens/s) |
 | final train loss | {s['final_train_loss']:.4f} |
 
 ## Perplexity (seqlen {t['seqlen']}, non-overlapping windows, BF16 weights evaluated in FP32)
@@ -127,7 +136,7 @@ python3 data/make_corpus.py          # rebuilds data/wiki.train.raw
 ```
 (`models/train.sh build {name}` runs exactly this; AdamW betas 0.9/0.95, weight decay on
 matrices only, linear warmup then cosine decay to 10% of the peak, gradient norm clipped to
-1.0, seed 1, checkpoints every 50 steps, resumable after a kill.)
+1.0, seed 1, periodic checkpoints, resumable after a kill.)
 
 ## Loss curve
 
