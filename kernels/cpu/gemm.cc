@@ -35,6 +35,14 @@ const uint8_t* row_codes(const MxMatrixView& m, size_t r) {
   return m.codes + r * packed_row_bytes(m.format, m.cols);
 }
 
+// unpack_range on a SIMD path: FP6 with the AVX2 unpacker (the others are byte copies / cheap).
+void unpack_codes_simd(MxFormat f, const uint8_t* row, size_t k0, size_t n, uint8_t* out) {
+  if (format_bits(f) == 6)
+    detail::unpack_fp6_avx2(row + k0 / kBlockSize * 24, n / kBlockSize, out);
+  else
+    detail::unpack_range(f, row, k0, n, out);
+}
+
 // 2^e as FP32 (e >= -149 and <= 127), from the bits.
 float pow2_f32(int e) {
   const uint32_t b = e >= -126 ? uint32_t(e + 127) << 23 : uint32_t(1) << (e + 149);
@@ -409,8 +417,12 @@ void gemm_int_interleaved(const MxMatrixView& A, const MxMatrixView& W,
             uint8_t* codes = wc.data();  // (locals: no thread-local lookups in the loop)
             const int16_t* q16 = tw.q16;
             const size_t n_el = nbc * kBlockSize;
-            detail::unpack_range(W.format, row, j0 * kBlockSize, n_el, codes);
-            if (int8) {
+            unpack_codes_simd(W.format, row, j0 * kBlockSize, n_el, codes);
+            if (int8 && format_bits(W.format) == 6) {  // |values| <= 127 here (int8 kernel)
+              int8_t mag32[32];
+              for (int c = 0; c < 32; ++c) mag32[c] = int8_t(q16[c]);
+              detail::decode_fp6_s8_avx2(codes, n_el, mag32, reinterpret_cast<int8_t*>(dst));
+            } else if (int8) {
               int8_t* d8 = reinterpret_cast<int8_t*>(dst);
               for (size_t i = 0; i < n_el; ++i) d8[i] = int8_t(q16[codes[i]]);
             } else {
@@ -600,7 +612,7 @@ void gemm_f64_interleaved(const MxMatrixView& A, const MxMatrixView& W,
         const size_t n = n0 + c;
         uint8_t* codes = wcp + c * nk;
         if (n < N)
-          detail::unpack_range(W.format, row_codes(W, n), j0 * kBlockSize, nk, codes);
+          unpack_codes_simd(W.format, row_codes(W, n), j0 * kBlockSize, nk, codes);
         else
           std::memset(codes, 0, nk);
         for (size_t i = 0; i < nk; ++i) wpp[i * kCols + c] = n < N ? tw.unit_d[codes[i]] : 0.0;
@@ -724,7 +736,12 @@ void gemm(const MxMatrixView& A, const MxMatrixView& W, float* C, size_t ldc,
 
   // A's codes unpacked once (both the SIMD decode and the exact corner cases read them).
   std::vector<uint8_t> Ac(M * K);
-  for (size_t m = 0; m < M; ++m) detail::unpack_range(A.format, row_codes(A, m), 0, K, &Ac[m * K]);
+  for (size_t m = 0; m < M; ++m) {
+    if (path == KernelPath::Scalar)
+      detail::unpack_range(A.format, row_codes(A, m), 0, K, &Ac[m * K]);
+    else
+      unpack_codes_simd(A.format, row_codes(A, m), 0, K, &Ac[m * K]);
+  }
 
   if (kind != BlockSumKind::Int16 && path != KernelPath::Scalar && M >= 2) {
     gemm_f64_interleaved(A, W, Ac, C, ldc, cfg.threads, kind == BlockSumKind::Wide);

@@ -77,6 +77,11 @@ struct IntTileArgs {
 };
 void int8_tile_avx2(const IntTileArgs& t);
 void int16_tile_avx2(const IntTileArgs& t);
+// FP6: nblocks blocks of 24 packed bytes -> 32 codes each (the same as unpack_range); and 6-bit
+// codes -> s8 values through a 32-entry magnitude table (sign in bit 5), n a multiple of 32.
+void unpack_fp6_avx2(const uint8_t* packed, size_t nblocks, uint8_t* out);
+void decode_fp6_s8_avx2(const uint8_t* codes, size_t n, const int8_t* mag32, int8_t* out);
+
 // Interleaved integer GEMM (MX x MX, BlockSumKind::Int16, M >= 2). W is packed per call, per K
 // chunk, into tiles of 8 columns: int8 kernel [group of 4 k][8 columns][4 s8] (one 256-bit vector
 // = 8 columns x 4 k), int16 kernel [pair of k][8 columns][2 int16]. A rows are broadcast 4 bytes

@@ -909,6 +909,46 @@ void int8_corrections_avx2(const int8_t* wp, size_t ngroups, int G, int ra, int1
   }
 }
 
+void unpack_fp6_avx2(const uint8_t* packed, size_t nblocks, uint8_t* out) {
+  // Lane 0: bytes 0-11 (loaded from p), lane 1: bytes 12-23 (loaded from p + 8, no over-read);
+  // dword i of a lane <- its 3-byte group i.
+  const __m256i sh = _mm256_setr_epi8(0, 1, 2, -1, 3, 4, 5, -1, 6, 7, 8, -1, 9, 10, 11, -1, 4, 5, 6,
+                                      -1, 7, 8, 9, -1, 10, 11, 12, -1, 13, 14, 15, -1);
+  const __m256i m0 = _mm256_set1_epi32(0x3F), m1 = _mm256_set1_epi32(0x3F00);
+  const __m256i m2 = _mm256_set1_epi32(0x3F0000), m3 = _mm256_set1_epi32(0x3F000000);
+  for (size_t j = 0; j < nblocks; ++j) {
+    const uint8_t* p = packed + j * 24;
+    const __m256i x = _mm256_shuffle_epi8(
+        _mm256_inserti128_si256(
+            _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))),
+            _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 8)), 1),
+        sh);
+    // 24 bits w -> bytes (w & 63, w >> 6 & 63, w >> 12 & 63, w >> 18 & 63).
+    const __m256i c = _mm256_or_si256(
+        _mm256_or_si256(_mm256_and_si256(x, m0), _mm256_and_si256(_mm256_slli_epi32(x, 2), m1)),
+        _mm256_or_si256(_mm256_and_si256(_mm256_slli_epi32(x, 4), m2),
+                        _mm256_and_si256(_mm256_slli_epi32(x, 6), m3)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + j * 32), c);
+  }
+}
+
+void decode_fp6_s8_avx2(const uint8_t* codes, size_t n, const int8_t* mag32, int8_t* out) {
+  const __m256i lo =
+      _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(mag32)));
+  const __m256i hi =
+      _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(mag32 + 16)));
+  const __m256i m31 = _mm256_set1_epi8(31), b32 = _mm256_set1_epi8(32), b15 = _mm256_set1_epi8(15);
+  for (size_t i = 0; i < n; i += 32) {
+    const __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes + i));
+    const __m256i mag = _mm256_and_si256(c, m31);
+    const __m256i v = _mm256_blendv_epi8(_mm256_shuffle_epi8(lo, mag), _mm256_shuffle_epi8(hi, mag),
+                                         _mm256_cmpgt_epi8(mag, b15));
+    const __m256i neg = _mm256_cmpeq_epi8(_mm256_and_si256(c, b32), b32);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i),
+                        _mm256_sub_epi8(_mm256_xor_si256(v, neg), neg));
+  }
+}
+
 void decode_fp4_blocks_avx2(const uint8_t* packed, size_t nblocks, const int8_t* lut16, bool to_i16,
                             void* out, size_t out_stride) {
   const __m128i lut = _mm_loadu_si128(reinterpret_cast<const __m128i*>(lut16));
