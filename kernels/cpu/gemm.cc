@@ -1,5 +1,6 @@
 // GEMM / GEMV drivers: operand decoding, tiling over weight rows, threads, path dispatch. The
 // scalar path computes every block with the exact 128-bit block step.
+#include <emmintrin.h>
 #include <xmmintrin.h>
 
 #include <algorithm>
@@ -149,16 +150,39 @@ void gemm_int(const MxMatrixView& A, const MxMatrixView& W, const std::vector<ui
           for (size_t o = 0; o < bytes; o += 64) _mm_prefetch(ns + o, _MM_HINT_T0);
         }
         detail::Fp4GemvArgs args{};
-        int sb_min = 255, sb_max = 0;
+        // The kernel reads 4 scale bytes at a time (up to 3 past a row's last block): rows with
+        // a next row in W are read in place, the tile holding W's last row from a padded copy.
+        const bool direct = n0 + kTileRows < N;
         for (int r = 0; r < kTileRows; ++r) {
           const size_t n = std::min(n0 + r, N - 1);  // rows past N repeat the last, discarded
           args.rows[r] = row_codes(W, n);
-          std::memcpy(scp + r * stride, W.scales + n * nb, nb);
-          std::memset(scp + r * stride + nb, 0, 4);
-          const uint8_t* srow = W.scales + n * nb;  // (not the copy: no store forwarding)
-          for (size_t j = 0; j < nb; ++j) {
-            sb_min = std::min<int>(sb_min, srow[j]);
-            sb_max = std::max<int>(sb_max, srow[j]);
+          if (!direct) {
+            std::memcpy(scp + r * stride, W.scales + n * nb, nb);
+            std::memset(scp + r * stride + nb, 0, 4);
+          }
+        }
+        // The tile's scale range (its rows are contiguous in W.scales).
+        __m128i vmin = _mm_set1_epi8(char(0xFF)), vmax = _mm_setzero_si128();
+        int sb_min = 255, sb_max = 0;
+        {
+          const uint8_t* s0 = W.scales + n0 * nb;
+          const size_t len = (std::min(n0 + kTileRows, N) - n0) * nb;
+          size_t i = 0;
+          for (; i + 16 <= len; i += 16) {
+            const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s0 + i));
+            vmin = _mm_min_epu8(vmin, v);
+            vmax = _mm_max_epu8(vmax, v);
+          }
+          alignas(16) uint8_t lo[16], hi[16];
+          _mm_store_si128(reinterpret_cast<__m128i*>(lo), vmin);
+          _mm_store_si128(reinterpret_cast<__m128i*>(hi), vmax);
+          for (int b = 0; b < 16; ++b) {
+            sb_min = std::min<int>(sb_min, lo[b]);
+            sb_max = std::max<int>(sb_max, hi[b]);
+          }
+          for (; i < len; ++i) {
+            sb_min = std::min<int>(sb_min, s0[i]);
+            sb_max = std::max<int>(sb_max, s0[i]);
           }
         }
         // e = sb - 127 + qw + ea over the tile within [-126, 103], no NaN scale: fast block step.
@@ -172,8 +196,8 @@ void gemm_int(const MxMatrixView& A, const MxMatrixView& W, const std::vector<ui
         args.acorr = acorr.data();
         args.aexp = aexp.data();
         args.afac_d = afac_d.data();
-        args.sc = scp;
-        args.sc_stride = stride;
+        args.sc = direct ? W.scales + n0 * nb : scp;
+        args.sc_stride = direct ? nb : stride;
         args.qw = qw;
         args.lut16 = lut16;
         args.acc = acc;
