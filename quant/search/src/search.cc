@@ -333,6 +333,7 @@ std::string search_fingerprint(const CausalLM& model, const at::Tensor& windows,
   j["batch"] = o.batch;
   j["seed"] = o.seed;
   j["budget"] = budget;
+  if (o.theta_max > 0) j["theta_max"] = o.theta_max;
   j["cost"] = {cm.kind, cm.unit, cm.total_low(), cm.total_high()};
   j["layers"] = model.linear_names().size();
   j["windows"] = {windows.size(0), windows.size(1), windows.sum().item<int64_t>()};
@@ -486,6 +487,10 @@ DmxResult dmx_search(CausalLM& model, const at::Tensor& calib_windows, const Cos
         // gradient 0 at 0, would never move theta at all.
         if (params[i].item<float>() < 0.0f) {
           params[i].zero_();
+          momentum[i].zero_();
+        }
+        if (opt.theta_max > 0 && params[i].item<float>() > opt.theta_max) {
+          params[i].fill_(opt.theta_max);
           momentum[i].zero_();
         }
       }

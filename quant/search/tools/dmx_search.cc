@@ -43,6 +43,7 @@ struct Settings {
   int stop_after = 0;  // testing: stop as if killed after N steps
   std::string budget_projection = "on";
   double budget_tolerance = 0.02;
+  double theta_max = 0.0;
   // sweep
   std::vector<std::string> budgets;
   std::vector<std::string> methods{"dmx", "kl", "uniform"};
@@ -229,6 +230,7 @@ json run_one(Context& c, const std::string& method, const std::string& budget_te
     o.stop_after = s.stop_after;
     o.budget_projection = s.budget_projection == "on";
     o.budget_tolerance = s.budget_tolerance;
+    o.theta_max = s.theta_max;
     if (s.fresh) fs::remove(o.checkpoint);
     const int every = std::max(1, s.steps / 20);
     o.progress = [&](const SearchProgress& p) {
@@ -251,6 +253,8 @@ json run_one(Context& c, const std::string& method, const std::string& budget_te
     m["search_seconds"] = r.seconds;
     m["resumed"] = r.resumed;
     m["theta_weight"] = r.theta_w;
+    m["theta_max"] = o.theta_max;
+    m["lr"] = o.lr;
     m["budget_projection"] = {
         {"enabled", o.budget_projection},
         {"tolerance_fraction", o.budget_tolerance},
@@ -460,6 +464,10 @@ void add_common(CLI::App& app, Settings& s) {
                  "dMX: after the hard threshold, move the least confident layers until the cost "
                  "is within --budget-tolerance of the budget (on | off: the paper's threshold)")
       ->check(CLI::IsMember({"on", "off"}))
+      ->capture_default_str();
+  app.add_option("--theta-max", s.theta_max,
+                 "dMX: project theta onto [0, X] after each step (0: unbounded, as published)")
+      ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   app.add_option("--budget-tolerance", s.budget_tolerance,
                  "budget projection tolerance, a fraction of the all-low..all-high cost range")

@@ -454,7 +454,7 @@ TEST(KlBaseline, SensitivityRankingAndPromotion) {
 // ---- dMX search: regularizer effect, resume, determinism ---------------------------------------
 namespace {
 DmxResult tiny_search(const std::string& ckpt, int stop_after, double budget, int rungs = 2,
-                      bool untied = false, CausalLM* out_model = nullptr) {
+                      bool untied = false, CausalLM* out_model = nullptr, double theta_max = 0) {
   at::set_num_threads(1);
   CausalLM m = CausalLM::random(tiny_config(), 4, 0.08);
   const at::Tensor w = random_windows(9, 4, 32, 97);
@@ -467,6 +467,7 @@ DmxResult tiny_search(const std::string& ckpt, int stop_after, double budget, in
   o.checkpoint = ckpt;
   o.checkpoint_every = 4;
   o.stop_after = stop_after;
+  o.theta_max = theta_max;
   DmxResult r = dmx_search(m, w, cm, budget, o);
   if (out_model) *out_model = std::move(m);
   return r;
@@ -534,6 +535,21 @@ TEST(DmxSearch, ThreeRungLadderAndUntiedOffsets) {
   // (3 rungs: 1 bit steps of 1/14) and with untied operands.
   EXPECT_LE(std::fabs(r3.assignment.avg_bits - 6.0), 0.08 + 1e-12);
   EXPECT_LE(std::fabs(ru.assignment.avg_bits - 6.0), 0.08 + 1e-12);
+}
+
+TEST(DmxSearch, ThetaMaxBoundsTheOffsets) {
+  // Unbounded, some theta of the 12-step search rise past 0.3; the box [0, 0.3] (applied to the
+  // FP32 parameter) keeps every theta inside, so every layer ends at the lowest rung.
+  const DmxResult free = tiny_search("", 0, 8.0);
+  double top = 0;
+  for (double t : free.theta_w) top = std::max(top, t);
+  const DmxResult boxed = tiny_search("", 0, 8.0, 2, false, nullptr, 0.3);
+  for (double t : boxed.theta_w) {
+    EXPECT_GE(t, 0.0);
+    EXPECT_LE(t, static_cast<double>(0.3f));
+  }
+  EXPECT_GT(top, 0.3) << "the unbounded search should move some theta past 0.3";
+  EXPECT_DOUBLE_EQ(boxed.threshold_assignment.avg_bits, 4.0);
 }
 
 // ---- Budget projection after the threshold ----------------------------------------------------

@@ -112,6 +112,10 @@ struct DmxOptions {
   // Budget projection after the hard threshold (see project_to_budget); off = the paper's plain
   // threshold. Tolerance as a fraction of the [all-low, all-high] cost range.
   bool budget_projection = true;
+  // Upper end of the box theta is projected onto after each step (0: none, the paper's unbounded
+  // theta). With a bound the annealed b keeps a non-zero gradient, so the hinge can still pull a
+  // layer that rose early back down instead of it staying locked at the top rung.
+  double theta_max = 0.0;
   double budget_tolerance = 0.02;
 };
 // The regularizer's pieces (differentiable in the offsets): the soft total cost of the current
