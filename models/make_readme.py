@@ -34,13 +34,15 @@ def train_command(name):
         if not l.rstrip().endswith("\\"):
             break
     text = "\n    ".join(cmd)
-    # The per-model schedule from train.sh's case block (NAME) or its default (*).
+    # The schedule: a per-model case block (NAME) or its default (*), or one plain STEPS=... line.
     import re
     sched = {}
     for l in lines:
         mm = re.match(r"\s*([\w*-]+)\) (STEPS=.*) ;;", l)
         if mm:
             sched[mm.group(1)] = dict(kv.split("=") for kv in mm.group(2).split())
+        elif re.match(r"\s*STEPS=\S+( \w+=\S+)*\s*$", l):
+            sched["*"] = dict(kv.split("=") for kv in l.split())
     for k, v in sched.get(name, sched.get("*", {})).items():
         text = text.replace("$" + k, v)
     text = text.replace('"$BIN"/', "build/bin/").replace("$m", name)

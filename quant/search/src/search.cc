@@ -331,6 +331,7 @@ std::string search_fingerprint(const CausalLM& model, const at::Tensor& windows,
   j["rungs"] = o.offsets.rungs;
   j["untied"] = o.offsets.untied;
   j["batch"] = o.batch;
+  if (o.loss != "ce") j["loss"] = o.loss;
   j["seed"] = o.seed;
   j["budget"] = budget;
   if (o.theta_max > 0) j["theta_max"] = o.theta_max;
@@ -391,9 +392,28 @@ DmxResult dmx_search(CausalLM& model, const at::Tensor& calib_windows, const Cos
   const Ladder& ladder = cm.ladder;
   if (ladder.space != opt.offsets.space || int(ladder.formats.size()) != opt.offsets.rungs)
     throw std::invalid_argument("the cost model's ladder does not match the offsets' space/rungs");
+  if (opt.loss != "ce" && opt.loss != "kd")
+    throw std::invalid_argument("loss '" + opt.loss + "' is not ce or kd");
   model.set_requires_grad(false);
   std::vector<MxLinearPtr> lins = wrap_decoder_linears(model);
   const size_t L = lins.size();
+  // KD: log-probabilities of the unquantized model on every calibration window, computed once.
+  at::Tensor teacher;
+  if (opt.loss == "kd") {
+    const int64_t n = calib_windows.size(0), T = calib_windows.size(1);
+    const double bytes = 4.0 * n * T * model.config().vocab_size;
+    if (bytes > 4.0 * (1ull << 30))
+      throw std::invalid_argument(
+          "the kd loss keeps the FP32 model's log-probabilities of every calibration window (" +
+          std::to_string(int64_t(bytes / (1 << 20))) + " MiB): use fewer --calib-windows");
+    at::NoGradGuard ng;
+    for (auto& l : lins) l->set_fixed(std::nullopt, std::nullopt);
+    std::vector<at::Tensor> parts;
+    for (int64_t i = 0; i < n; i += 8)
+      parts.push_back(
+          at::log_softmax(model.forward(calib_windows.slice(0, i, std::min(n, i + 8))), -1));
+    teacher = at::cat(parts);
+  }
   for (auto& l : lins) {
     l->set_learned(opt.offsets);
     l->set_hard(false);
@@ -466,8 +486,15 @@ DmxResult dmx_search(CausalLM& model, const at::Tensor& calib_windows, const Cos
     for (auto& l : lins) l->set_temperature(tp);
     std::vector<int64_t> idx;
     for (int64_t i = 0; i < opt.batch; ++i) idx.push_back(order[(step * opt.batch + i) % nwin]);
-    at::Tensor ids = calib_windows.index_select(0, at::tensor(idx, at::kLong));
-    at::Tensor ce = model.next_token_loss(ids);
+    const at::Tensor sel = at::tensor(idx, at::kLong);
+    at::Tensor ids = calib_windows.index_select(0, sel);
+    at::Tensor ce;
+    if (opt.loss == "kd") {
+      const at::Tensor lt = teacher.index_select(0, sel);
+      ce = (lt.exp() * (lt - at::log_softmax(model.forward(ids), -1))).sum(-1).mean();
+    } else {
+      ce = model.next_token_loss(ids);
+    }
     at::Tensor soft_total = soft_total_cost(lins, cm);
     at::Tensor soft_bits = soft_bits_equivalent(soft_total, cm);
     at::Tensor reg = hinge_regularizer(soft_bits, target_bits, opt.lambda);

@@ -44,6 +44,7 @@ struct Settings {
   std::string budget_projection = "on";
   double budget_tolerance = 0.02;
   double theta_max = 0.0;
+  std::string loss = "ce";
   // sweep
   std::vector<std::string> budgets;
   std::vector<std::string> methods{"dmx", "kl", "uniform"};
@@ -169,6 +170,38 @@ json assignment_json(const Assignment& a, const CostModel& cm) {
           {"avg_bits_weighted", a.avg_bits_weighted}};
 }
 
+// The settings that shape a sweep point's result; a finished point is reused only when they match.
+json run_settings(const Settings& s) {
+  return {{"model", s.model_dir},
+          {"data", s.data},
+          {"eval_data", s.eval_data},
+          {"tokenizer", s.tokenizer},
+          {"cost_model", s.cost_model},
+          {"weighted", s.weighted},
+          {"arch", s.arch},
+          {"metric", s.metric},
+          {"tokens", s.tokens},
+          {"space", s.space},
+          {"rungs", s.rungs},
+          {"untied", s.untied},
+          {"steps", s.steps},
+          {"lr", s.lr},
+          {"momentum", s.momentum},
+          {"lambda", s.lambda},
+          {"batch", s.batch},
+          {"loss", s.loss},
+          {"theta_max", s.theta_max},
+          {"budget_projection", s.budget_projection},
+          {"budget_tolerance", s.budget_tolerance},
+          {"seqlen", s.seqlen},
+          {"calib_windows", s.calib_windows},
+          {"eval_windows", s.eval_windows},
+          {"kl_windows", s.kl_windows},
+          {"seed", s.seed},
+          {"quantize_embed", s.quant_embed},
+          {"quantize_lm_head", s.quant_head}};
+}
+
 // One method at one budget: returns the metrics (and writes them + the assignment under `dir`).
 json run_one(Context& c, const std::string& method, const std::string& budget_text,
              const std::string& dir, const std::string& uniform_fmt = "") {
@@ -231,15 +264,16 @@ json run_one(Context& c, const std::string& method, const std::string& budget_te
     o.budget_projection = s.budget_projection == "on";
     o.budget_tolerance = s.budget_tolerance;
     o.theta_max = s.theta_max;
+    o.loss = s.loss;
     if (s.fresh) fs::remove(o.checkpoint);
     const int every = std::max(1, s.steps / 20);
     o.progress = [&](const SearchProgress& p) {
       if (p.step % every == 0 || p.step == p.steps)
         std::fprintf(stderr,
-                     "dmx-search: %s step %d/%d loss %.4f ce %.4f soft-bits %.3f frac %.3f "
+                     "dmx-search: %s step %d/%d loss %.4f %s %.4f soft-bits %.3f frac %.3f "
                      "T' %.2f %.2f steps/s%s\n",
-                     method.c_str(), p.step, p.steps, p.loss, p.ce, p.soft_bits, p.soft_fraction,
-                     p.t_prime, p.steps_per_s, p.resumed ? " (resumed)" : "");
+                     method.c_str(), p.step, p.steps, p.loss, o.loss.c_str(), p.ce, p.soft_bits,
+                     p.soft_fraction, p.t_prime, p.steps_per_s, p.resumed ? " (resumed)" : "");
     };
     DmxResult r = dmx_search(*c.model, c.calib, cm, budget, o);
     if (r.stopped) {
@@ -255,6 +289,8 @@ json run_one(Context& c, const std::string& method, const std::string& budget_te
     m["theta_weight"] = r.theta_w;
     m["theta_max"] = o.theta_max;
     m["lr"] = o.lr;
+    m["batch"] = o.batch;
+    m["loss"] = o.loss;
     m["budget_projection"] = {
         {"enabled", o.budget_projection},
         {"tolerance_fraction", o.budget_tolerance},
@@ -298,6 +334,7 @@ json run_one(Context& c, const std::string& method, const std::string& budget_te
   m["model"] = s.model_dir;
   m["seed"] = s.seed;
   m["wall_seconds"] = wall;
+  m["settings"] = run_settings(s);
   write_atomic(dir + "/assignment.json", assignment_json(a, cm).dump(2) + "\n");
   write_atomic(dir + "/metrics.json", m.dump(2) + "\n");
   std::fprintf(
@@ -327,7 +364,24 @@ int run_sweep(Context& c) {
     if (fs::exists(dir + "/metrics.json")) {  // a finished point of an earlier (killed) sweep
       std::ifstream f(dir + "/metrics.json");
       json m;
-      f >> m;
+      try {
+        f >> m;
+      } catch (const std::exception&) {
+        throw std::runtime_error(dir + "/metrics.json: not a metrics file; delete it");
+      }
+      const json want = run_settings(s);
+      const json have = m.value("settings", json());
+      if (have != want) {
+        std::string what = "has no settings record";
+        for (auto it = want.begin(); it != want.end(); ++it)
+          if (have.is_object() && have.value(it.key(), json()) != it.value()) {
+            what = "was made with " + it.key() + " = " + have.value(it.key(), json()).dump() +
+                   ", not " + it.value().dump();
+            break;
+          }
+        throw std::runtime_error(dir + "/metrics.json: a finished point that " + what +
+                                 "; delete it or sweep into another --out");
+      }
       std::cerr << "dmx-search: sweep: reusing " << dir << "/metrics.json\n";
       rows.push_back(m);
       return;
@@ -468,6 +522,11 @@ void add_common(CLI::App& app, Settings& s) {
   app.add_option("--theta-max", s.theta_max,
                  "dMX: project theta onto [0, X] after each step (0: unbounded, as published)")
       ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  app.add_option("--loss", s.loss,
+                 "dMX task loss: ce (next-token cross-entropy, as published) | kd (KL divergence "
+                 "to the unquantized model's next-token distribution)")
+      ->check(CLI::IsMember({"ce", "kd"}))
       ->capture_default_str();
   app.add_option("--budget-tolerance", s.budget_tolerance,
                  "budget projection tolerance, a fraction of the all-low..all-high cost range")

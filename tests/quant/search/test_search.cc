@@ -552,6 +552,66 @@ TEST(DmxSearch, ThetaMaxBoundsTheOffsets) {
   EXPECT_DOUBLE_EQ(boxed.threshold_assignment.avg_bits, 4.0);
 }
 
+TEST(DmxSearch, KdLossIsTheKlDivergenceToTheUnquantizedModel) {
+  // One step at lr 0 reports the loss of the initial soft formats (theta = 0, T' = 4); recompute
+  // it by hand: the FP32 model's and the soft-quantized model's next-token distributions, KL per
+  // token summed in double, averaged over the window's tokens.
+  at::set_num_threads(1);
+  const at::Tensor w = random_windows(9, 4, 32, 97);
+  CausalLM m = CausalLM::random(tiny_config(), 4, 0.08);
+  const CostModel cm = bits_cost_model(m, make_ladder(FormatSpace::EM, 2), false);
+  DmxOptions o;
+  o.steps = 1;
+  o.lr = 0;
+  o.seed = 3;
+  o.loss = "kd";
+  double reported = -1;
+  o.progress = [&](const SearchProgress& p) { reported = p.ce; };
+  dmx_search(m, w, cm, 8.0, o);
+  // The window the seeded order takes first.
+  std::vector<int64_t> order(4);
+  std::iota(order.begin(), order.end(), 0);
+  std::mt19937_64 rng(3);
+  std::shuffle(order.begin(), order.end(), rng);
+  const at::Tensor ids = w.slice(0, order[0], order[0] + 1);
+  CausalLM fp = CausalLM::random(tiny_config(), 4, 0.08);
+  CausalLM q = CausalLM::random(tiny_config(), 4, 0.08);
+  std::vector<MxLinearPtr> lins = wrap_decoder_linears(q);
+  for (auto& l : lins) {
+    l->set_learned(LearnedOffsets{});
+    l->set_temperature(temperature_at(o, 0));
+  }
+  at::Tensor lt, lq;
+  {
+    at::NoGradGuard ng;
+    lt = at::log_softmax(fp.forward(ids), -1).to(at::kDouble).contiguous();
+    lq = at::log_softmax(q.forward(ids), -1).to(at::kDouble).contiguous();
+  }
+  const double* pt = lt.data_ptr<double>();
+  const double* pq = lq.data_ptr<double>();
+  const int64_t tokens = ids.size(1), V = 97;
+  double kl = 0;
+  for (int64_t t = 0; t < tokens; ++t)
+    for (int64_t v = 0; v < V; ++v) kl += std::exp(pt[t * V + v]) * (pt[t * V + v] - pq[t * V + v]);
+  kl /= tokens;
+  EXPECT_GT(kl, 1e-4) << "the soft 4-bit formats should move the distribution";
+  EXPECT_NEAR(reported, kl, 1e-5 * kl + 1e-9);
+  // The loss is part of the search's identity: a ce checkpoint is not resumed as kd.
+  const fs::path ck = temp_path("kd_ckpt.json");
+  fs::remove(ck);
+  CausalLM a = CausalLM::random(tiny_config(), 4, 0.08);
+  DmxOptions oc;
+  oc.steps = 2;
+  oc.checkpoint = ck.string();
+  dmx_search(a, w, cm, 5.0, oc);
+  CausalLM b = CausalLM::random(tiny_config(), 4, 0.08);
+  oc.loss = "kd";
+  EXPECT_THROW(dmx_search(b, w, cm, 5.0, oc), std::runtime_error);
+  oc.loss = "mse";
+  EXPECT_THROW(dmx_search(b, w, cm, 5.0, oc), std::invalid_argument);
+  fs::remove_all(ck.parent_path());
+}
+
 // ---- Budget projection after the threshold ----------------------------------------------------
 TEST(BudgetProjection, PromotesTheLayersClosestToTheThresholdFirst) {
   CausalLM m = CausalLM::random(tiny_config(), 1);
@@ -633,5 +693,60 @@ TEST(DmxSearchCli, UsageErrorsExitTwoAndNameTheInput) {
   const int rc2 = std::system((bin + " --bogus-flag >/dev/null 2>&1").c_str());
   EXPECT_EQ(WEXITSTATUS(rc2), 2);
   fs::remove_all(log.parent_path());
+#endif
+}
+
+TEST(DmxSearchCli, SweepWritesTheCsvAndReusesOnlyPointsOfTheSameSettings) {
+#if !defined(DMX_SEARCH_BIN) || !defined(DMX_REPO)
+  GTEST_SKIP() << "dmx-search was not built (CLI11 missing)";
+#else
+  // A one-layer model over the shipped tokenizer's vocabulary, saved the way checkpoints are.
+  const fs::path dir = temp_path("sweep");
+  nlohmann::json j = {{"architectures", {"LlamaForCausalLM"}},
+                      {"model_type", "llama"},
+                      {"hidden_size", 64},
+                      {"intermediate_size", 128},
+                      {"num_hidden_layers", 1},
+                      {"num_attention_heads", 4},
+                      {"num_key_value_heads", 2},
+                      {"vocab_size", 4096},
+                      {"rms_norm_eps", 1e-5},
+                      {"rope_theta", 10000.0},
+                      {"tie_word_embeddings", true}};
+  CausalLM::random(parse_config(j.dump(), "sweep"), 5, 0.05).save((dir / "model").string());
+  const std::string repo = DMX_REPO;
+  auto sweep = [&](const std::string& kl_windows, const std::string& log) {
+    const std::string cmd =
+        std::string(DMX_SEARCH_BIN) + " sweep --model " + (dir / "model").string() +
+        " --tokenizer " + repo + "/models/tokenizer.json --data " + repo +
+        "/data/wiki.valid.raw --seqlen 32 --calib-windows 4 --eval-windows 4 --kl-windows " +
+        kl_windows +
+        " --steps 3 --lr 20 --loss kd --threads 1 --budgets 5 --methods dmx kl uniform --out " +
+        (dir / "out").string() + " >" + (dir / log).string() + " 2>&1";
+    return WEXITSTATUS(std::system(cmd.c_str()));
+  };
+  auto read = [](const fs::path& p) {
+    std::ifstream f(p);
+    return std::string((std::istreambuf_iterator<char>(f)), {});
+  };
+  ASSERT_EQ(sweep("2", "1.txt"), 0) << read(dir / "1.txt");
+  const std::string csv = read(dir / "out" / "sweep.csv");
+  for (const char* row : {"\ndmx,,5,", "\nkl,,5,", "\nuniform,E2M1,", "\nuniform,E3M2,",
+                          "\nuniform,E4M3,", "\nfp32,"})
+    EXPECT_NE(csv.find(row), std::string::npos) << row << " missing from\n" << csv;
+  const nlohmann::json m = nlohmann::json::parse(read(dir / "out/runs/dmx_5/metrics.json"));
+  EXPECT_EQ(m.at("loss"), "kd");
+  EXPECT_EQ(m.at("settings").at("kl_windows"), 2);
+  // The same settings: every point is reused, the CSV is the same.
+  ASSERT_EQ(sweep("2", "2.txt"), 0) << read(dir / "2.txt");
+  EXPECT_NE(read(dir / "2.txt").find("reusing"), std::string::npos);
+  EXPECT_EQ(read(dir / "out" / "sweep.csv"), csv);
+  // Other settings: the finished point is refused by name, nothing is overwritten.
+  EXPECT_EQ(sweep("3", "3.txt"), 1);
+  const std::string err = read(dir / "3.txt");
+  EXPECT_NE(err.find("metrics.json"), std::string::npos) << err;
+  EXPECT_NE(err.find("kl_windows"), std::string::npos) << err;
+  EXPECT_EQ(read(dir / "out" / "sweep.csv"), csv);
+  fs::remove_all(dir);
 #endif
 }

@@ -117,6 +117,10 @@ struct DmxOptions {
   // layer that rose early back down instead of it staying locked at the top rung.
   double theta_max = 0.0;
   double budget_tolerance = 0.02;
+  // Task loss: "ce" (the paper's next-token cross-entropy on the calibration labels) or "kd"
+  // (KL(p_fp32 || p_quantized) per token against the unquantized model's distribution,
+  // precomputed once for the calibration windows): no label noise, zero at the FP32 model.
+  std::string loss = "ce";
 };
 // The regularizer's pieces (differentiable in the offsets): the soft total cost of the current
 // annealed offsets of `lins` (bilinear over the rungs), as a bit-equivalent, and the hinge
