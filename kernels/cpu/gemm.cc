@@ -44,6 +44,22 @@ void unpack_codes_simd(MxFormat f, const uint8_t* row, size_t k0, size_t n, uint
     detail::unpack_range(f, row, k0, n, out);
 }
 
+// fn(m0, m1) over ranges of rows [0, M) (multiples of 4 rows, but for the last), on the pool when
+// the operand is large enough to pay for waking it (M * K >= 2^14 elements), else on the caller.
+template <class F>
+void for_row_ranges(size_t M, size_t K, int threads, const F& fn) {
+  if (threads <= 1 || M < 8 || M * K < (size_t(1) << 14)) {
+    fn(size_t(0), M);
+    return;
+  }
+  const size_t groups = (M + 3) / 4;
+  const size_t tasks = std::min(groups, size_t(4) * size_t(threads));
+  const size_t per = (groups + tasks - 1) / tasks;  // row groups per task
+  detail::parallel_for((groups + per - 1) / per, threads, [&](size_t t) {
+    fn(std::min(M, t * per * 4), std::min(M, (t + 1) * per * 4));
+  });
+}
+
 // 2^e as FP32 (e >= -149 and <= 127), from the bits.
 float pow2_f32(int e) {
   const uint32_t b = e >= -126 ? uint32_t(e + 127) << 23 : uint32_t(1) << (e + 149);
@@ -334,38 +350,55 @@ void gemm_int_interleaved(const MxMatrixView& A, const MxMatrixView& W,
     if (2 * g * ra * rw <= 32767) G = g;
   const bool int8 =
       wmin >= -128 && wmax <= 127 && amax + ra <= 255 && 2 * (amax + ra) * rw <= 32767 && G > 0;
-  const size_t esize = int8 ? 1 : 2;
 
   // A: u8 (value + ra) or int16 values; scale exponents, also as ea << 23; per 4-row group the
-  // min / max exponent of each block (rows past M repeat the last row).
+  // min / max exponent of each block (rows past M repeat the last row). Ranges of 4-row groups on
+  // the pool; codes of at most 6 bits to u8 through a vector 64-entry table (the scalar loop is
+  // its reference and the other formats' route).
+  const size_t ngr = (M + 3) / 4;
   std::vector<uint8_t> Au(int8 ? M * K : 0);
   std::vector<int16_t> A16(int8 ? 0 : M * K);
-  for (size_t i = 0; i < M * K; ++i) {
-    const int v = ta.q16[Ac[i]];
-    if (int8)
-      Au[i] = uint8_t(v + ra);
-    else
-      A16[i] = int16_t(v);
-  }
   std::vector<int32_t> aexp(M * nb), aexp23(M * nb);
-  for (size_t i = 0; i < M * nb; ++i) {
-    const uint8_t sa = A.scales[i];
-    aexp[i] = sa == kScaleNaN ? detail::kNaNExp : int(sa) - kScaleBias + qa;
-    aexp23[i] = sa == kScaleNaN ? 0 : int32_t(uint32_t(aexp[i]) << 23);
-  }
-  const size_t ngr = (M + 3) / 4;
   std::vector<int32_t> ga_min(ngr * nb), ga_max(ngr * nb);
-  for (size_t g = 0; g < ngr; ++g)
-    for (size_t j = 0; j < nb; ++j) {
-      int lo = 1 << 30, hi = -(1 << 30);
-      for (size_t r = 0; r < 4; ++r) {
-        const int e = aexp[std::min(4 * g + r, M - 1) * nb + j];
-        lo = std::min(lo, e);
-        hi = std::max(hi, e);
+  uint8_t lut64[64] = {};
+  const bool lut_a = int8 && format_bits(A.format) <= 6;
+  if (lut_a)
+    for (int c = 0; c < (1 << format_bits(A.format)); ++c) lut64[c] = uint8_t(ta.q16[c] + ra);
+  const bool widen_a = !int8 && format_info(A.format).is_int;  // INT8 codes are the values
+  for_row_ranges(M, K, threads, [&](size_t m0, size_t m1) {
+    if (lut_a) {
+      detail::lut64_bytes_avx2(&Ac[m0 * K], (m1 - m0) * K, lut64, &Au[m0 * K]);
+    } else if (widen_a) {
+      detail::widen_i8_blocks_avx2(reinterpret_cast<const int8_t*>(&Ac[m0 * K]), (m1 - m0) * nb,
+                                   &A16[m0 * K], kBlockSize);
+    } else {
+      for (size_t i = m0 * K; i < m1 * K; ++i) {
+        const int v = ta.q16[Ac[i]];
+        if (int8)
+          Au[i] = uint8_t(v + ra);
+        else
+          A16[i] = int16_t(v);
       }
-      ga_min[g * nb + j] = lo;
-      ga_max[g * nb + j] = hi;
     }
+    for (size_t i = m0 * nb; i < m1 * nb; ++i) {
+      const uint8_t sa = A.scales[i];
+      aexp[i] = sa == kScaleNaN ? detail::kNaNExp : int(sa) - kScaleBias + qa;
+      aexp23[i] = sa == kScaleNaN ? 0 : int32_t(uint32_t(aexp[i]) << 23);
+    }
+    for (size_t g = m0 / 4; g < (m1 + 3) / 4; ++g)
+      for (size_t j = 0; j < nb; ++j) {
+        int lo = 1 << 30, hi = -(1 << 30);
+        for (size_t r = 0; r < 4; ++r) {
+          const size_t m = std::min(4 * g + r, M - 1);
+          const uint8_t sa = A.scales[m * nb + j];  // (row M - 1 may lie in another range)
+          const int e = sa == kScaleNaN ? detail::kNaNExp : int(sa) - kScaleBias + qa;
+          lo = std::min(lo, e);
+          hi = std::max(hi, e);
+        }
+        ga_min[g * nb + j] = lo;
+        ga_max[g * nb + j] = hi;
+      }
+  });
 
   constexpr size_t kPanel = 32, kChunk = 32;  // columns per task; blocks per K chunk
   const size_t gpb = int8 ? 8 : 16;           // dword groups per block
@@ -463,7 +496,7 @@ void gemm_int_interleaved(const MxMatrixView& A, const MxMatrixView& W,
       }
       for (size_t g = 0; g < ngr; ++g) {
         for (size_t p = 0; p < 2 && n0 + 16 * p < N; ++p) {
-          detail::IntMicroArgs args{};
+          detail::IntMicroArgs args;  // every field set below (no zeroing per call)
           args.nbc = nbc;
           for (int r = 0; r < 4; ++r) {
             const size_t m = std::min(4 * g + r, M - 1);
@@ -760,12 +793,14 @@ void gemm(const MxMatrixView& A, const MxMatrixView& W, float* C, size_t ldc,
 
   // A's codes unpacked once (both the SIMD decode and the exact corner cases read them).
   std::vector<uint8_t> Ac(M * K);
-  for (size_t m = 0; m < M; ++m) {
-    if (path == KernelPath::Scalar)
-      detail::unpack_range(A.format, row_codes(A, m), 0, K, &Ac[m * K]);
-    else
-      unpack_codes_simd(A.format, row_codes(A, m), 0, K, &Ac[m * K]);
-  }
+  for_row_ranges(M, K, cfg.threads, [&](size_t m0, size_t m1) {
+    for (size_t m = m0; m < m1; ++m) {
+      if (path == KernelPath::Scalar)
+        detail::unpack_range(A.format, row_codes(A, m), 0, K, &Ac[m * K]);
+      else
+        unpack_codes_simd(A.format, row_codes(A, m), 0, K, &Ac[m * K]);
+    }
+  });
 
   if (kind != BlockSumKind::Int16 && path != KernelPath::Scalar && M >= 2) {
     gemm_f64_interleaved(A, W, Ac, C, ldc, cfg.threads, kind == BlockSumKind::Wide);

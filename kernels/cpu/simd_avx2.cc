@@ -949,6 +949,24 @@ void decode_fp6_s8_avx2(const uint8_t* codes, size_t n, const int8_t* mag32, int
   }
 }
 
+void lut64_bytes_avx2(const uint8_t* codes, size_t n, const uint8_t* lut64, uint8_t* out) {
+  __m256i t[4];
+  for (int i = 0; i < 4; ++i)
+    t[i] = _mm256_broadcastsi128_si256(
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(lut64 + 16 * i)));
+  for (size_t i = 0; i < n; i += 32) {
+    const __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes + i));
+    // Code bit 4 (and bit 5) moved to each byte's sign bit for the blends (bits shifted in from
+    // the byte below land under bit 7 and are ignored); vpshufb uses bits 0-3 (bit 7 is clear).
+    const __m256i b4 = _mm256_slli_epi16(c, 3), b5 = _mm256_slli_epi16(c, 2);
+    const __m256i lo =
+        _mm256_blendv_epi8(_mm256_shuffle_epi8(t[0], c), _mm256_shuffle_epi8(t[1], c), b4);
+    const __m256i hi =
+        _mm256_blendv_epi8(_mm256_shuffle_epi8(t[2], c), _mm256_shuffle_epi8(t[3], c), b4);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), _mm256_blendv_epi8(lo, hi, b5));
+  }
+}
+
 void decode_fp4_blocks_avx2(const uint8_t* packed, size_t nblocks, const int8_t* lut16, bool to_i16,
                             void* out, size_t out_stride) {
   const __m128i lut = _mm_loadu_si128(reinterpret_cast<const __m128i*>(lut16));
