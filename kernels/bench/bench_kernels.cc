@@ -1,6 +1,8 @@
 // dMX CPU kernel benchmarks. Memory bandwidth (copy, read-only sum) is measured first in the same
 // run; every kernel figure is also reported as a ratio of it (counters `xcopy`, `xread`).
-//   dmx-bench-kernels [--threads N] [--quick] [google-benchmark flags]
+//   dmx-bench-kernels [--threads N] [--quick] [--no-prepack] [google-benchmark flags]
+// MX x MX GEMMs use weights packed once with pack_weights() (label "prepacked W" where the pair
+// has a prepacked kernel); --no-prepack times gemm(A, W), which packs W on every call.
 #include <benchmark/benchmark.h>
 #include <dmx/golden.h>
 #include <dmx/kernels.h>
@@ -25,6 +27,7 @@ using namespace dmx;
 using namespace dmx::kernels;
 
 int g_threads = 2;
+bool g_prepack = true;  // MX x MX GEMM/GEMV with pack_weights() done once, outside the timing
 double g_copy_gbs = 0, g_read_gbs = 0;
 constexpr size_t kBwBytes = size_t(512) << 20;  // per buffer: far beyond the caches
 
@@ -146,9 +149,13 @@ void BM_Gemm(benchmark::State& state) {
     A = make_mx(MxFormat(state.range(4)), M, K, 12);
   }
   const KernelConfig cfg{default_path(), g_threads};
+  // A Linear layer's weights are packed once (pack_weights); gemm(A, packed) == gemm(A, W).
+  const PackedWeights pw = !f32 && g_prepack ? pack_weights(W.view(), A.f, cfg) : PackedWeights();
   for (auto _ : state) {
     if (f32)
       gemm_f32(Af.data(), M, K, W.view(), C.data(), N, cfg);
+    else if (pw.prepacked())
+      gemm(A.view(), pw, C.data(), N, cfg);
     else
       gemm(A.view(), W.view(), C.data(), N, cfg);
     benchmark::ClobberMemory();
@@ -162,7 +169,8 @@ void BM_Gemm(benchmark::State& state) {
   state.SetLabel(
       std::string("W=") + format_name(fw) +
       " A=" + (f32 ? "FP32" : format_name(MxFormat(state.range(4)))) + " " +
-      (f32 ? "mixed" : block_sum_kind_name(block_sum_kind(MxFormat(state.range(4)), fw))));
+      (f32 ? "mixed" : block_sum_kind_name(block_sum_kind(MxFormat(state.range(4)), fw))) +
+      (pw.prepacked() && M >= 2 ? " prepacked W" : ""));
 }
 
 }  // namespace
@@ -175,6 +183,8 @@ int main(int argc, char** argv) {
       g_threads = std::atoi(argv[++i]);
     } else if (std::string(argv[i]) == "--quick") {
       quick = true;
+    } else if (std::string(argv[i]) == "--no-prepack") {
+      g_prepack = false;
     } else {
       args.push_back(argv[i]);
     }

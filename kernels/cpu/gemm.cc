@@ -329,18 +329,20 @@ void gemm_int(const MxMatrixView& A, const MxMatrixView& W, const std::vector<ui
 // packed per task (a panel of 32 columns) and per K chunk; A is decoded once per call. The int8
 // kernel applies when W's values fit s8, A + ra fits u8 (ra = largest |A|), the vpmaddubsw pair
 // sums cannot saturate and a run of at least one group keeps its int16 lane sums in range.
-void gemm_int_interleaved(const MxMatrixView& A, const MxMatrixView& W,
-                          const std::vector<uint8_t>& Ac, float* C, size_t ldc, int threads) {
-  const size_t M = A.rows, N = W.rows, K = W.cols, nb = K / kBlockSize;
-  const FormatTable& ta = table(A.format);
-  const FormatTable& tw = table(W.format);
-  const int qa = format_info(A.format).quantum_exp, qw = format_info(W.format).quantum_exp;
+struct IntScheme {
+  bool int8;   // the vpmaddubsw kernel (else int16 / vpmaddwd)
+  int ra, G;   // largest |A| in quanta (the u8 offset); groups of 4 k per int16 run (int8)
+  size_t gpb;  // dword groups per block: 8 (int8) or 16 (int16)
+};
+IntScheme int_scheme(MxFormat fa, MxFormat fw) {
+  const FormatTable& ta = table(fa);
+  const FormatTable& tw = table(fw);
   int amin = 0, amax = 0, wmin = 0, wmax = 0;
-  for (int c = 0; c < (1 << format_bits(A.format)); ++c) {
+  for (int c = 0; c < (1 << format_bits(fa)); ++c) {
     amin = std::min<int>(amin, ta.q16[c]);
     amax = std::max<int>(amax, ta.q16[c]);
   }
-  for (int c = 0; c < (1 << format_bits(W.format)); ++c) {
+  for (int c = 0; c < (1 << format_bits(fw)); ++c) {
     wmin = std::min<int>(wmin, tw.q16[c]);
     wmax = std::max<int>(wmax, tw.q16[c]);
   }
@@ -350,6 +352,121 @@ void gemm_int_interleaved(const MxMatrixView& A, const MxMatrixView& W,
     if (2 * g * ra * rw <= 32767) G = g;
   const bool int8 =
       wmin >= -128 && wmax <= 127 && amax + ra <= 255 && 2 * (amax + ra) * rw <= 32767 && G > 0;
+  return {int8, ra, int8 ? G : 1, size_t(int8 ? 8 : 16)};
+}
+
+constexpr size_t kPanel = 32, kChunk = 32;  // columns per task; blocks per K chunk
+
+// One panel (32 columns from n0) and K chunk (nbc blocks from j0) of W as the micro-kernels read
+// it: wp per tile of 8 columns (q) at q * 8 * kChunk * gpb dwords; corr (int8) per tile at
+// q * kChunk * (8 / G) * 16; wexp23 per tile at q * kChunk * 8; gw_min / gw_max per 16 columns
+// (p) at p * kChunk. Columns past N: zero weights at scale exponent 0 (results discarded).
+struct IntPanelBufs {
+  int32_t* wp;
+  int16_t* corr;
+  int32_t* wexp23;
+  int32_t* gw_min;
+  int32_t* gw_max;
+};
+size_t int_wp_dwords(const IntScheme& sc) { return 4 * 8 * kChunk * sc.gpb; }
+size_t int_corr_tile(const IntScheme& sc) { return kChunk * size_t(8 / sc.G) * 16; }
+
+// wdec: 8 * kChunk * gpb dwords of scratch; wc: kChunk * 32 bytes of scratch.
+void pack_int_panel(const MxMatrixView& W, const IntScheme& sc, size_t n0, size_t j0, size_t nbc,
+                    const IntPanelBufs& b, int32_t* wdec, uint8_t* wc) {
+  const size_t N = W.rows, nb = W.cols / kBlockSize;
+  const FormatTable& tw = table(W.format);
+  const int qw = format_info(W.format).quantum_exp;
+  const bool int8 = sc.int8;
+  const size_t gpb = sc.gpb, dw_chunk = kChunk * gpb;  // dwords per column per chunk
+  int32_t eb[kPanel];
+  for (size_t jj = 0; jj < nbc; ++jj) {
+    for (size_t c = 0; c < kPanel; ++c) {
+      const size_t n = n0 + c;
+      const uint8_t sb = n < N ? W.scales[n * nb + j0 + jj] : uint8_t(kScaleBias - qw);
+      eb[c] = sb == kScaleNaN ? detail::kNaNExp : int(sb) - kScaleBias + qw;
+      b.wexp23[(c / 8) * kChunk * 8 + jj * 8 + c % 8] =
+          sb == kScaleNaN ? 0 : int32_t(uint32_t(eb[c] + 127) << 23);
+    }
+    for (size_t p = 0; p < 2; ++p) {
+      b.gw_min[p * kChunk + jj] = *std::min_element(eb + 16 * p, eb + 16 * p + 16);
+      b.gw_max[p * kChunk + jj] = *std::max_element(eb + 16 * p, eb + 16 * p + 16);
+    }
+  }
+  for (size_t q = 0; q < 4 && n0 + 8 * q < N; ++q) {
+    // 8 columns decoded (s8 / int16 in k order, dword rows), then interleaved.
+    for (size_t c = 0; c < 8; ++c) {
+      const size_t n = n0 + 8 * q + c;
+      int32_t* dst = &wdec[c * dw_chunk];
+      if (n >= N) {
+        std::fill(dst, dst + nbc * gpb, 0);
+        continue;
+      }
+      const uint8_t* row = row_codes(W, n);
+      if (format_bits(W.format) == 4) {
+        int8_t lut16[16];
+        for (int i = 0; i < 16; ++i) lut16[i] = int8_t(tw.q16[i]);
+        detail::decode_fp4_blocks_avx2(row + j0 * kBlockSize / 2, nbc, lut16, !int8, dst,
+                                       kBlockSize);
+      } else if (format_info(W.format).is_int && int8) {
+        std::memcpy(dst, row + j0 * kBlockSize, nbc * kBlockSize);
+      } else if (format_info(W.format).is_int) {
+        detail::widen_i8_blocks_avx2(reinterpret_cast<const int8_t*>(row + j0 * kBlockSize), nbc,
+                                     reinterpret_cast<int16_t*>(dst), kBlockSize);
+      } else {
+        const int16_t* q16 = tw.q16;
+        const size_t n_el = nbc * kBlockSize;
+        unpack_codes_simd(W.format, row, j0 * kBlockSize, n_el, wc);
+        if (int8 && format_bits(W.format) == 6) {  // |values| <= 127 here (int8 kernel)
+          int8_t mag32[32];
+          for (int i = 0; i < 32; ++i) mag32[i] = int8_t(q16[i]);
+          detail::decode_fp6_s8_avx2(wc, n_el, mag32, reinterpret_cast<int8_t*>(dst));
+        } else if (int8) {
+          int8_t* d8 = reinterpret_cast<int8_t*>(dst);
+          for (size_t i = 0; i < n_el; ++i) d8[i] = int8_t(q16[wc[i]]);
+        } else {
+          int16_t* d16 = reinterpret_cast<int16_t*>(dst);
+          for (size_t i = 0; i < n_el; ++i) d16[i] = q16[wc[i]];
+        }
+      }
+    }
+    int32_t* wq = &b.wp[q * 8 * dw_chunk];
+    detail::transpose_dwords8_avx2(wdec, dw_chunk, nbc * gpb, wq);
+    if (int8)
+      detail::int8_corrections_avx2(reinterpret_cast<const int8_t*>(wq), nbc * 8, sc.G, sc.ra,
+                                    &b.corr[q * int_corr_tile(sc)]);
+  }
+}
+
+}  // namespace
+
+namespace detail {
+// W prepacked for the interleaved integer GEMM: every (panel, chunk) of pack_int_panel.
+struct PackedInt {
+  IntScheme sc;
+  size_t panels = 0, chunks = 0;
+  std::vector<int32_t> wp, wexp23, gw;
+  std::vector<int16_t> corr;
+  IntPanelBufs at(size_t panel, size_t chunk) {
+    const size_t i = panel * chunks + chunk;
+    return {&wp[i * int_wp_dwords(sc)], sc.int8 ? &corr[i * 4 * int_corr_tile(sc)] : nullptr,
+            &wexp23[i * 4 * kChunk * 8], &gw[i * 4 * kChunk], &gw[i * 4 * kChunk + 2 * kChunk]};
+  }
+};
+}  // namespace detail
+
+namespace {
+
+void gemm_int_interleaved(const MxMatrixView& A, const MxMatrixView& W,
+                          const std::vector<uint8_t>& Ac, float* C, size_t ldc, int threads,
+                          detail::PackedInt* pre) {
+  const size_t M = A.rows, N = W.rows, K = W.cols, nb = K / kBlockSize;
+  const FormatTable& ta = table(A.format);
+  const FormatTable& tw = table(W.format);
+  const int qa = format_info(A.format).quantum_exp, qw = format_info(W.format).quantum_exp;
+  const IntScheme sc = int_scheme(A.format, W.format);
+  const bool int8 = sc.int8;
+  const int ra = sc.ra, G = sc.G;
 
   // A: u8 (value + ra) or int16 values; scale exponents, also as ea << 23; per 4-row group the
   // min / max exponent of each block (rows past M repeat the last row). Ranges of 4-row groups on
@@ -400,26 +517,25 @@ void gemm_int_interleaved(const MxMatrixView& A, const MxMatrixView& W,
       }
   });
 
-  constexpr size_t kPanel = 32, kChunk = 32;  // columns per task; blocks per K chunk
-  const size_t gpb = int8 ? 8 : 16;           // dword groups per block
+  const size_t gpb = sc.gpb;  // dword groups per block
   const size_t panels = (N + kPanel - 1) / kPanel;
   detail::parallel_for(panels, threads, [&](size_t task) {
     const size_t n0 = task * kPanel;
     thread_local std::vector<int32_t> wdec, wp, wexp23;
     thread_local std::vector<int16_t> corr;
-    thread_local std::vector<int32_t> gw_min, gw_max;
+    thread_local std::vector<int32_t> gw;
     thread_local std::vector<float> accp;
     thread_local std::vector<uint8_t> wc;
     const size_t dw_chunk = kChunk * gpb;  // dwords per column per chunk
-    wdec.resize(8 * dw_chunk);
-    wp.resize(4 * 8 * dw_chunk);
-    wexp23.resize(4 * kChunk * 8);
-    corr.resize(4 * kChunk * 8 * 16);
-    gw_min.resize(2 * kChunk);
-    gw_max.resize(2 * kChunk);
-    wc.resize(kChunk * kBlockSize);
+    if (!pre) {
+      wdec.resize(8 * dw_chunk);
+      wp.resize(int_wp_dwords(sc));
+      wexp23.resize(4 * kChunk * 8);
+      corr.resize(4 * int_corr_tile(sc));
+      gw.resize(4 * kChunk);
+      wc.resize(kChunk * kBlockSize);
+    }
     accp.resize(ngr * 4 * kPanel);  // set to -0 by the first chunk's micro-kernel calls
-    int32_t eb[kPanel];
     const size_t ncols = std::min(kPanel, N - n0);
     std::vector<std::pair<size_t, size_t>> zeros;  // (m, c) of zero results
     // The exact FP64 block step for the micro-tile (row group cur_g, pair cur_p, chunk cur_j0);
@@ -437,63 +553,11 @@ void gemm_int_interleaved(const MxMatrixView& A, const MxMatrixView& W,
         };
     for (size_t j0 = 0; j0 < nb; j0 += kChunk) {
       const size_t nbc = std::min(kChunk, nb - j0);
-      for (size_t jj = 0; jj < nbc; ++jj) {
-        for (size_t c = 0; c < kPanel; ++c) {
-          const size_t n = n0 + c;
-          const uint8_t sb = n < N ? W.scales[n * nb + j0 + jj] : uint8_t(kScaleBias - qw);
-          eb[c] = sb == kScaleNaN ? detail::kNaNExp : int(sb) - kScaleBias + qw;
-          wexp23[(c / 8) * kChunk * 8 + jj * 8 + c % 8] =
-              sb == kScaleNaN ? 0 : int32_t(uint32_t(eb[c] + 127) << 23);
-        }
-        for (size_t p = 0; p < 2; ++p) {
-          gw_min[p * kChunk + jj] = *std::min_element(eb + 16 * p, eb + 16 * p + 16);
-          gw_max[p * kChunk + jj] = *std::max_element(eb + 16 * p, eb + 16 * p + 16);
-        }
-      }
-      for (size_t q = 0; q < 4 && n0 + 8 * q < N; ++q) {
-        // 8 columns decoded (s8 / int16 in k order, dword rows), then interleaved.
-        for (size_t c = 0; c < 8; ++c) {
-          const size_t n = n0 + 8 * q + c;
-          int32_t* dst = &wdec[c * dw_chunk];
-          if (n >= N) {
-            std::fill(dst, dst + nbc * gpb, 0);
-            continue;
-          }
-          const uint8_t* row = row_codes(W, n);
-          if (format_bits(W.format) == 4) {
-            int8_t lut16[16];
-            for (int i = 0; i < 16; ++i) lut16[i] = int8_t(tw.q16[i]);
-            detail::decode_fp4_blocks_avx2(row + j0 * kBlockSize / 2, nbc, lut16, !int8, dst,
-                                           kBlockSize);
-          } else if (format_info(W.format).is_int && int8) {
-            std::memcpy(dst, row + j0 * kBlockSize, nbc * kBlockSize);
-          } else if (format_info(W.format).is_int) {
-            detail::widen_i8_blocks_avx2(reinterpret_cast<const int8_t*>(row + j0 * kBlockSize),
-                                         nbc, reinterpret_cast<int16_t*>(dst), kBlockSize);
-          } else {
-            uint8_t* codes = wc.data();  // (locals: no thread-local lookups in the loop)
-            const int16_t* q16 = tw.q16;
-            const size_t n_el = nbc * kBlockSize;
-            unpack_codes_simd(W.format, row, j0 * kBlockSize, n_el, codes);
-            if (int8 && format_bits(W.format) == 6) {  // |values| <= 127 here (int8 kernel)
-              int8_t mag32[32];
-              for (int c = 0; c < 32; ++c) mag32[c] = int8_t(q16[c]);
-              detail::decode_fp6_s8_avx2(codes, n_el, mag32, reinterpret_cast<int8_t*>(dst));
-            } else if (int8) {
-              int8_t* d8 = reinterpret_cast<int8_t*>(dst);
-              for (size_t i = 0; i < n_el; ++i) d8[i] = int8_t(q16[codes[i]]);
-            } else {
-              int16_t* d16 = reinterpret_cast<int16_t*>(dst);
-              for (size_t i = 0; i < n_el; ++i) d16[i] = q16[codes[i]];
-            }
-          }
-        }
-        int32_t* wq = &wp[q * 8 * dw_chunk];
-        detail::transpose_dwords8_avx2(wdec.data(), dw_chunk, nbc * gpb, wq);
-        if (int8)
-          detail::int8_corrections_avx2(reinterpret_cast<const int8_t*>(wq), nbc * 8, G, ra,
-                                        &corr[q * kChunk * 8 * 16]);
-      }
+      IntPanelBufs bufs{wp.data(), corr.data(), wexp23.data(), gw.data(), gw.data() + 2 * kChunk};
+      if (pre)
+        bufs = pre->at(task, j0 / kChunk);
+      else
+        pack_int_panel(W, sc, n0, j0, nbc, bufs, wdec.data(), wc.data());
       for (size_t g = 0; g < ngr; ++g) {
         for (size_t p = 0; p < 2 && n0 + 16 * p < N; ++p) {
           detail::IntMicroArgs args;  // every field set below (no zeroing per call)
@@ -508,12 +572,12 @@ void gemm_int_interleaved(const MxMatrixView& A, const MxMatrixView& W,
           args.ga_max = &ga_max[g * nb + j0];
           for (int t = 0; t < 2; ++t) {
             const size_t q = 2 * p + t;
-            args.w[t] = &wp[q * 8 * dw_chunk];
-            args.corr[t] = &corr[q * kChunk * 8 * 16];
-            args.wexp23[t] = &wexp23[q * kChunk * 8];
+            args.w[t] = &bufs.wp[q * 8 * dw_chunk];
+            args.corr[t] = int8 ? &bufs.corr[q * int_corr_tile(sc)] : nullptr;
+            args.wexp23[t] = &bufs.wexp23[q * kChunk * 8];
           }
-          args.gw_min = &gw_min[p * kChunk];
-          args.gw_max = &gw_max[p * kChunk];
+          args.gw_min = &bufs.gw_min[p * kChunk];
+          args.gw_max = &bufs.gw_max[p * kChunk];
           args.acc = &accp[4 * g * kPanel + 16 * p];
           args.acc_stride = kPanel;
           args.init = j0 == 0;
@@ -778,8 +842,9 @@ void gemm_wide(const MxMatrixView& A, const MxMatrixView& W, const std::vector<u
 
 }  // namespace
 
-void gemm(const MxMatrixView& A, const MxMatrixView& W, float* C, size_t ldc,
-          const KernelConfig& cfg) {
+namespace {
+void gemm_impl(const MxMatrixView& A, const MxMatrixView& W, detail::PackedInt* pre, float* C,
+               size_t ldc, const KernelConfig& cfg) {
   check_shapes(A, W, ldc);
   const size_t M = A.rows, N = W.rows, K = W.cols, nb = K / kBlockSize;
   if (M == 0 || N == 0) return;
@@ -829,7 +894,7 @@ void gemm(const MxMatrixView& A, const MxMatrixView& W, float* C, size_t ldc,
 
   if (kind == BlockSumKind::Int16) {
     if (M >= 2)
-      gemm_int_interleaved(A, W, Ac, C, ldc, cfg.threads);
+      gemm_int_interleaved(A, W, Ac, C, ldc, cfg.threads, pre);
     else
       gemm_int(A, W, Ac, C, ldc, cfg.threads);
     return;
@@ -882,6 +947,56 @@ void gemm(const MxMatrixView& A, const MxMatrixView& W, float* C, size_t ldc,
       for (int r = 0; r < kTileRows && n0 + r < N; ++r)
         C[m * ldc + n0 + r] = acc[m * kTileRows + r];
   });
+}
+
+}  // namespace
+
+void gemm(const MxMatrixView& A, const MxMatrixView& W, float* C, size_t ldc,
+          const KernelConfig& cfg) {
+  gemm_impl(A, W, nullptr, C, ldc, cfg);
+}
+
+PackedWeights pack_weights(const MxMatrixView& W, MxFormat a_format, const KernelConfig& cfg) {
+  if (W.cols % kBlockSize != 0)
+    throw std::invalid_argument("dmx::kernels::pack_weights: K = " + std::to_string(W.cols) +
+                                " is not a multiple of 32 (pad with pad_rows)");
+  PackedWeights pw;
+  pw.view_ = W;
+  pw.a_format_ = a_format;
+  const KernelPath path = usable(cfg.path);
+  if (path == KernelPath::Scalar || block_sum_kind(a_format, W.format) != BlockSumKind::Int16 ||
+      W.rows == 0 || W.cols == 0)
+    return pw;  // no prepacked kernel: gemm() takes the per-call route
+  auto pk = std::make_shared<detail::PackedInt>();
+  pk->sc = int_scheme(a_format, W.format);
+  const size_t nb = W.cols / kBlockSize;
+  pk->panels = (W.rows + kPanel - 1) / kPanel;
+  pk->chunks = (nb + kChunk - 1) / kChunk;
+  const size_t pc = pk->panels * pk->chunks;
+  pk->wp.assign(pc * int_wp_dwords(pk->sc), 0);
+  pk->wexp23.assign(pc * 4 * kChunk * 8, 0);
+  pk->gw.assign(pc * 4 * kChunk, 0);
+  if (pk->sc.int8) pk->corr.assign(pc * 4 * int_corr_tile(pk->sc), 0);
+  detail::parallel_for(pc, cfg.threads, [&](size_t i) {
+    std::vector<int32_t> wdec(8 * kChunk * pk->sc.gpb);
+    std::vector<uint8_t> wc(kChunk * kBlockSize);
+    const size_t panel = i / pk->chunks, j0 = (i % pk->chunks) * kChunk;
+    pack_int_panel(W, pk->sc, panel * kPanel, j0, std::min(kChunk, nb - j0),
+                   pk->at(panel, i % pk->chunks), wdec.data(), wc.data());
+  });
+  pw.packed_ = std::move(pk);
+  return pw;
+}
+
+void gemm(const MxMatrixView& A, const PackedWeights& W, float* C, size_t ldc,
+          const KernelConfig& cfg) {
+  // The prepacked layout serves the A format it was packed for on a SIMD path at M >= 2; any
+  // other call computes from the weights' view (the same bits either way).
+  detail::PackedInt* pre =
+      W.packed_ && A.format == W.a_format_ && A.rows >= 2 && usable(cfg.path) != KernelPath::Scalar
+          ? W.packed_.get()
+          : nullptr;
+  gemm_impl(A, W.view_, pre, C, ldc, cfg);
 }
 
 void gemm_f32(const float* A, size_t M, size_t lda, const MxMatrixView& W, float* C, size_t ldc,

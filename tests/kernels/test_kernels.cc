@@ -255,9 +255,13 @@ MxMat row_of(const MxMat& m, size_t r) {
 }
 
 // C = A * W^T vs golden dot_blocked, every format pair, bit for bit.
-void check_gemm(const MxMat& A, const MxMat& W, const KernelConfig& cfg, const std::string& what) {
+void check_gemm(const MxMat& A, const MxMat& W, const KernelConfig& cfg, const std::string& what,
+                const PackedWeights* packed = nullptr) {
   std::vector<float> C(A.rows * W.rows, 12345.0f);
-  gemm(A.view(), W.view(), C.data(), W.rows, cfg);
+  if (packed)
+    gemm(A.view(), *packed, C.data(), W.rows, cfg);
+  else
+    gemm(A.view(), W.view(), C.data(), W.rows, cfg);
   for (size_t m = 0; m < A.rows; ++m)
     for (size_t n = 0; n < W.rows; ++n) {
       const float ref = dot_blocked(A.vec(m), W.vec(n), A.cols);
@@ -408,6 +412,41 @@ TEST_P(KernelPathTest, GemmInterleavedTilingAndCornerBlocks) {
       check_gemm(A, W, cfg(), "interleaved tiling");
       for (size_t r : {size_t(0), size_t(2), size_t(3), size_t(4)})
         check_gemm(row_of(A, r), W, cfg(), "GEMV row " + std::to_string(r));
+    }
+}
+
+// Prepacked weights (pack_weights + gemm(A, PackedWeights)) against golden for every format pair:
+// M = 1 (GEMV fallback), 3, 17 and 70 (partial row groups), N = 45 (a partial panel and tile), K
+// over three chunks (the last partial); random codes, NaN scales, blocks at extreme scales, an
+// all-zero A row. A packed object called with another A format computes from its view.
+TEST_P(KernelPathTest, GemmPrepackedWeightsBitExact) {
+  std::mt19937 rng(kSeed + 11);
+  const size_t N = 45, K = 66 * kBlockSize;
+  for (MxFormat fa : kAllFormats)
+    for (MxFormat fw : kAllFormats) {
+      const bool int_pair = block_sum_kind(fa, fw) == BlockSumKind::Int16;
+      // NaN and extreme scales in a few rows only (a NaN scale makes the whole dot NaN).
+      const size_t nb = K / kBlockSize;
+      MxMat W = random_mx(fw, N, K, rng, 100, 150);
+      W.scales[5 * nb + 40] = kScaleNaN;
+      W.scales[9 * nb + 3] = 2;
+      W.scales[9 * nb + 50] = 252;
+      W.scales[44 * nb + 65] = 251;
+      const PackedWeights pw = pack_weights(W.view(), fa, cfg());
+      EXPECT_EQ(pw.prepacked(), int_pair && GetParam() != KernelPath::Scalar);
+      for (size_t M : {size_t(1), size_t(3), size_t(17), size_t(70)}) {
+        if (!int_pair && M != 3) continue;
+        MxMat A = random_mx(fa, M, K, rng, 100, 150);
+        A.scales[(M - 1) * nb + 33] = uint8_t(M % 2 ? 1 : 253);
+        if (M > 2) A.scales[2 * nb + 64] = kScaleNaN;
+        if (M > 1) {  // row 1: all zero codes
+          std::fill(&A.unpacked[K], &A.unpacked[2 * K], uint8_t(0));
+          pack_codes(fa, &A.unpacked[K], K, &A.codes[packed_bytes(fa, K)]);
+        }
+        check_gemm(A, W, cfg(), "prepacked", &pw);
+      }
+      const MxFormat other = fa == MxFormat::INT8 ? MxFormat::E2M1 : MxFormat::INT8;
+      check_gemm(random_mx(other, 5, K, rng), W, cfg(), "prepacked, other A format", &pw);
     }
 }
 

@@ -23,6 +23,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 
 namespace dmx::kernels {
 
@@ -81,6 +82,31 @@ void dequantize_bf16(const MxMatrixView& m, uint16_t* out, const KernelConfig& c
 // --------------------------------------------------------------------------------- MX x MX,
 // bit-exact to dot_blocked. A.cols == W.cols.
 void gemm(const MxMatrixView& A, const MxMatrixView& W, float* C, size_t ldc,
+          const KernelConfig& cfg = {});
+// Weights prepacked once for repeated MX x MX GEMMs (a Linear layer's W): the interleaved integer
+// layout of the Int16 pairs' M >= 2 kernel (values in quanta, per-column scale exponents and the
+// int8 kernel's run corrections), built for one activation format. gemm(A, packed) gives the same
+// bits as gemm(A, W); calls the layout does not serve (another A format, M = 1, the scalar path,
+// pairs without an integer kernel) compute from the view, as gemm(A, W) does. The object keeps
+// the view, not a copy: W's codes and scales must outlive it and stay unchanged.
+namespace detail {
+struct PackedInt;
+}
+class PackedWeights {
+ public:
+  const MxMatrixView& view() const { return view_; }
+  MxFormat a_format() const { return a_format_; }
+  bool prepacked() const { return packed_ != nullptr; }  // false: every call takes the view
+
+ private:
+  friend PackedWeights pack_weights(const MxMatrixView&, MxFormat, const KernelConfig&);
+  friend void gemm(const MxMatrixView&, const PackedWeights&, float*, size_t, const KernelConfig&);
+  MxMatrixView view_{};
+  MxFormat a_format_{};
+  std::shared_ptr<detail::PackedInt> packed_;
+};
+PackedWeights pack_weights(const MxMatrixView& W, MxFormat a_format, const KernelConfig& cfg = {});
+void gemm(const MxMatrixView& A, const PackedWeights& W, float* C, size_t ldc,
           const KernelConfig& cfg = {});
 // FP32 / BF16 activations (M x K, row-major, lda >= K) x MX weights, fast mode (bound above).
 void gemm_f32(const float* A, size_t M, size_t lda, const MxMatrixView& W, float* C, size_t ldc,
