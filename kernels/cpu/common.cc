@@ -212,7 +212,11 @@ void unpack_range(MxFormat f, const uint8_t* row, size_t k0, size_t n, uint8_t* 
 }
 
 // A persistent pool: workers wait for a new generation, then grab task indices from a shared
-// counter; the caller takes part and waits for every worker to finish the generation.
+// counter; the caller takes part. The caller waits for the region's tasks to be done, not for
+// every worker to check in: a worker that wakes late (a busy machine, a slow wake-up) finds no
+// task left and the caller has already returned. A worker inside a region is counted (in_work_);
+// the next region starts only when none is, so a late worker never sees the next region's
+// counter or function.
 namespace {
 class Pool {
  public:
@@ -221,23 +225,26 @@ class Pool {
     const int helpers = std::min<int>(threads - 1, int(tasks) - 1);
     ensure(helpers);
     {
-      std::lock_guard<std::mutex> lk(mu_);
+      std::unique_lock<std::mutex> lk(mu_);
+      idle_cv_.wait(lk, [&] { return in_work_ == 0; });  // late workers of the last region
       fn_ = &fn;
       tasks_ = tasks;
       next_.store(0);
-      active_ = helpers;
+      done_.store(0);
       wanted_ = helpers;
       ++generation_;
     }
     cv_.notify_all();
     work();
-    std::unique_lock<std::mutex> lk(mu_);
-    done_cv_.wait(lk, [&] { return active_ == 0; });
-    fn_ = nullptr;
+    if (done_.load(std::memory_order_acquire) != tasks) {
+      std::unique_lock<std::mutex> lk(mu_);
+      done_cv_.wait(lk, [&] { return done_.load(std::memory_order_acquire) == tasks_; });
+    }
   }
   ~Pool() {
     {
-      std::lock_guard<std::mutex> lk(mu_);
+      std::unique_lock<std::mutex> lk(mu_);
+      idle_cv_.wait(lk, [&] { return in_work_ == 0; });
       stop_ = true;
       ++generation_;
     }
@@ -259,8 +266,16 @@ class Pool {
       workers_.emplace_back([this, id, gen] { loop(id, gen); });
     }
   }
+  // Runs tasks until none is left; the thread that completes the last one wakes the caller.
   void work() {
-    for (size_t t; (t = next_.fetch_add(1)) < tasks_;) (*fn_)(t);
+    const size_t tasks = tasks_;
+    for (size_t t; (t = next_.fetch_add(1)) < tasks;) {
+      (*fn_)(t);
+      if (done_.fetch_add(1, std::memory_order_acq_rel) + 1 == tasks) {
+        std::lock_guard<std::mutex> lk(mu_);
+        done_cv_.notify_all();
+      }
+    }
   }
   void loop(int id, uint64_t seen) {
     for (;;) {
@@ -270,19 +285,20 @@ class Pool {
         seen = generation_;
         if (stop_) return;
         if (id >= wanted_) continue;
+        ++in_work_;
       }
       work();
       std::lock_guard<std::mutex> lk(mu_);
-      if (--active_ == 0) done_cv_.notify_all();
+      if (--in_work_ == 0) idle_cv_.notify_all();
     }
   }
   std::mutex run_mu_, mu_;
-  std::condition_variable cv_, done_cv_;
+  std::condition_variable cv_, done_cv_, idle_cv_;
   std::vector<std::thread> workers_;
   const std::function<void(size_t)>* fn_ = nullptr;
   size_t tasks_ = 0;
-  std::atomic<size_t> next_{0};
-  int active_ = 0, wanted_ = 0;
+  std::atomic<size_t> next_{0}, done_{0};
+  int in_work_ = 0, wanted_ = 0;
   uint64_t generation_ = 0;
   bool stop_ = false;
 };

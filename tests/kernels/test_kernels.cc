@@ -475,6 +475,23 @@ TEST_P(KernelPathTest, GemmQuantizedDataAndThreads) {
     }
 }
 
+// Back-to-back small calls on the thread pool with more threads than cores (workers that wake
+// late find the tasks done, and must not touch the next call's tasks): the same bits as 1 thread.
+TEST_P(KernelPathTest, ManySmallCallsOnThePool) {
+  std::mt19937 rng(kSeed + 12);
+  const MxMat W = random_mx(MxFormat::E2M1, 200, 256, rng);
+  for (size_t M : {size_t(1), size_t(9)}) {
+    const MxMat A = random_mx(MxFormat::E2M1, M, 256, rng);
+    std::vector<float> ref(M * W.rows), c(M * W.rows);
+    gemm(A.view(), W.view(), ref.data(), W.rows, cfg(1));
+    for (int it = 0; it < 300; ++it) {
+      std::fill(c.begin(), c.end(), 0.0f);
+      gemm(A.view(), W.view(), c.data(), W.rows, cfg(it % 2 ? 4 : 3));
+      ASSERT_EQ(0, std::memcmp(ref.data(), c.data(), c.size() * 4)) << "call " << it << " M=" << M;
+    }
+  }
+}
+
 // Mixed: the stated bound against an exact reference (golden dot_exact where the FP32 activations
 // are MX values; an exact long-double-free check via dot_exact of the same values).
 TEST_P(KernelPathTest, MixedFp32AndBf16WithinStatedBound) {
