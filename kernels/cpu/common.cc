@@ -1,6 +1,7 @@
 // Path selection, the thread pool, decode tables and the exact scalar block step.
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <condition_variable>
 #include <cstdio>
@@ -218,6 +219,35 @@ void unpack_range(MxFormat f, const uint8_t* row, size_t k0, size_t n, uint8_t* 
 // the next region starts only when none is, so a late worker never sees the next region's
 // counter or function.
 namespace {
+// Waits spin (with pause) up to DMX_POOL_SPIN_US microseconds (default 50; 0: block at once)
+// before blocking on a condition variable, so back-to-back small calls (a GEMV of tens of
+// microseconds) do not pay a futex wake-up each.
+int64_t spin_ns() {
+  static const int64_t ns = [] {
+    const char* e = std::getenv("DMX_POOL_SPIN_US");
+    const long us = e ? std::strtol(e, nullptr, 10) : 50;
+    return int64_t(std::max(0L, us)) * 1000;
+  }();
+  return ns;
+}
+
+// Spins until done() or spin_ns() have passed; true if done() became true.
+template <class Done>
+bool spin_until(const Done& done) {
+  const int64_t limit = spin_ns();
+  if (done()) return true;
+  if (limit == 0) return false;
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 1;; ++i) {
+    if (done()) return true;
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+    if (i % 64 == 0 && std::chrono::steady_clock::now() - t0 > std::chrono::nanoseconds(limit))
+      return false;
+  }
+}
+
 class Pool {
  public:
   void run(size_t tasks, int threads, const std::function<void(size_t)>& fn) {
@@ -236,7 +266,7 @@ class Pool {
     }
     cv_.notify_all();
     work();
-    if (done_.load(std::memory_order_acquire) != tasks) {
+    if (!spin_until([&] { return done_.load(std::memory_order_acquire) == tasks; })) {
       std::unique_lock<std::mutex> lk(mu_);
       done_cv_.wait(lk, [&] { return done_.load(std::memory_order_acquire) == tasks_; });
     }
@@ -279,6 +309,7 @@ class Pool {
   }
   void loop(int id, uint64_t seen) {
     for (;;) {
+      spin_until([&] { return generation_.load(std::memory_order_relaxed) != seen; });
       {
         std::unique_lock<std::mutex> lk(mu_);
         cv_.wait(lk, [&] { return generation_ != seen; });
@@ -299,7 +330,7 @@ class Pool {
   size_t tasks_ = 0;
   std::atomic<size_t> next_{0}, done_{0};
   int in_work_ = 0, wanted_ = 0;
-  uint64_t generation_ = 0;
+  std::atomic<uint64_t> generation_{0};  // written under mu_; read without it only to spin
   bool stop_ = false;
 };
 }  // namespace
