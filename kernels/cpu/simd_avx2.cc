@@ -1,5 +1,6 @@
 // AVX2 + FMA kernels. Compiled for the whole file with a target pragma (not -mavx2), so no inline
 // function from a shared header is emitted here with AVX2 code; callers check path_available().
+#include <algorithm>
 #include <cstring>
 #include <type_traits>
 
@@ -396,6 +397,28 @@ inline float scale_f32(uint8_t code) {
   return f;
 }
 
+// The 8 rows' scale factors of blocks [j0, j0 + n) (n <= kScaleRun) as FP32, scale_f32 of each
+// code, into scf[r * kScaleRun + j - j0]: eight codes a vector, the tail one by one.
+constexpr size_t kScaleRun = 64;
+inline void scales_f32_rows8(const uint8_t* const* scales, size_t j0, size_t n, float* scf) {
+  const __m256i zero = _mm256_setzero_si256(), nan_code = _mm256_set1_epi32(kScaleNaN);
+  const __m256i sub = _mm256_set1_epi32(0x00400000), qnan = _mm256_set1_epi32(0x7fc00000);
+  for (int r = 0; r < 8; ++r) {
+    const uint8_t* sr = scales[r] + j0;
+    float* o = scf + r * kScaleRun;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+      const __m256i c =
+          _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sr + i)));
+      __m256i b = _mm256_slli_epi32(c, 23);
+      b = _mm256_blendv_epi8(b, sub, _mm256_cmpeq_epi32(c, zero));
+      b = _mm256_blendv_epi8(b, qnan, _mm256_cmpeq_epi32(c, nan_code));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + i), b);
+    }
+    for (; i < n; ++i) o[i] = scale_f32(sr[i]);
+  }
+}
+
 // Eight weights [q*8, q*8+8) of block j of one packed row, dequantized as dequantize_row does.
 template <int kBits>
 inline __m256 decode8_f32(const uint8_t* row, size_t j, int q, const float* unit, __m256 mag_table,
@@ -440,15 +463,17 @@ void mixed_gemv_rows8_fp4_bytes(MxFormat f, const float* a, const uint8_t* const
   const __m256i nib = _mm256_set1_epi8(0x0F), zero = _mm256_setzero_si256();
   __m256 acc[8];
   alignas(32) float wbuf[8 * 32];  // the 8 rows' dequantized block
+  alignas(32) float scf[8 * kScaleRun];
   for (int r = 0; r < 8; ++r) acc[r] = _mm256_loadu_ps(lanes + r * 8);
   for (size_t j = 0; j < nb; ++j) {
+    if (j % kScaleRun == 0) scales_f32_rows8(scales, j, std::min(kScaleRun, nb - j), scf);
     const float* aj = a + j * 32;
     if (pf && j * 128 < pf_bytes) {  // 8 rows x 16 bytes here: as much of the next rows
       _mm_prefetch(reinterpret_cast<const char*>(pf) + j * 128, _MM_HINT_T0);
       _mm_prefetch(reinterpret_cast<const char*>(pf) + j * 128 + 64, _MM_HINT_T0);
     }
     for (int r = 0; r < 8; ++r) {
-      const __m256 sc = _mm256_set1_ps(scale_f32(scales[r][j]));
+      const __m256 sc = _mm256_broadcast_ss(&scf[r * kScaleRun + j % kScaleRun]);
       const __m256i x = _mm256_shuffle_epi8(
           _mm256_broadcastsi128_si256(
               _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[r] + j * 16))),
@@ -484,13 +509,15 @@ void mixed_gemv_rows8_impl(MxFormat f, const float* a, const uint8_t* const* row
   const float* unit = table(f).unit;
   const __m256 mag_table = _mm256_loadu_ps(unit);
   __m256 acc[8];
+  alignas(32) float scf[8 * kScaleRun];
   for (int r = 0; r < 8; ++r) acc[r] = _mm256_loadu_ps(lanes + r * 8);
   for (size_t j = 0; j < nb; ++j) {
+    if (j % kScaleRun == 0) scales_f32_rows8(scales, j, std::min(kScaleRun, nb - j), scf);
     if (pf && j * 8 * kBits * 4 < pf_bytes)  // 8 rows x one block here: as much of the next
       for (int l = 0; l < kBits / 2; ++l)
         _mm_prefetch(reinterpret_cast<const char*>(pf) + j * 8 * kBits * 4 + 64 * l, _MM_HINT_T0);
     __m256 sc[8];
-    for (int r = 0; r < 8; ++r) sc[r] = _mm256_set1_ps(scale_f32(scales[r][j]));
+    for (int r = 0; r < 8; ++r) sc[r] = _mm256_broadcast_ss(&scf[r * kScaleRun + j % kScaleRun]);
     for (int q = 0; q < 4; ++q) {
       const __m256 av = _mm256_loadu_ps(a + j * 32 + q * 8);
       for (int r = 0; r < 8; ++r)

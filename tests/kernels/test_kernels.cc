@@ -542,11 +542,20 @@ TEST_P(KernelPathTest, MixedScalarAndSimdAgreeBitForBit) {
   std::mt19937 rng(kSeed + 7);
   for (MxFormat fw : kAllFormats)
     for (size_t M : {size_t(1), size_t(3)}) {  // M = 1: the register-decoding GEMV kernel
-      const size_t N = 19, K = 1600;
-      // Ordinary scales, then the full E8M0 range with NaN scales (subnormal / Inf weights).
-      for (int extreme = 0; extreme < 2; ++extreme) {
-        const MxMat W =
-            extreme ? random_mx(fw, N, K, rng, 0, 254, 5) : random_mx(fw, N, K, rng, 110, 140);
+      const size_t N = 19, K = 2400, nb = K / kBlockSize;  // nb > 64: GEMV scale runs
+      // Ordinary scales; the full E8M0 range with NaN scales (subnormal / Inf weights); ordinary
+      // scales with a few extreme codes (0, 1, 2, 252, NaN) in some rows, the others finite.
+      for (int extreme = 0; extreme < 3; ++extreme) {
+        MxMat W =
+            extreme == 1 ? random_mx(fw, N, K, rng, 0, 254, 5) : random_mx(fw, N, K, rng, 110, 140);
+        if (extreme == 2) {
+          W.scales[0 * nb + 3] = 0;
+          W.scales[1 * nb + 70] = 1;
+          W.scales[2 * nb + 64] = 2;
+          W.scales[3 * nb + 66] = 252;
+          W.scales[5 * nb + 71] = kScaleNaN;
+          W.scales[9 * nb + 8] = 0;
+        }
         std::vector<float> A = random_values(M * K, rng, false);
         std::vector<float> C(M * N), Cs(M * N);
         gemm_f32(A.data(), M, K, W.view(), C.data(), N, cfg());
