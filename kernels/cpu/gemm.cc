@@ -424,6 +424,8 @@ void pack_int_panel(const MxMatrixView& W, const IntScheme& sc, size_t n0, size_
         } else if (int8) {
           int8_t* d8 = reinterpret_cast<int8_t*>(dst);
           for (size_t i = 0; i < n_el; ++i) d8[i] = int8_t(q16[wc[i]]);
+        } else if (format_bits(W.format) <= 6) {  // FP6 codes (FP4 took the branch above)
+          detail::lut64_i16_avx2(wc, n_el, q16, reinterpret_cast<int16_t*>(dst));
         } else {
           int16_t* d16 = reinterpret_cast<int16_t*>(dst);
           for (size_t i = 0; i < n_el; ++i) d16[i] = q16[wc[i]];
@@ -488,6 +490,8 @@ void gemm_int_interleaved(const MxMatrixView& A, const MxMatrixView& W,
     } else if (widen_a) {
       detail::widen_i8_blocks_avx2(reinterpret_cast<const int8_t*>(&Ac[m0 * K]), (m1 - m0) * nb,
                                    &A16[m0 * K], kBlockSize);
+    } else if (!int8 && format_bits(A.format) <= 6) {
+      detail::lut64_i16_avx2(&Ac[m0 * K], (m1 - m0) * K, ta.q16, &A16[m0 * K]);
     } else {
       for (size_t i = m0 * K; i < m1 * K; ++i) {
         const int v = ta.q16[Ac[i]];

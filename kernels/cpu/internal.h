@@ -83,6 +83,9 @@ void unpack_fp6_avx2(const uint8_t* packed, size_t nblocks, uint8_t* out);
 void decode_fp6_s8_avx2(const uint8_t* codes, size_t n, const int8_t* mag32, int8_t* out);
 // Codes below 64 -> lut64[code] (n a multiple of 32; four vpshufb and three blends per 32 bytes).
 void lut64_bytes_avx2(const uint8_t* codes, size_t n, const uint8_t* lut64, uint8_t* out);
+// Codes below 64 -> int16 lut64[code] (n a multiple of 32): the byte tables of the low and high
+// bytes, then interleaved.
+void lut64_i16_avx2(const uint8_t* codes, size_t n, const int16_t* lut64, int16_t* out);
 
 // Interleaved integer GEMM (MX x MX, BlockSumKind::Int16, M >= 2). W is packed per call, per K
 // chunk, into tiles of 8 columns: int8 kernel [group of 4 k][8 columns][4 s8] (one 256-bit vector

@@ -994,6 +994,39 @@ void lut64_bytes_avx2(const uint8_t* codes, size_t n, const uint8_t* lut64, uint
   }
 }
 
+void lut64_i16_avx2(const uint8_t* codes, size_t n, const int16_t* lut64, int16_t* out) {
+  alignas(16) uint8_t lo[64], hi[64];
+  for (int c = 0; c < 64; ++c) {
+    lo[c] = uint8_t(uint16_t(lut64[c]) & 0xFF);
+    hi[c] = uint8_t(uint16_t(lut64[c]) >> 8);
+  }
+  __m256i tl[4], th[4];
+  for (int i = 0; i < 4; ++i) {
+    tl[i] =
+        _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(lo + 16 * i)));
+    th[i] =
+        _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(hi + 16 * i)));
+  }
+  for (size_t i = 0; i < n; i += 32) {
+    const __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes + i));
+    const __m256i b4 = _mm256_slli_epi16(c, 3), b5 = _mm256_slli_epi16(c, 2);  // as lut64_bytes
+    const auto look = [&](const __m256i* t) {
+      const __m256i a =
+          _mm256_blendv_epi8(_mm256_shuffle_epi8(t[0], c), _mm256_shuffle_epi8(t[1], c), b4);
+      const __m256i b =
+          _mm256_blendv_epi8(_mm256_shuffle_epi8(t[2], c), _mm256_shuffle_epi8(t[3], c), b4);
+      return _mm256_blendv_epi8(a, b, b5);
+    };
+    const __m256i l = look(tl), h = look(th);
+    // Per 128-bit lane: unpacklo -> elements 0-7 | 16-23, unpackhi -> 8-15 | 24-31.
+    const __m256i u0 = _mm256_unpacklo_epi8(l, h), u1 = _mm256_unpackhi_epi8(l, h);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i),
+                        _mm256_permute2x128_si256(u0, u1, 0x20));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i + 16),
+                        _mm256_permute2x128_si256(u0, u1, 0x31));
+  }
+}
+
 void decode_fp4_blocks_avx2(const uint8_t* packed, size_t nblocks, const int8_t* lut16, bool to_i16,
                             void* out, size_t out_stride) {
   const __m128i lut = _mm_loadu_si128(reinterpret_cast<const __m128i*>(lut16));
