@@ -562,18 +562,23 @@ void gemm_int_interleaved(const MxMatrixView& A, const MxMatrixView& W,
         bufs = pre->at(task, j0 / kChunk);
       else
         pack_int_panel(W, sc, n0, j0, nbc, bufs, wdec.data(), wc.data());
-      for (size_t g = 0; g < ngr; ++g) {
+      // Row groups in batches of up to kGroupBatch full groups per micro-kernel call (the last,
+      // partial group alone: its missing rows repeat row M - 1), both column halves per batch.
+      constexpr size_t kGroupBatch = 8;
+      const size_t nfull = M / 4;
+      for (size_t g0 = 0; g0 < ngr;) {
+        const size_t ng = g0 < nfull ? std::min(kGroupBatch, nfull - g0) : 1;
         for (size_t p = 0; p < 2 && n0 + 16 * p < N; ++p) {
           detail::IntMicroArgs args;  // every field set below (no zeroing per call)
           args.nbc = nbc;
           for (int r = 0; r < 4; ++r) {
-            const size_t m = std::min(4 * g + r, M - 1);
+            const size_t m = std::min(4 * g0 + r, M - 1);
             args.a[r] = int8 ? static_cast<const void*>(&Au[m * K + j0 * kBlockSize])
                              : static_cast<const void*>(&A16[m * K + j0 * kBlockSize]);
             args.aexp23[r] = &aexp23[m * nb + j0];
           }
-          args.ga_min = &ga_min[g * nb + j0];
-          args.ga_max = &ga_max[g * nb + j0];
+          args.ga_min = &ga_min[g0 * nb + j0];
+          args.ga_max = &ga_max[g0 * nb + j0];
           for (int t = 0; t < 2; ++t) {
             const size_t q = 2 * p + t;
             args.w[t] = &bufs.wp[q * 8 * dw_chunk];
@@ -582,10 +587,14 @@ void gemm_int_interleaved(const MxMatrixView& A, const MxMatrixView& W,
           }
           args.gw_min = &bufs.gw_min[p * kChunk];
           args.gw_max = &bufs.gw_max[p * kChunk];
-          args.acc = &accp[4 * g * kPanel + 16 * p];
+          args.acc = &accp[4 * g0 * kPanel + 16 * p];
           args.acc_stride = kPanel;
           args.init = j0 == 0;
-          cur_g = g;
+          args.ngroups = ng;
+          args.a_stride = K;
+          args.e_stride = nb;
+          args.g_stride = nb;
+          cur_g = g0;
           cur_p = p;
           cur_j0 = j0;
           args.slow = &slow;
@@ -594,29 +603,32 @@ void gemm_int_interleaved(const MxMatrixView& A, const MxMatrixView& W,
           else
             detail::int16_micro_avx2(args);
         }
-        if (j0 + nbc == nb) {  // last chunk: the group's rows are final, written while hot
-          for (size_t m = 4 * g; m < std::min(M, 4 * g + 4); ++m) {
-            const float* src = &accp[m * kPanel];
-            float* dst = C + m * ldc + n0;
-            bool any_zero = false;
-            if (ncols == kPanel && (reinterpret_cast<uintptr_t>(dst) & 15) == 0) {
-              // Full rows of the panel: streamed (C is not read here; no read-for-ownership).
-              for (size_t c = 0; c < kPanel; c += 4) {
-                const __m128 v = _mm_loadu_ps(src + c);
-                _mm_stream_ps(dst + c, v);
-                any_zero |= _mm_movemask_ps(_mm_cmpeq_ps(v, _mm_setzero_ps())) != 0;
+        const size_t g_end = g0 + ng;
+        for (size_t g = g0; g < g_end; ++g)
+          if (j0 + nbc == nb) {  // last chunk: the group's rows are final, written while hot
+            for (size_t m = 4 * g; m < std::min(M, 4 * g + 4); ++m) {
+              const float* src = &accp[m * kPanel];
+              float* dst = C + m * ldc + n0;
+              bool any_zero = false;
+              if (ncols == kPanel && (reinterpret_cast<uintptr_t>(dst) & 15) == 0) {
+                // Full rows of the panel: streamed (C is not read here; no read-for-ownership).
+                for (size_t c = 0; c < kPanel; c += 4) {
+                  const __m128 v = _mm_loadu_ps(src + c);
+                  _mm_stream_ps(dst + c, v);
+                  any_zero |= _mm_movemask_ps(_mm_cmpeq_ps(v, _mm_setzero_ps())) != 0;
+                }
+              } else {
+                for (size_t c = 0; c < ncols; ++c) {
+                  dst[c] = src[c];
+                  any_zero |= src[c] == 0.0f;
+                }
               }
-            } else {
-              for (size_t c = 0; c < ncols; ++c) {
-                dst[c] = src[c];
-                any_zero |= src[c] == 0.0f;
-              }
+              if (any_zero)
+                for (size_t c = 0; c < ncols; ++c)
+                  if (src[c] == 0.0f) zeros.emplace_back(m, c);
             }
-            if (any_zero)
-              for (size_t c = 0; c < ncols; ++c)
-                if (src[c] == 0.0f) zeros.emplace_back(m, c);
           }
-        }
+        g0 = g_end;
       }
     }
     _mm_sfence();

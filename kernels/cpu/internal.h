@@ -113,7 +113,12 @@ struct IntMicroArgs {
   float* acc;  // acc[r * acc_stride + t * 8 + l]: FP32 running sums
   size_t acc_stride;
   bool init;  // the chunk starts the sums: acc is taken as -0 before block 0 (not read)
+  // slow(r, ...): r counts rows from the first group's row 0 (4 * gi + row in group gi).
   const std::function<void(int r, int t, size_t j, const int32_t* s, float* acc8)>* slow;
+  // Row groups of this call: group gi's A rows at a[r] + gi * 4 * a_stride (elements), its
+  // exponents at aexp23[r] + gi * 4 * e_stride, ga_min / ga_max + gi * g_stride, its sums at
+  // acc + (4 * gi + r) * acc_stride.
+  size_t ngroups = 1, a_stride = 0, e_stride = 0, g_stride = 0;
 };
 void int8_micro_avx2(const IntMicroArgs& t, int G);
 void int16_micro_avx2(const IntMicroArgs& t);

@@ -631,6 +631,7 @@ struct MicroLocal {
   float* acc;
   size_t acc_stride;
   bool init;
+  int r0;  // first row of the current group (4 * gi), for slow()
   explicit MicroLocal(const IntMicroArgs& t)
       : aexp23{t.aexp23[0], t.aexp23[1], t.aexp23[2], t.aexp23[3]},
         ga_min(t.ga_min),
@@ -640,7 +641,16 @@ struct MicroLocal {
         gw_max(t.gw_max),
         acc(t.acc),
         acc_stride(t.acc_stride),
-        init(t.init) {}
+        init(t.init),
+        r0(0) {}
+  // On to the next row group.
+  void next_group(const IntMicroArgs& t) {
+    for (int r = 0; r < 4; ++r) aexp23[r] += 4 * t.e_stride;
+    ga_min += t.g_stride;
+    ga_max += t.g_stride;
+    acc += 4 * acc_stride;
+    r0 += 4;
+  }
 };
 inline void micro_epilogue(const IntMicroArgs& t, const MicroLocal& l, size_t j,
                            const __m256i (&s)[4][2]) {
@@ -667,7 +677,7 @@ inline void micro_epilogue(const IntMicroArgs& t, const MicroLocal& l, size_t j,
     for (int r = 0; r < 4; ++r)
       for (int c = 0; c < 2; ++c) {
         _mm256_store_si256(reinterpret_cast<__m256i*>(sv), s[r][c]);
-        (*t.slow)(r, c, j, sv, l.acc + r * l.acc_stride + c * 8);
+        (*t.slow)(l.r0 + r, c, j, sv, l.acc + r * l.acc_stride + c * 8);
       }
   }
 }
@@ -778,30 +788,36 @@ void int8_micro_impl(const IntMicroArgs& t) {
   const int8_t* w1 = static_cast<const int8_t*>(t.w[1]);
   const int16_t* corr0 = t.corr[0];
   const int16_t* corr1 = t.corr[1];
-  const MicroLocal l(t);
-  for (size_t j = 0; j < t.nbc; ++j) {
-    __m256i s[4][2];
-    for (int run = 0; run < kRuns; ++run) {
-      const size_t ci = (j * kRuns + run) * 16;
-      const __m256i c0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(corr0 + ci));
-      const __m256i c1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(corr1 + ci));
-      __m256i h[8];
-      for (int r = 0; r < 4; ++r) {
-        h[2 * r] = c0;
-        h[2 * r + 1] = c1;
-      }
-      for (int g = 0; g < G; ++g) {
-        const size_t kg = j * 8 + run * G + g;
-        micro_group<true>(h, w0 + kg * 32, w1 + kg * 32, a[0] + kg * 4, a[1] + kg * 4,
-                          a[2] + kg * 4, a[3] + kg * 4);
-      }
-      for (int r = 0; r < 4; ++r)
-        for (int c = 0; c < 2; ++c) {
-          const __m256i m = _mm256_madd_epi16(h[2 * r + c], ones);
-          s[r][c] = run == 0 ? m : _mm256_add_epi32(s[r][c], m);
-        }
+  MicroLocal l(t);
+  for (size_t gi = 0; gi < t.ngroups; ++gi) {
+    if (gi > 0) {
+      for (int r = 0; r < 4; ++r) a[r] += 4 * t.a_stride;
+      l.next_group(t);
     }
-    micro_epilogue(t, l, j, s);
+    for (size_t j = 0; j < t.nbc; ++j) {
+      __m256i s[4][2];
+      for (int run = 0; run < kRuns; ++run) {
+        const size_t ci = (j * kRuns + run) * 16;
+        const __m256i c0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(corr0 + ci));
+        const __m256i c1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(corr1 + ci));
+        __m256i h[8];
+        for (int r = 0; r < 4; ++r) {
+          h[2 * r] = c0;
+          h[2 * r + 1] = c1;
+        }
+        for (int g = 0; g < G; ++g) {
+          const size_t kg = j * 8 + run * G + g;
+          micro_group<true>(h, w0 + kg * 32, w1 + kg * 32, a[0] + kg * 4, a[1] + kg * 4,
+                            a[2] + kg * 4, a[3] + kg * 4);
+        }
+        for (int r = 0; r < 4; ++r)
+          for (int c = 0; c < 2; ++c) {
+            const __m256i m = _mm256_madd_epi16(h[2 * r + c], ones);
+            s[r][c] = run == 0 ? m : _mm256_add_epi32(s[r][c], m);
+          }
+      }
+      micro_epilogue(t, l, j, s);
+    }
   }
 }
 }  // namespace
@@ -824,22 +840,28 @@ void int16_micro_avx2(const IntMicroArgs& t) {
   for (int r = 0; r < 4; ++r) a[r] = static_cast<const int16_t*>(t.a[r]);
   const int16_t* w0 = static_cast<const int16_t*>(t.w[0]);
   const int16_t* w1 = static_cast<const int16_t*>(t.w[1]);
-  const MicroLocal l(t);
-  for (size_t j = 0; j < t.nbc; ++j) {
-    __m256i s[4][2];
-    __m256i h[8];
-    for (int i = 0; i < 8; ++i) h[i] = _mm256_setzero_si256();
+  MicroLocal l(t);
+  for (size_t gi = 0; gi < t.ngroups; ++gi) {
+    if (gi > 0) {
+      for (int r = 0; r < 4; ++r) a[r] += 4 * t.a_stride;
+      l.next_group(t);
+    }
+    for (size_t j = 0; j < t.nbc; ++j) {
+      __m256i s[4][2];
+      __m256i h[8];
+      for (int i = 0; i < 8; ++i) h[i] = _mm256_setzero_si256();
 #pragma GCC unroll 16
-    for (int p = 0; p < 16; ++p) {
-      const size_t kp = j * 16 + p;
-      micro_group<false>(h, w0 + kp * 16, w1 + kp * 16, a[0] + kp * 2, a[1] + kp * 2, a[2] + kp * 2,
-                         a[3] + kp * 2);
+      for (int p = 0; p < 16; ++p) {
+        const size_t kp = j * 16 + p;
+        micro_group<false>(h, w0 + kp * 16, w1 + kp * 16, a[0] + kp * 2, a[1] + kp * 2,
+                           a[2] + kp * 2, a[3] + kp * 2);
+      }
+      for (int r = 0; r < 4; ++r) {
+        s[r][0] = h[2 * r];
+        s[r][1] = h[2 * r + 1];
+      }
+      micro_epilogue(t, l, j, s);
     }
-    for (int r = 0; r < 4; ++r) {
-      s[r][0] = h[2 * r];
-      s[r][1] = h[2 * r + 1];
-    }
-    micro_epilogue(t, l, j, s);
   }
 }
 

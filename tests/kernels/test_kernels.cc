@@ -439,6 +439,10 @@ TEST_P(KernelPathTest, GemmPrepackedWeightsBitExact) {
         MxMat A = random_mx(fa, M, K, rng, 100, 150);
         A.scales[(M - 1) * nb + 33] = uint8_t(M % 2 ? 1 : 253);
         if (M > 2) A.scales[2 * nb + 64] = kScaleNaN;
+        if (M > 40) {  // inside the second batch of row groups (the exact step's row index)
+          A.scales[37 * nb + 20] = 1;
+          A.scales[38 * nb + 21] = 254;
+        }
         if (M > 1) {  // row 1: all zero codes
           std::fill(&A.unpacked[K], &A.unpacked[2 * K], uint8_t(0));
           pack_codes(fa, &A.unpacked[K], K, &A.codes[packed_bytes(fa, K)]);
