@@ -1034,6 +1034,7 @@ void gemm_f32(const float* A, size_t M, size_t lda, const MxMatrixView& W, float
   if (M == 1 && path != KernelPath::Scalar && format_bits(W.format) != 6) {
     // GEMV: the packed weights streamed once, decoded in registers (same lanes, same order).
     constexpr size_t kTilesPerTask = 4;  // 32 rows a task
+    const size_t rb = packed_row_bytes(W.format, K);
     detail::parallel_for(
         (tiles + kTilesPerTask - 1) / kTilesPerTask, cfg.threads, [&](size_t task) {
           for (size_t t = task * kTilesPerTask; t < std::min(tiles, (task + 1) * kTilesPerTask);
@@ -1043,16 +1044,14 @@ void gemm_f32(const float* A, size_t M, size_t lda, const MxMatrixView& W, float
             const uint8_t* sc[kTileRows];
             for (int r = 0; r < kTileRows; ++r) {
               const size_t n = std::min(n0 + r, N - 1);  // rows past N repeat the last, discarded
-              rows[r] = row_codes(W, n);
+              rows[r] = W.codes + n * rb;
               sc[r] = W.scales + n * nb;
             }
             alignas(32) float lanes[kTileRows * 8];
             std::fill(lanes, lanes + kTileRows * 8, -0.0f);
             // The next tile's rows (contiguous) are prefetched linearly alongside.
-            const uint8_t* pf = n0 + kTileRows < N ? row_codes(W, n0 + kTileRows) : nullptr;
-            const size_t pf_bytes =
-                pf ? std::min<size_t>(kTileRows, N - n0 - kTileRows) * packed_row_bytes(W.format, K)
-                   : 0;
+            const uint8_t* pf = n0 + kTileRows < N ? W.codes + (n0 + kTileRows) * rb : nullptr;
+            const size_t pf_bytes = pf ? std::min<size_t>(kTileRows, N - n0 - kTileRows) * rb : 0;
             detail::mixed_gemv_rows8_avx2(W.format, A, rows, sc, nb, lanes, pf, pf_bytes);
             for (int r = 0; r < kTileRows && n0 + r < N; ++r) finish(lanes + r * 8, 0, n0 + r);
           }

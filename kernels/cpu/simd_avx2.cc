@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 #include <type_traits>
+#include <vector>
 
 #include "internal.h"
 
@@ -442,20 +443,40 @@ inline __m256 decode8_f32(const uint8_t* row, size_t j, int q, const float* unit
 
 // FP4 rows whose element values all have zero low 16 FP32 bits (E2M1): each block of a row is
 // decoded with two 16-entry byte tables (the two high bytes of the FP32 value) into element order.
+// Per FP4 format, built once: whether every value's FP32 bits live in the two high bytes, and the
+// 16-entry tables of those bytes.
+struct Fp4ByteLuts {
+  bool low_zero = false;
+  alignas(16) uint8_t hb[16] = {}, lb[16] = {};
+};
+const Fp4ByteLuts& fp4_byte_luts(MxFormat f) {
+  static const std::vector<Fp4ByteLuts> luts = [] {
+    std::vector<Fp4ByteLuts> v(kNumFormats);
+    for (MxFormat fmt : kAllFormats) {
+      if (format_bits(fmt) != 4) continue;
+      Fp4ByteLuts& l = v[int(fmt)];
+      l.low_zero = true;
+      for (int c = 0; c < 16; ++c) {
+        uint32_t b;
+        std::memcpy(&b, &table(fmt).unit[c], 4);
+        l.low_zero &= (b & 0xFFFF) == 0;
+        l.hb[c] = uint8_t(b >> 24);
+        l.lb[c] = uint8_t(b >> 16);
+      }
+    }
+    return v;
+  }();
+  return luts[int(f)];
+}
+
 void mixed_gemv_rows8_fp4_bytes(MxFormat f, const float* a, const uint8_t* const* rows,
                                 const uint8_t* const* scales, size_t nb, float* lanes,
                                 const uint8_t* pf, size_t pf_bytes) {
-  alignas(16) uint8_t hb[16], lb[16];
-  for (int c = 0; c < 16; ++c) {
-    uint32_t b;
-    std::memcpy(&b, &table(f).unit[c], 4);
-    hb[c] = uint8_t(b >> 24);
-    lb[c] = uint8_t(b >> 16);
-  }
+  const Fp4ByteLuts& luts = fp4_byte_luts(f);
   const __m256i hb_lut =
-      _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(hb)));
+      _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(luts.hb)));
   const __m256i lb_lut =
-      _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(lb)));
+      _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(luts.lb)));
   // Packed bytes holding elements {0-3, 8-11, 16-19, 24-27} to the low lane, the rest to the
   // high lane: after the nibble interleave and the byte/word unpacks, 8-lane vectors in k order.
   const __m256i perm = _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 0, 0, 0, 0, 0, 0, 0, 0, 2, 3, 6,
@@ -534,13 +555,7 @@ bool mixed_gemv_rows8_avx2(MxFormat f, const float* a, const uint8_t* const* row
                            size_t pf_bytes) {
   switch (format_bits(f)) {
     case 4: {
-      bool low_zero = true;  // every value's FP32 bits live in the two high bytes
-      for (int c = 0; c < 16; ++c) {
-        uint32_t b;
-        std::memcpy(&b, &table(f).unit[c], 4);
-        low_zero &= (b & 0xFFFF) == 0;
-      }
-      if (low_zero)
+      if (fp4_byte_luts(f).low_zero)  // every value's FP32 bits live in the two high bytes
         mixed_gemv_rows8_fp4_bytes(f, a, rows, scales, nb, lanes, pf, pf_bytes);
       else
         mixed_gemv_rows8_impl<4>(f, a, rows, scales, nb, lanes, pf, pf_bytes);
