@@ -482,10 +482,12 @@ void mixed_gemv_rows8_fp4_bytes(MxFormat f, const float* a, const uint8_t* const
   const __m256i perm = _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 0, 0, 0, 0, 0, 0, 0, 0, 2, 3, 6,
                                         7, 10, 11, 14, 15, 0, 0, 0, 0, 0, 0, 0, 0);
   const __m256i nib = _mm256_set1_epi8(0x0F), zero = _mm256_setzero_si256();
-  __m256 acc[8];
+  // The lanes stay in memory (L1) between blocks: in registers they were spilled around the
+  // decode anyway. Per block and row: one load, four dependent FMAs, one store.
+  alignas(32) float acc[8 * 8];
   alignas(32) float wbuf[8 * 32];  // the 8 rows' dequantized block
   alignas(32) float scf[8 * kScaleRun];
-  for (int r = 0; r < 8; ++r) acc[r] = _mm256_loadu_ps(lanes + r * 8);
+  std::memcpy(acc, lanes, sizeof acc);
   for (size_t j = 0; j < nb; ++j) {
     if (j % kScaleRun == 0) scales_f32_rows8(scales, j, std::min(kScaleRun, nb - j), scf);
     const float* aj = a + j * 32;
@@ -512,15 +514,20 @@ void mixed_gemv_rows8_fp4_bytes(MxFormat f, const float* a, const uint8_t* const
       _mm256_store_ps(wbuf + r * 32 + 16, _mm256_mul_ps(f2, sc));
       _mm256_store_ps(wbuf + r * 32 + 24, _mm256_mul_ps(f3, sc));
     }
-    // Each row's lanes take k in order (q = 0..3); consecutive FMAs go to different rows, so
-    // the four dependent FMAs of a row overlap with the other rows'.
-    for (int q = 0; q < 4; ++q) {
-      const __m256 av = _mm256_loadu_ps(aj + 8 * q);
-      for (int r = 0; r < 8; ++r)
-        acc[r] = _mm256_fmadd_ps(av, _mm256_load_ps(wbuf + r * 32 + 8 * q), acc[r]);
+    // Each row's lanes take k in order (q = 0..3); the rows' chains are independent.
+    const __m256 a0 = _mm256_loadu_ps(aj), a1 = _mm256_loadu_ps(aj + 8);
+    const __m256 a2 = _mm256_loadu_ps(aj + 16), a3 = _mm256_loadu_ps(aj + 24);
+    for (int r = 0; r < 8; ++r) {
+      const float* w = wbuf + r * 32;
+      __m256 v = _mm256_load_ps(acc + r * 8);
+      v = _mm256_fmadd_ps(a0, _mm256_load_ps(w), v);
+      v = _mm256_fmadd_ps(a1, _mm256_load_ps(w + 8), v);
+      v = _mm256_fmadd_ps(a2, _mm256_load_ps(w + 16), v);
+      v = _mm256_fmadd_ps(a3, _mm256_load_ps(w + 24), v);
+      _mm256_store_ps(acc + r * 8, v);
     }
   }
-  for (int r = 0; r < 8; ++r) _mm256_storeu_ps(lanes + r * 8, acc[r]);
+  std::memcpy(lanes, acc, sizeof acc);
 }
 
 template <int kBits>
