@@ -701,8 +701,6 @@ void gemm_f64_interleaved(const MxMatrixView& A, const MxMatrixView& W,
   const FormatTable& ta = table(A.format);
   const FormatTable& tw = table(W.format);
   std::vector<double> Ad(M * K), afac(M * nb);
-  for (size_t i = 0; i < M * K; ++i) Ad[i] = ta.unit_d[Ac[i]];
-  for (size_t i = 0; i < M * nb; ++i) afac[i] = detail::scale_factor_d(A.scales[i], 0);
   const size_t ngr = (M + 3) / 4;
   CodeExp cea{}, cew{};
   std::vector<ExpRange> ga;  // per row group and block: max hi, min lo over the 4 rows
@@ -710,15 +708,21 @@ void gemm_f64_interleaved(const MxMatrixView& A, const MxMatrixView& W,
     cea = code_exponents(A.format);
     cew = code_exponents(W.format);
     ga.assign(ngr * nb, ExpRange{-1000, 1000});
-    for (size_t m = 0; m < M; ++m)
-      for (size_t j = 0; j < nb; ++j) {
-        ExpRange& e = ga[(m / 4) * nb + j];
-        for (size_t i = j * kBlockSize; i < (j + 1) * kBlockSize; ++i) {
-          e.hi = std::max(e.hi, cea.hi[Ac[m * K + i]]);
-          e.lo = std::min(e.lo, cea.lo[Ac[m * K + i]]);
-        }
-      }
   }
+  // A on the pool over 4-row groups (a group's rows lie in one range).
+  for_row_ranges(M, K, threads, [&](size_t m0, size_t m1) {
+    for (size_t i = m0 * K; i < m1 * K; ++i) Ad[i] = ta.unit_d[Ac[i]];
+    for (size_t i = m0 * nb; i < m1 * nb; ++i) afac[i] = detail::scale_factor_d(A.scales[i], 0);
+    if (wide)
+      for (size_t m = m0; m < m1; ++m)
+        for (size_t j = 0; j < nb; ++j) {
+          ExpRange& e = ga[(m / 4) * nb + j];
+          for (size_t i = j * kBlockSize; i < (j + 1) * kBlockSize; ++i) {
+            e.hi = std::max(e.hi, cea.hi[Ac[m * K + i]]);
+            e.lo = std::min(e.lo, cea.lo[Ac[m * K + i]]);
+          }
+        }
+  });
   constexpr size_t kCols = 12, kChunk = 8;  // columns per task; blocks per K chunk
   const size_t panels = (N + kCols - 1) / kCols;
   detail::parallel_for(panels, threads, [&](size_t task) {
