@@ -485,7 +485,6 @@ void mixed_gemv_rows8_fp4_bytes(MxFormat f, const float* a, const uint8_t* const
   // The lanes stay in memory (L1) between blocks: in registers they were spilled around the
   // decode anyway. Per block and row: one load, four dependent FMAs, one store.
   alignas(32) float acc[8 * 8];
-  alignas(32) float wbuf[8 * 32];  // the 8 rows' dequantized block
   alignas(32) float scf[8 * kScaleRun];
   std::memcpy(acc, lanes, sizeof acc);
   for (size_t j = 0; j < nb; ++j) {
@@ -495,6 +494,10 @@ void mixed_gemv_rows8_fp4_bytes(MxFormat f, const float* a, const uint8_t* const
       _mm_prefetch(reinterpret_cast<const char*>(pf) + j * 128, _MM_HINT_T0);
       _mm_prefetch(reinterpret_cast<const char*>(pf) + j * 128 + 64, _MM_HINT_T0);
     }
+    const __m256 a0 = _mm256_loadu_ps(aj), a1 = _mm256_loadu_ps(aj + 8);
+    const __m256 a2 = _mm256_loadu_ps(aj + 16), a3 = _mm256_loadu_ps(aj + 24);
+    // Per row: the block decoded and dequantized, then the row's lanes take k in order
+    // (q = 0..3); the rows' FMA chains are independent and overlap.
     for (int r = 0; r < 8; ++r) {
       const __m256 sc = _mm256_broadcast_ss(&scf[r * kScaleRun + j % kScaleRun]);
       const __m256i x = _mm256_shuffle_epi8(
@@ -509,21 +512,11 @@ void mixed_gemv_rows8_fp4_bytes(MxFormat f, const float* a, const uint8_t* const
       const __m256 f1 = _mm256_castsi256_ps(_mm256_unpackhi_epi16(zero, w01));
       const __m256 f2 = _mm256_castsi256_ps(_mm256_unpacklo_epi16(zero, w23));
       const __m256 f3 = _mm256_castsi256_ps(_mm256_unpackhi_epi16(zero, w23));
-      _mm256_store_ps(wbuf + r * 32, _mm256_mul_ps(f0, sc));
-      _mm256_store_ps(wbuf + r * 32 + 8, _mm256_mul_ps(f1, sc));
-      _mm256_store_ps(wbuf + r * 32 + 16, _mm256_mul_ps(f2, sc));
-      _mm256_store_ps(wbuf + r * 32 + 24, _mm256_mul_ps(f3, sc));
-    }
-    // Each row's lanes take k in order (q = 0..3); the rows' chains are independent.
-    const __m256 a0 = _mm256_loadu_ps(aj), a1 = _mm256_loadu_ps(aj + 8);
-    const __m256 a2 = _mm256_loadu_ps(aj + 16), a3 = _mm256_loadu_ps(aj + 24);
-    for (int r = 0; r < 8; ++r) {
-      const float* w = wbuf + r * 32;
       __m256 v = _mm256_load_ps(acc + r * 8);
-      v = _mm256_fmadd_ps(a0, _mm256_load_ps(w), v);
-      v = _mm256_fmadd_ps(a1, _mm256_load_ps(w + 8), v);
-      v = _mm256_fmadd_ps(a2, _mm256_load_ps(w + 16), v);
-      v = _mm256_fmadd_ps(a3, _mm256_load_ps(w + 24), v);
+      v = _mm256_fmadd_ps(a0, _mm256_mul_ps(f0, sc), v);
+      v = _mm256_fmadd_ps(a1, _mm256_mul_ps(f1, sc), v);
+      v = _mm256_fmadd_ps(a2, _mm256_mul_ps(f2, sc), v);
+      v = _mm256_fmadd_ps(a3, _mm256_mul_ps(f3, sc), v);
       _mm256_store_ps(acc + r * 8, v);
     }
   }
