@@ -88,7 +88,10 @@ void gemm(const MxMatrixView& A, const MxMatrixView& W, float* C, size_t ldc,
 // int8 kernel's run corrections), built for one activation format. gemm(A, packed) gives the same
 // bits as gemm(A, W); calls the layout does not serve (another A format, M = 1, the scalar path,
 // pairs without an integer kernel) compute from the view, as gemm(A, W) does. The object keeps
-// the view, not a copy: W's codes and scales must outlive it and stay unchanged.
+// the view, not a copy: W's codes and scales must outlive it and stay unchanged. Size: about one
+// byte per weight (int8 kernel: pairs of E2M1, E2M3, INT8 but INT8 x INT8) or two (int16 kernel:
+// E3M2, INT8 x INT8), K rounded up to whole 32-block chunks, plus per-block exponents /
+// corrections.
 namespace detail {
 struct PackedInt;
 }
