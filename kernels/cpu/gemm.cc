@@ -145,6 +145,7 @@ void gemm_int(const MxMatrixView& A, const MxMatrixView& W, const std::vector<ui
       ea_max = std::max(ea_max, int(aexp[j]));
     }
     constexpr size_t kTilesPerTask = 4;  // 32 rows a task: less per-task overhead
+    const size_t rb = packed_row_bytes(W.format, K);
     detail::parallel_for((tiles + kTilesPerTask - 1) / kTilesPerTask, threads, [&](size_t task) {
       thread_local std::vector<uint8_t> sc;
       const size_t stride = nb + 4;
@@ -165,13 +166,13 @@ void gemm_int(const MxMatrixView& A, const MxMatrixView& W, const std::vector<ui
           const size_t bytes = std::min<size_t>(kTileRows, N - n0 - kTileRows) * nb;
           for (size_t o = 0; o < bytes; o += 64) _mm_prefetch(ns + o, _MM_HINT_T0);
         }
-        detail::Fp4GemvArgs args{};
+        detail::Fp4GemvArgs args;  // every field set below (no zeroing per tile)
         // The kernel reads 4 scale bytes at a time (up to 3 past a row's last block): rows with
         // a next row in W are read in place, the tile holding W's last row from a padded copy.
         const bool direct = n0 + kTileRows < N;
         for (int r = 0; r < kTileRows; ++r) {
           const size_t n = std::min(n0 + r, N - 1);  // rows past N repeat the last, discarded
-          args.rows[r] = row_codes(W, n);
+          args.rows[r] = W.codes + n * rb;
           if (!direct) {
             std::memcpy(scp + r * stride, W.scales + n * nb, nb);
             std::memset(scp + r * stride + nb, 0, 4);
@@ -189,13 +190,17 @@ void gemm_int(const MxMatrixView& A, const MxMatrixView& W, const std::vector<ui
             vmin = _mm_min_epu8(vmin, v);
             vmax = _mm_max_epu8(vmax, v);
           }
-          alignas(16) uint8_t lo[16], hi[16];
-          _mm_store_si128(reinterpret_cast<__m128i*>(lo), vmin);
-          _mm_store_si128(reinterpret_cast<__m128i*>(hi), vmax);
-          for (int b = 0; b < 16; ++b) {
-            sb_min = std::min<int>(sb_min, lo[b]);
-            sb_max = std::max<int>(sb_max, hi[b]);
-          }
+          // Horizontal min / max of the 16 bytes.
+          vmin = _mm_min_epu8(vmin, _mm_srli_si128(vmin, 8));
+          vmax = _mm_max_epu8(vmax, _mm_srli_si128(vmax, 8));
+          vmin = _mm_min_epu8(vmin, _mm_srli_si128(vmin, 4));
+          vmax = _mm_max_epu8(vmax, _mm_srli_si128(vmax, 4));
+          vmin = _mm_min_epu8(vmin, _mm_srli_si128(vmin, 2));
+          vmax = _mm_max_epu8(vmax, _mm_srli_si128(vmax, 2));
+          vmin = _mm_min_epu8(vmin, _mm_srli_si128(vmin, 1));
+          vmax = _mm_max_epu8(vmax, _mm_srli_si128(vmax, 1));
+          sb_min = _mm_cvtsi128_si32(vmin) & 0xFF;
+          sb_max = _mm_cvtsi128_si32(vmax) & 0xFF;
           for (; i < len; ++i) {
             sb_min = std::min<int>(sb_min, s0[i]);
             sb_max = std::max<int>(sb_max, s0[i]);
@@ -218,10 +223,11 @@ void gemm_int(const MxMatrixView& A, const MxMatrixView& W, const std::vector<ui
         args.lut16 = lut16;
         args.acc = acc;
         args.fix = &fix;
+        args.pf = nullptr;
+        args.pf_bytes = 0;
         if (n0 + kTileRows < N) {  // the next tile's rows (contiguous), up to the end of W
-          args.pf = row_codes(W, n0 + kTileRows);
-          args.pf_bytes =
-              std::min<size_t>(kTileRows, N - n0 - kTileRows) * packed_row_bytes(W.format, K);
+          args.pf = W.codes + (n0 + kTileRows) * rb;
+          args.pf_bytes = std::min<size_t>(kTileRows, N - n0 - kTileRows) * rb;
         }
         detail::fp4_gemv_rows8_avx2(args);
         for (int r = 0; r < kTileRows && n0 + r < N; ++r) {
