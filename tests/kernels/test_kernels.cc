@@ -479,6 +479,22 @@ TEST_P(KernelPathTest, GemmQuantizedDataAndThreads) {
     }
 }
 
+// The FP4 MX GEMV over long rows: an odd block count above 128 (its runs of transposed scale
+// words and the last, single block), ordinary and extreme scales, 8-row tiles and a partial one.
+TEST_P(KernelPathTest, GemvFp4LongRows) {
+  std::mt19937 rng(kSeed + 13);
+  const size_t N = 21, K = 131 * kBlockSize, nb = K / kBlockSize;
+  for (MxFormat fa : {MxFormat::E2M1, MxFormat::E2M3, MxFormat::INT8}) {
+    MxMat W = random_mx(MxFormat::E2M1, N, K, rng, 110, 140);
+    const MxMat A = random_mx(fa, 1, K, rng, 110, 140);
+    check_gemm(A, W, cfg(), "long GEMV rows");
+    W.scales[3 * nb + 129] = 1;  // extreme scales in tiles 0 and 2 (the exact block step)
+    W.scales[17 * nb + 130] = 253;
+    W.scales[18 * nb + 2] = kScaleNaN;
+    check_gemm(A, W, cfg(), "long GEMV rows, extreme scales");
+  }
+}
+
 // Back-to-back small calls on the thread pool with more threads than cores (workers that wake
 // late find the tasks done, and must not touch the next call's tasks): the same bits as 1 thread.
 TEST_P(KernelPathTest, ManySmallCallsOnThePool) {
