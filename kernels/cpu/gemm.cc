@@ -125,7 +125,6 @@ void gemm_int(const MxMatrixView& A, const MxMatrixView& W, const std::vector<ui
     }
     return tb;
   };
-  const ScaleTab wtab = make_tab(qw);
   // FP4 weights: a 16-entry table straight from the packed nibbles.
   int8_t lut16[16] = {};
   if (format_bits(W.format) == 4)
@@ -241,6 +240,7 @@ void gemm_int(const MxMatrixView& A, const MxMatrixView& W, const std::vector<ui
     });
     return;
   }
+  const ScaleTab wtab = make_tab(qw);  // (not needed by the GEMV above)
   const size_t chunk = 32;  // blocks per chunk: an 8 KiB (int8) / 16 KiB (int16) weight tile
   const size_t esize = int8 ? 1 : 2;
   detail::parallel_for(tiles, threads, [&](size_t t) {
