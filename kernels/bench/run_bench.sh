@@ -2,6 +2,8 @@
 # Runs the CPU kernel benchmarks on N threads (default 2) and writes reports/kernels_cpu.json
 # (raw Google Benchmark JSON + derived ratios) and reports/kernels_cpu.md (a short table).
 #   kernels/bench/run_bench.sh [BUILD_DIR] [THREADS] [extra benchmark flags, e.g. --quick]
+# Every benchmark runs 5 times in random order (the report shows medians: the machine is shared,
+# and interleaving keeps a busy spell from landing on one benchmark only); later flags win.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 build="${1:-$root/build-kernels}"; threads="${2:-2}"; shift $(( $# > 2 ? 2 : $# )) || true
@@ -10,7 +12,8 @@ bin="$build/bin/dmx-bench-kernels"
 mkdir -p "$root/reports"
 raw="$(mktemp "$root/reports/.kernels_cpu_raw.XXXXXX")"
 trap 'rm -f "$raw"' EXIT
-DMX_THREADS="$threads" "$bin" --threads "$threads" "$@" --benchmark_format=json --benchmark_out="$raw" \
+DMX_THREADS="$threads" "$bin" --threads "$threads" --benchmark_repetitions=5 \
+  --benchmark_enable_random_interleaving=true "$@" --benchmark_format=json --benchmark_out="$raw" \
   --benchmark_out_format=json >/dev/null
 python3 "$root/kernels/bench/render_report.py" "$raw" "$root/reports/kernels_cpu.json" "$root/reports/kernels_cpu.md"
 echo "wrote reports/kernels_cpu.json and reports/kernels_cpu.md"
