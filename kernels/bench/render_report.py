@@ -41,7 +41,9 @@ for b in benches:
     elif kind == "TorchMatmulFP32":
         r["GFLOPs"] = b["GFLOP/s"]
     rows.append(r)
-out = {"context": ctx, "copy_GBps": copy_bw, "read_GBps": read_bw, "repetitions": repetitions,
+command = os.environ.get("DMX_BENCH_COMMAND", "")
+commit = os.environ.get("DMX_BENCH_COMMIT", "")
+out = {"command": command, "commit": commit, "context": ctx, "copy_GBps": copy_bw, "read_GBps": read_bw, "repetitions": repetitions,
        "results": rows}
 
 def atomic_write(path, text):
@@ -53,6 +55,7 @@ def atomic_write(path, text):
 atomic_write(json_out, json.dumps(out, indent=1) + "\n")
 md = [f"# CPU kernels ({ctx.get('kernel_path')} path, {ctx.get('threads')} threads; "
       f"paths here: {ctx.get('paths_available')})", "",
+      *([f"`{command}` at {commit}.", ""] if command else []),
       f"Measured in the same run (highest of the startup and Bandwidth measurements): copy "
       f"{copy_bw:.2f} GB/s, read {read_bw:.2f} GB/s."
       + (f" Times are medians of {repetitions} repetitions." if repetitions > 1 else ""), "",

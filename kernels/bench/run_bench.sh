@@ -15,5 +15,7 @@ trap 'rm -f "$raw"' EXIT
 DMX_THREADS="$threads" "$bin" --threads "$threads" --benchmark_repetitions=5 \
   --benchmark_enable_random_interleaving=true "$@" --benchmark_format=json --benchmark_out="$raw" \
   --benchmark_out_format=json >/dev/null
-python3 "$root/kernels/bench/render_report.py" "$raw" "$root/reports/kernels_cpu.json" "$root/reports/kernels_cpu.md"
+DMX_BENCH_COMMAND="kernels/bench/run_bench.sh $(basename "$build") $threads $*" \
+DMX_BENCH_COMMIT="$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+  python3 "$root/kernels/bench/render_report.py" "$raw" "$root/reports/kernels_cpu.json" "$root/reports/kernels_cpu.md"
 echo "wrote reports/kernels_cpu.json and reports/kernels_cpu.md"
