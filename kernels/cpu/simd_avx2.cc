@@ -793,16 +793,13 @@ inline void micro_group(__m256i (&h)[8], const void* w0, const void* w1, const v
 #endif
 }
 
-template <int G>
-void int8_micro_impl(const IntMicroArgs& t) {
-  constexpr int kRuns = 8 / G;
-  const __m256i ones = _mm256_set1_epi16(1);
-  const uint8_t* a[4];
-  for (int r = 0; r < 4; ++r) a[r] = static_cast<const uint8_t*>(t.a[r]);
-  const int8_t* w0 = static_cast<const int8_t*>(t.w[0]);
-  const int8_t* w1 = static_cast<const int8_t*>(t.w[1]);
-  const int16_t* corr0 = t.corr[0];
-  const int16_t* corr1 = t.corr[1];
+// The micro-kernels' loop over the batch's row groups and the chunk's blocks: block_sums(a, j, s)
+// sets the exact int32 block sums s of block j for the 4 rows a (element type E), then the
+// epilogue adds them into the FP32 accumulators.
+template <typename E, typename BlockSums>
+inline void micro_loop(const IntMicroArgs& t, BlockSums&& block_sums) {
+  const E* a[4];
+  for (int r = 0; r < 4; ++r) a[r] = static_cast<const E*>(t.a[r]);
   MicroLocal l(t);
   for (size_t gi = 0; gi < t.ngroups; ++gi) {
     if (gi > 0) {
@@ -811,29 +808,42 @@ void int8_micro_impl(const IntMicroArgs& t) {
     }
     for (size_t j = 0; j < t.nbc; ++j) {
       __m256i s[4][2];
-      for (int run = 0; run < kRuns; ++run) {
-        const size_t ci = (j * kRuns + run) * 16;
-        const __m256i c0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(corr0 + ci));
-        const __m256i c1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(corr1 + ci));
-        __m256i h[8];
-        for (int r = 0; r < 4; ++r) {
-          h[2 * r] = c0;
-          h[2 * r + 1] = c1;
-        }
-        for (int g = 0; g < G; ++g) {
-          const size_t kg = j * 8 + run * G + g;
-          micro_group<true>(h, w0 + kg * 32, w1 + kg * 32, a[0] + kg * 4, a[1] + kg * 4,
-                            a[2] + kg * 4, a[3] + kg * 4);
-        }
-        for (int r = 0; r < 4; ++r)
-          for (int c = 0; c < 2; ++c) {
-            const __m256i m = _mm256_madd_epi16(h[2 * r + c], ones);
-            s[r][c] = run == 0 ? m : _mm256_add_epi32(s[r][c], m);
-          }
-      }
+      block_sums(a, j, s);
       micro_epilogue(t, l, j, s);
     }
   }
+}
+
+template <int G>
+void int8_micro_impl(const IntMicroArgs& t) {
+  constexpr int kRuns = 8 / G;
+  const __m256i ones = _mm256_set1_epi16(1);
+  const int8_t* w0 = static_cast<const int8_t*>(t.w[0]);
+  const int8_t* w1 = static_cast<const int8_t*>(t.w[1]);
+  const int16_t* corr0 = t.corr[0];
+  const int16_t* corr1 = t.corr[1];
+  micro_loop<uint8_t>(t, [&](const uint8_t* const(&a)[4], size_t j, __m256i(&s)[4][2]) {
+    for (int run = 0; run < kRuns; ++run) {
+      const size_t ci = (j * kRuns + run) * 16;
+      const __m256i c0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(corr0 + ci));
+      const __m256i c1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(corr1 + ci));
+      __m256i h[8];
+      for (int r = 0; r < 4; ++r) {
+        h[2 * r] = c0;
+        h[2 * r + 1] = c1;
+      }
+      for (int g = 0; g < G; ++g) {
+        const size_t kg = j * 8 + run * G + g;
+        micro_group<true>(h, w0 + kg * 32, w1 + kg * 32, a[0] + kg * 4, a[1] + kg * 4,
+                          a[2] + kg * 4, a[3] + kg * 4);
+      }
+      for (int r = 0; r < 4; ++r)
+        for (int c = 0; c < 2; ++c) {
+          const __m256i m = _mm256_madd_epi16(h[2 * r + c], ones);
+          s[r][c] = run == 0 ? m : _mm256_add_epi32(s[r][c], m);
+        }
+    }
+  });
 }
 }  // namespace
 
@@ -851,33 +861,22 @@ void int8_micro_avx2(const IntMicroArgs& t, int G) {
 }
 
 void int16_micro_avx2(const IntMicroArgs& t) {
-  const int16_t* a[4];
-  for (int r = 0; r < 4; ++r) a[r] = static_cast<const int16_t*>(t.a[r]);
   const int16_t* w0 = static_cast<const int16_t*>(t.w[0]);
   const int16_t* w1 = static_cast<const int16_t*>(t.w[1]);
-  MicroLocal l(t);
-  for (size_t gi = 0; gi < t.ngroups; ++gi) {
-    if (gi > 0) {
-      for (int r = 0; r < 4; ++r) a[r] += 4 * t.a_stride;
-      l.next_group(t);
-    }
-    for (size_t j = 0; j < t.nbc; ++j) {
-      __m256i s[4][2];
-      __m256i h[8];
-      for (int i = 0; i < 8; ++i) h[i] = _mm256_setzero_si256();
+  micro_loop<int16_t>(t, [&](const int16_t* const(&a)[4], size_t j, __m256i(&s)[4][2]) {
+    __m256i h[8];
+    for (int i = 0; i < 8; ++i) h[i] = _mm256_setzero_si256();
 #pragma GCC unroll 16
-      for (int p = 0; p < 16; ++p) {
-        const size_t kp = j * 16 + p;
-        micro_group<false>(h, w0 + kp * 16, w1 + kp * 16, a[0] + kp * 2, a[1] + kp * 2,
-                           a[2] + kp * 2, a[3] + kp * 2);
-      }
-      for (int r = 0; r < 4; ++r) {
-        s[r][0] = h[2 * r];
-        s[r][1] = h[2 * r + 1];
-      }
-      micro_epilogue(t, l, j, s);
+    for (int p = 0; p < 16; ++p) {
+      const size_t kp = j * 16 + p;
+      micro_group<false>(h, w0 + kp * 16, w1 + kp * 16, a[0] + kp * 2, a[1] + kp * 2, a[2] + kp * 2,
+                         a[3] + kp * 2);
     }
-  }
+    for (int r = 0; r < 4; ++r) {
+      s[r][0] = h[2 * r];
+      s[r][1] = h[2 * r + 1];
+    }
+  });
 }
 
 void f64_micro_avx2(const F64MicroArgs& t) {
