@@ -704,27 +704,31 @@ inline void micro_epilogue(const IntMicroArgs& t, const MicroLocal& l, size_t j,
 template <bool kInt8>
 inline void micro_group_asm(__m256i (&h)[8], const void* w0, const void* w1, const void* a0,
                             const void* a1, const void* a2, const void* a3) {
+  // Memory operands (not pointer registers): the compiler folds each group's offsets into the
+  // addressing modes (no address arithmetic between groups) and knows exactly what is read.
+  using V = __m256i_u;
+  using D [[gnu::may_alias]] = int32_t;
   __m256i x0, x1, ab, tm;
   if constexpr (kInt8) {
     __asm__(
-        "vmovdqu (%[w0]), %[x0]\n\t"
-        "vmovdqu (%[w1]), %[x1]\n\t"
-        "vpbroadcastd (%[a0]), %[ab]\n\t"
+        "vmovdqu %[w0], %[x0]\n\t"
+        "vmovdqu %[w1], %[x1]\n\t"
+        "vpbroadcastd %[a0], %[ab]\n\t"
         "vpmaddubsw %[x0], %[ab], %[tm]\n\t"
         "vpaddw %[tm], %[h0], %[h0]\n\t"
         "vpmaddubsw %[x1], %[ab], %[tm]\n\t"
         "vpaddw %[tm], %[h1], %[h1]\n\t"
-        "vpbroadcastd (%[a1]), %[ab]\n\t"
+        "vpbroadcastd %[a1], %[ab]\n\t"
         "vpmaddubsw %[x0], %[ab], %[tm]\n\t"
         "vpaddw %[tm], %[h2], %[h2]\n\t"
         "vpmaddubsw %[x1], %[ab], %[tm]\n\t"
         "vpaddw %[tm], %[h3], %[h3]\n\t"
-        "vpbroadcastd (%[a2]), %[ab]\n\t"
+        "vpbroadcastd %[a2], %[ab]\n\t"
         "vpmaddubsw %[x0], %[ab], %[tm]\n\t"
         "vpaddw %[tm], %[h4], %[h4]\n\t"
         "vpmaddubsw %[x1], %[ab], %[tm]\n\t"
         "vpaddw %[tm], %[h5], %[h5]\n\t"
-        "vpbroadcastd (%[a3]), %[ab]\n\t"
+        "vpbroadcastd %[a3], %[ab]\n\t"
         "vpmaddubsw %[x0], %[ab], %[tm]\n\t"
         "vpaddw %[tm], %[h6], %[h6]\n\t"
         "vpmaddubsw %[x1], %[ab], %[tm]\n\t"
@@ -732,28 +736,29 @@ inline void micro_group_asm(__m256i (&h)[8], const void* w0, const void* w1, con
         : [h0] "+x"(h[0]), [h1] "+x"(h[1]), [h2] "+x"(h[2]), [h3] "+x"(h[3]), [h4] "+x"(h[4]),
           [h5] "+x"(h[5]), [h6] "+x"(h[6]), [h7] "+x"(h[7]), [x0] "=&x"(x0), [x1] "=&x"(x1),
           [ab] "=&x"(ab), [tm] "=&x"(tm)
-        : [w0] "r"(w0), [w1] "r"(w1), [a0] "r"(a0), [a1] "r"(a1), [a2] "r"(a2), [a3] "r"(a3)
-        : "memory");
+        : [w0] "m"(*static_cast<const V*>(w0)), [w1] "m"(*static_cast<const V*>(w1)),
+          [a0] "m"(*static_cast<const D*>(a0)), [a1] "m"(*static_cast<const D*>(a1)),
+          [a2] "m"(*static_cast<const D*>(a2)), [a3] "m"(*static_cast<const D*>(a3)));
   } else {
     __asm__(
-        "vmovdqu (%[w0]), %[x0]\n\t"
-        "vmovdqu (%[w1]), %[x1]\n\t"
-        "vpbroadcastd (%[a0]), %[ab]\n\t"
+        "vmovdqu %[w0], %[x0]\n\t"
+        "vmovdqu %[w1], %[x1]\n\t"
+        "vpbroadcastd %[a0], %[ab]\n\t"
         "vpmaddwd %[x0], %[ab], %[tm]\n\t"
         "vpaddd %[tm], %[h0], %[h0]\n\t"
         "vpmaddwd %[x1], %[ab], %[tm]\n\t"
         "vpaddd %[tm], %[h1], %[h1]\n\t"
-        "vpbroadcastd (%[a1]), %[ab]\n\t"
+        "vpbroadcastd %[a1], %[ab]\n\t"
         "vpmaddwd %[x0], %[ab], %[tm]\n\t"
         "vpaddd %[tm], %[h2], %[h2]\n\t"
         "vpmaddwd %[x1], %[ab], %[tm]\n\t"
         "vpaddd %[tm], %[h3], %[h3]\n\t"
-        "vpbroadcastd (%[a2]), %[ab]\n\t"
+        "vpbroadcastd %[a2], %[ab]\n\t"
         "vpmaddwd %[x0], %[ab], %[tm]\n\t"
         "vpaddd %[tm], %[h4], %[h4]\n\t"
         "vpmaddwd %[x1], %[ab], %[tm]\n\t"
         "vpaddd %[tm], %[h5], %[h5]\n\t"
-        "vpbroadcastd (%[a3]), %[ab]\n\t"
+        "vpbroadcastd %[a3], %[ab]\n\t"
         "vpmaddwd %[x0], %[ab], %[tm]\n\t"
         "vpaddd %[tm], %[h6], %[h6]\n\t"
         "vpmaddwd %[x1], %[ab], %[tm]\n\t"
@@ -761,8 +766,9 @@ inline void micro_group_asm(__m256i (&h)[8], const void* w0, const void* w1, con
         : [h0] "+x"(h[0]), [h1] "+x"(h[1]), [h2] "+x"(h[2]), [h3] "+x"(h[3]), [h4] "+x"(h[4]),
           [h5] "+x"(h[5]), [h6] "+x"(h[6]), [h7] "+x"(h[7]), [x0] "=&x"(x0), [x1] "=&x"(x1),
           [ab] "=&x"(ab), [tm] "=&x"(tm)
-        : [w0] "r"(w0), [w1] "r"(w1), [a0] "r"(a0), [a1] "r"(a1), [a2] "r"(a2), [a3] "r"(a3)
-        : "memory");
+        : [w0] "m"(*static_cast<const V*>(w0)), [w1] "m"(*static_cast<const V*>(w1)),
+          [a0] "m"(*static_cast<const D*>(a0)), [a1] "m"(*static_cast<const D*>(a1)),
+          [a2] "m"(*static_cast<const D*>(a2)), [a3] "m"(*static_cast<const D*>(a3)));
   }
 }
 
@@ -797,7 +803,8 @@ inline void micro_group(__m256i (&h)[8], const void* w0, const void* w1, const v
 // sets the exact int32 block sums s of block j for the 4 rows a (element type E), then the
 // epilogue adds them into the FP32 accumulators.
 template <typename E, typename BlockSums>
-inline void micro_loop(const IntMicroArgs& t, BlockSums&& block_sums) {
+inline void micro_loop(const IntMicroArgs& t,
+                       BlockSums block_sums) {  // by value: captures in registers
   const E* a[4];
   for (int r = 0; r < 4; ++r) a[r] = static_cast<const E*>(t.a[r]);
   MicroLocal l(t);
@@ -822,28 +829,29 @@ void int8_micro_impl(const IntMicroArgs& t) {
   const int8_t* w1 = static_cast<const int8_t*>(t.w[1]);
   const int16_t* corr0 = t.corr[0];
   const int16_t* corr1 = t.corr[1];
-  micro_loop<uint8_t>(t, [&](const uint8_t* const(&a)[4], size_t j, __m256i(&s)[4][2]) {
-    for (int run = 0; run < kRuns; ++run) {
-      const size_t ci = (j * kRuns + run) * 16;
-      const __m256i c0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(corr0 + ci));
-      const __m256i c1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(corr1 + ci));
-      __m256i h[8];
-      for (int r = 0; r < 4; ++r) {
-        h[2 * r] = c0;
-        h[2 * r + 1] = c1;
-      }
-      for (int g = 0; g < G; ++g) {
-        const size_t kg = j * 8 + run * G + g;
-        micro_group<true>(h, w0 + kg * 32, w1 + kg * 32, a[0] + kg * 4, a[1] + kg * 4,
-                          a[2] + kg * 4, a[3] + kg * 4);
-      }
-      for (int r = 0; r < 4; ++r)
-        for (int c = 0; c < 2; ++c) {
-          const __m256i m = _mm256_madd_epi16(h[2 * r + c], ones);
-          s[r][c] = run == 0 ? m : _mm256_add_epi32(s[r][c], m);
+  micro_loop<uint8_t>(
+      t, [w0, w1, corr0, corr1, ones](const uint8_t* const(&a)[4], size_t j, __m256i(&s)[4][2]) {
+        for (int run = 0; run < kRuns; ++run) {
+          const size_t ci = (j * kRuns + run) * 16;
+          const __m256i c0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(corr0 + ci));
+          const __m256i c1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(corr1 + ci));
+          __m256i h[8];
+          for (int r = 0; r < 4; ++r) {
+            h[2 * r] = c0;
+            h[2 * r + 1] = c1;
+          }
+          for (int g = 0; g < G; ++g) {
+            const size_t kg = j * 8 + run * G + g;
+            micro_group<true>(h, w0 + kg * 32, w1 + kg * 32, a[0] + kg * 4, a[1] + kg * 4,
+                              a[2] + kg * 4, a[3] + kg * 4);
+          }
+          for (int r = 0; r < 4; ++r)
+            for (int c = 0; c < 2; ++c) {
+              const __m256i m = _mm256_madd_epi16(h[2 * r + c], ones);
+              s[r][c] = run == 0 ? m : _mm256_add_epi32(s[r][c], m);
+            }
         }
-    }
-  });
+      });
 }
 }  // namespace
 
@@ -863,7 +871,7 @@ void int8_micro_avx2(const IntMicroArgs& t, int G) {
 void int16_micro_avx2(const IntMicroArgs& t) {
   const int16_t* w0 = static_cast<const int16_t*>(t.w[0]);
   const int16_t* w1 = static_cast<const int16_t*>(t.w[1]);
-  micro_loop<int16_t>(t, [&](const int16_t* const(&a)[4], size_t j, __m256i(&s)[4][2]) {
+  micro_loop<int16_t>(t, [w0, w1](const int16_t* const(&a)[4], size_t j, __m256i(&s)[4][2]) {
     __m256i h[8];
     for (int i = 0; i < 8; ++i) h[i] = _mm256_setzero_si256();
 #pragma GCC unroll 16
