@@ -105,7 +105,7 @@ void gemm_int(const MxMatrixView& A, const MxMatrixView& W, const std::vector<ui
       const size_t mj = m * nb + j;
       if (int8) acorr[mj] = woff * sum;
       const uint8_t sa = A.scales[mj];
-      aexp[mj] = sa == kScaleNaN ? detail::kNaNExp : int(sa) - kScaleBias + qa;
+      aexp[mj] = detail::scale_exp(sa, qa);
       afac_f[mj] = sa == kScaleNaN ? 0.0f : pow2_f32(aexp[mj]);
       afac_d[mj] = detail::scale_factor_d(sa, qa);
     }
@@ -119,7 +119,7 @@ void gemm_int(const MxMatrixView& A, const MxMatrixView& W, const std::vector<ui
   const auto make_tab = [](int q) {
     ScaleTab tb;
     for (int c = 0; c < 256; ++c) {
-      tb.e[c] = c == kScaleNaN ? detail::kNaNExp : c - kScaleBias + q;
+      tb.e[c] = detail::scale_exp(c, q);
       tb.f[c] = c == kScaleNaN ? 0.0f : pow2_f32(tb.e[c]);
       tb.d[c] = detail::scale_factor_d(uint8_t(c), q);
     }
@@ -390,7 +390,7 @@ void pack_int_panel(const MxMatrixView& W, const IntScheme& sc, size_t n0, size_
     for (size_t c = 0; c < kPanel; ++c) {
       const size_t n = n0 + c;
       const uint8_t sb = n < N ? W.scales[n * nb + j0 + jj] : uint8_t(kScaleBias - qw);
-      eb[c] = sb == kScaleNaN ? detail::kNaNExp : int(sb) - kScaleBias + qw;
+      eb[c] = detail::scale_exp(sb, qw);
       b.wexp23[(c / 8) * kChunk * 8 + jj * 8 + c % 8] =
           sb == kScaleNaN ? 0 : int32_t(uint32_t(eb[c] + 127) << 23);
     }
@@ -509,7 +509,7 @@ void gemm_int_interleaved(const MxMatrixView& A, const MxMatrixView& W,
     }
     for (size_t i = m0 * nb; i < m1 * nb; ++i) {
       const uint8_t sa = A.scales[i];
-      aexp[i] = sa == kScaleNaN ? detail::kNaNExp : int(sa) - kScaleBias + qa;
+      aexp[i] = detail::scale_exp(sa, qa);
       aexp23[i] = sa == kScaleNaN ? 0 : int32_t(uint32_t(aexp[i]) << 23);
     }
     for (size_t g = m0 / 4; g < (m1 + 3) / 4; ++g)
@@ -518,7 +518,7 @@ void gemm_int_interleaved(const MxMatrixView& A, const MxMatrixView& W,
         for (size_t r = 0; r < 4; ++r) {
           const size_t m = std::min(4 * g + r, M - 1);
           const uint8_t sa = A.scales[m * nb + j];  // (row M - 1 may lie in another range)
-          const int e = sa == kScaleNaN ? detail::kNaNExp : int(sa) - kScaleBias + qa;
+          const int e = detail::scale_exp(sa, qa);
           lo = std::min(lo, e);
           hi = std::max(hi, e);
         }

@@ -60,6 +60,11 @@ void double_tile_avx512(const TileArgs& t);
 // Scale exponents e = scale - 127 + quantum_exp: aexp/afac_f/afac_d per [m * nb + j] (aexp =
 // kNaNExp for a NaN scale), wfac_f/wfac_d per [(j - j0) * 8 + r], wexp_min/max per j - j0.
 inline constexpr int kNaNExp = 100000;
+// The exponent of scale code `scale` with the element format's quantum 2^q folded in (kNaNExp
+// for the NaN code).
+inline int scale_exp(int scale, int q) {
+  return scale == kScaleNaN ? kNaNExp : scale - kScaleBias + q;
+}
 struct IntTileArgs {
   size_t M, nb, j0, j1, lda;
   const void* Adec;
