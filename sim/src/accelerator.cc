@@ -17,8 +17,8 @@ int sc_main(int, char**) { return 2; }
 namespace dmx::sim::detail {
 namespace {
 
-using sc_core::sc_time;
 using sc_core::SC_PS;
+using sc_core::sc_time;
 
 constexpr uint64_t kCyclePs = 1000;  // simulated time is in cycles: 1 cycle = 1000 ps of SC time
 
@@ -102,11 +102,11 @@ SC_MODULE(Accelerator) {
   int64_t bb_a = 0, bb_w = 0;  // block bytes
   int R = 0, Ce = 0, S = 0;
   const JobData* data = nullptr;
-  int64_t sram = 0;
-  MxDotUnitModel rep{1, false};             // timing representative (the array runs in lockstep)
-  std::vector<MxDotUnitModel> units;        // functional mode: every position
+  int64_t sram_rd = 0, sram_wr = 0;
+  MxDotUnitModel rep{1, false};       // timing representative (the array runs in lockstep)
+  std::vector<MxDotUnitModel> units;  // functional mode: every position
 
-  void execute(Job& j) {
+  void execute(Job & j) {
     A = j.arch;
     wf = j.wfmt;
     af = j.afmt;
@@ -116,12 +116,13 @@ SC_MODULE(Accelerator) {
     Ce = A->lanes * A->pair_throughput(wf, af);
     S = A->unit_stages;
     data = &j.data;
-    sram = 0;
+    sram_rd = sram_wr = 0;
     rep = MxDotUnitModel(S, false);
     units.clear();
     if (data->a) {
       const size_t n = size_t(R) * Ce;
-      if (n > (1u << 16)) throw std::runtime_error("functional run: array too large (> 65536 units)");
+      if (n > (1u << 16))
+        throw std::runtime_error("functional run: array too large (> 65536 units)");
       units.assign(n, MxDotUnitModel(S, true));
     }
     dram.configure(*A);
@@ -136,11 +137,11 @@ SC_MODULE(Accelerator) {
       const TileJob& t = tiles[i];
       if (t.load_a) {
         a_ready = dram.transfer(t.mt * t.kbt * bb_a);
-        sram += t.mt * t.kbt * bb_a;
+        sram_wr += t.mt * t.kbt * bb_a;
       }
       if (t.load_b) {
         b_ready = dram.transfer(t.nt * t.kbt * bb_w);
-        sram += t.nt * t.kbt * bb_w;
+        sram_wr += t.nt * t.kbt * bb_w;
       }
       ready[i] = std::max(a_ready, b_ready);
     };
@@ -154,11 +155,11 @@ SC_MODULE(Accelerator) {
       if (A->dataflow == Dataflow::OUTPUT_STATIONARY)
         compute_os(t);
       else
-        compute_ws(t);
+        compute_chain(t, A->dataflow == Dataflow::INPUT_STATIONARY);
       sync();
-      if (t.write_c) {
+      if (t.write_c && t.c_dram) {
         const int64_t bytes = t.mt * t.nt * 4;
-        sram += bytes;  // read out of SRAM C
+        sram_rd += bytes;  // read out of SRAM C
         c_free[c_slot] = dram.transfer(bytes);
         c_slot ^= 1;
       }
@@ -166,13 +167,14 @@ SC_MODULE(Accelerator) {
     wait_until(std::max(c_free[0], c_free[1]));
     j.stats.cycles = int64_t((sc_core::sc_time_stamp().value() - t0) / kCyclePs);
     j.stats.dram_bytes = dram.bytes;
-    j.stats.sram_bytes = sram;
+    j.stats.sram_read = sram_rd;
+    j.stats.sram_write = sram_wr;
   }
 
   // ---- functional helpers ----
   static constexpr uint32_t kNegZero = 0x80000000u;
   uint32_t& c_at(int64_t m, int64_t n) { return (*data->c_bits)[size_t(m * data->b->rows + n)]; }
-  void fill_operands(UnitInputs& in, int64_t m, int64_t n, int64_t kb) const {
+  void fill_operands(UnitInputs & in, int64_t m, int64_t n, int64_t kb) const {
     const MxMatrix& a = *data->a;
     const MxMatrix& b = *data->b;
     const int64_t kblocks = a.cols / kBlockSize;
@@ -189,9 +191,9 @@ SC_MODULE(Accelerator) {
   // acc_in = the previous acc_out) find their operand; fewer waves than S leave bubbles.
   void compute_os(const TileJob& t) {
     const int64_t wm = (t.mt + R - 1) / R, wn = (t.nt + Ce - 1) / Ce, W = wm * wn;
-    if (!t.first_k) sram += t.mt * t.nt * 4;  // partial sums read from SRAM C
-    sram += t.mt * t.nt * 4;                  // results (partial or final) written to SRAM C
-    std::vector<std::vector<uint32_t>> regs;  // functional: acc register file [g][position]
+    if (!t.first_k) sram_rd += t.mt * t.nt * 4;  // partial sums read from SRAM C
+    sram_wr += t.mt * t.nt * 4;                  // results (partial or final) written to SRAM C
+    std::vector<std::vector<uint32_t>> regs;     // functional: acc register file [g][position]
     for (int64_t g0 = 0; g0 < W; g0 += S) {
       const int G = int(std::min<int64_t>(S, W - g0));
       std::vector<int64_t> done_kb(G, 0);
@@ -222,7 +224,7 @@ SC_MODULE(Accelerator) {
           const int64_t w = g0 + g;
           const int64_t rows = std::min<int64_t>(R, t.mt - (w / wn) * R);
           const int64_t cols = std::min<int64_t>(Ce, t.nt - (w % wn) * Ce);
-          sram += rows * bb_a + cols * bb_w;
+          sram_rd += rows * bb_a + cols * bb_w;
           if (data->a) clock_os(t, w, g, kb, regs[g]);
         } else if (data->a) {
           clock_idle();
@@ -275,27 +277,37 @@ SC_MODULE(Accelerator) {
   // the k order of dot_blocked is kept. Weight registers are double-buffered: loading a pass's
   // R x Ce blocks takes R cycles and overlaps the previous pass. A pass's k group g > 0 continues
   // the partial sums of group g-1, which must have left the chain.
+  // Input-stationary is the mirror image: rows hold activation blocks for Ce tokens, and weight
+  // rows stream down the chain (`input_stat`: columns index m, streamed items index n).
   struct Pass {
     int64_t cg, kg, ra, ca;
   };
   struct Item {
-    int64_t m;
+    int64_t m;  // the streamed row (WS: an A row; IS: a W row)
     size_t pass;
   };
-  void compute_ws(const TileJob& t) {
-    const int64_t ncg = (t.nt + Ce - 1) / Ce, nkg = (t.kbt + R - 1) / R;
+  bool input_stat = false;
+  // Output (m, n) of streamed item `item` at column `col` of the tile.
+  std::pair<int64_t, int64_t> out_at(const TileJob& t, int64_t item, int64_t col) const {
+    return input_stat ? std::pair{t.m0 + col, t.n0 + item} : std::pair{t.m0 + item, t.n0 + col};
+  }
+  void compute_chain(const TileJob& t, bool is) {
+    input_stat = is;
+    const int64_t cols = is ? t.mt : t.nt, nitems = is ? t.nt : t.mt;
+    const int64_t bb_stream = is ? bb_w : bb_a, bb_stat = is ? bb_a : bb_w;
+    const int64_t ncg = (cols + Ce - 1) / Ce, nkg = (t.kbt + R - 1) / R;
     std::vector<Pass> passes;
     for (int64_t cg = 0; cg < ncg; ++cg)
       for (int64_t kg = 0; kg < nkg; ++kg)
-        passes.push_back({cg, kg, std::min<int64_t>(R, t.kbt - kg * R),
-                          std::min<int64_t>(Ce, t.nt - cg * Ce)});
-    std::vector<int64_t> ready_at(size_t(t.mt), 0);  // cycle the partial of row m is available
+        passes.push_back(
+            {cg, kg, std::min<int64_t>(R, t.kbt - kg * R), std::min<int64_t>(Ce, cols - cg * Ce)});
+    std::vector<int64_t> ready_at(size_t(nitems), 0);  // cycle the partial of item m is available
     std::vector<Item> items(65536);  // tag (issue number mod 2^16) -> item; in flight << 2^16
-    std::deque<std::pair<int64_t, Item>> chain_out;   // timing: (cycle out of the chain, item)
-    int64_t cycle = 0, pass_start = R;  // the first pass waits R cycles for its weights
+    std::deque<std::pair<int64_t, Item>> chain_out;  // timing: (cycle out of the chain, item)
+    int64_t cycle = 0, pass_start = R;  // the first pass waits R cycles for its stationary blocks
     size_t p = 0;
     int64_t m = 0;
-    const int64_t total = int64_t(passes.size()) * t.mt;
+    const int64_t total = int64_t(passes.size()) * nitems;
     int64_t issued = 0, finished = 0;
     while (finished < total) {
       // Chain outputs this cycle (timing: the representative's output delayed by (ra-1)*S).
@@ -323,27 +335,29 @@ SC_MODULE(Accelerator) {
         tag = uint16_t(issued);
         items[tag] = {m, p};
         if (p + 1 < passes.size() && passes[p + 1].cg == ps.cg)
-          ready_at[size_t(m)] = -1;  // the next k group waits for this partial
-        sram += ps.ra * bb_a + ps.ca * 4 + ((ps.kg > 0 || !t.first_k) ? ps.ca * 4 : 0);
-        if (m == 0) sram += ps.ra * ps.ca * bb_w;  // weight registers loaded from SRAM B
+          ready_at[size_t(m)] = -1;    // the next k group waits for this partial
+        sram_rd += ps.ra * bb_stream;  // the streamed row's blocks
+        sram_wr += ps.ca * 4;          // results or partials written to SRAM C
+        if (ps.kg > 0 || !t.first_k) sram_rd += ps.ca * 4;  // partials read back
+        if (m == 0) sram_rd += ps.ra * ps.ca * bb_stat;     // stationary registers loaded
         ++issued;
-        if (++m == t.mt) {
+        if (++m == nitems) {
           m = 0;
           ++p;
           pass_start = std::max(cycle + 1, pass_start + R);
         }
       }
       rep.clock_timing(issue, tag, true);
-      if (data->a) clock_ws(t, passes, items, issue, tag);
+      if (data->a) clock_chain(t, passes, items, issue, tag);
       tick();
       ++cycle;
     }
   }
 
-  // Functional weight-stationary step: every row takes its input from the row above (row 0 from
-  // the scheduler); the item leaving row ra-1 of its pass is a result.
-  void clock_ws(const TileJob& t, const std::vector<Pass>& passes, const std::vector<Item>& items,
-                bool issue, uint16_t tag) {
+  // Functional chain step: every row takes its input from the row above (row 0 from the
+  // scheduler); the item leaving row ra-1 of its pass is a result.
+  void clock_chain(const TileJob& t, const std::vector<Pass>& passes,
+                   const std::vector<Item>& items, bool issue, uint16_t tag) {
     // Results leaving the chain this cycle (first: row 0 may read
     // a partial that leaves the chain in the same cycle).
     for (int r = 0; r < R; ++r)
@@ -352,7 +366,10 @@ SC_MODULE(Accelerator) {
         if (!u.out_valid()) continue;
         const Item& it = items[u.tag_out()];
         const Pass& ps = passes[it.pass];
-        if (r == ps.ra - 1 && c < ps.ca) c_at(t.m0 + it.m, t.n0 + ps.cg * Ce + c) = u.acc_out();
+        if (r == ps.ra - 1 && c < ps.ca) {
+          auto [om, on] = out_at(t, it.m, ps.cg * Ce + c);
+          c_at(om, on) = u.acc_out();
+        }
       }
     std::vector<UnitInputs> ins(units.size());
     for (int r = 0; r < R; ++r)
@@ -368,8 +385,8 @@ SC_MODULE(Accelerator) {
           const Item& it = items[tag];
           const Pass& ps = passes[it.pass];
           if (c >= ps.ca) continue;
-          const int64_t n = t.n0 + ps.cg * Ce + c;
-          acc = (ps.kg == 0 && t.first_k) ? kNegZero : c_at(t.m0 + it.m, n);
+          auto [om, on] = out_at(t, it.m, ps.cg * Ce + c);
+          acc = (ps.kg == 0 && t.first_k) ? kNegZero : c_at(om, on);
         } else {
           const MxDotUnitModel& up = units[size_t(r - 1) * Ce + c];
           if (!up.out_valid()) continue;
@@ -383,7 +400,8 @@ SC_MODULE(Accelerator) {
         in.in_valid = true;
         in.tag_in = itag;
         in.acc_in = acc;
-        fill_operands(in, t.m0 + it.m, t.n0 + ps.cg * Ce + c, t.kb0 + ps.kg * R + r);
+        auto [om, on] = out_at(t, it.m, ps.cg * Ce + c);
+        fill_operands(in, om, on, t.kb0 + ps.kg * R + r);
       }
     for (size_t i = 0; i < units.size(); ++i) units[i].clock(ins[i]);
   }

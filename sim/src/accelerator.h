@@ -14,11 +14,12 @@ struct TileJob {
   bool load_a = true;   // A tile fetched from DRAM (false: resident from the previous tile)
   bool load_b = true;   // B tile fetched from DRAM
   bool first_k = true;  // accumulation starts from -0 (else from the partial sums in SRAM C)
-  bool write_c = true;  // last k tile: C tile written back to DRAM
+  bool write_c = true;  // last k tile: the C tile leaves SRAM C (to DRAM when c_dram)
+  bool c_dram = true;   // C goes to DRAM (false: it stays on chip for the next operation)
 };
 
 struct JobStats {
-  int64_t cycles = 0, dram_bytes = 0, sram_bytes = 0;
+  int64_t cycles = 0, dram_bytes = 0, sram_read = 0, sram_write = 0;
 };
 
 // Functional operands (null for timing-only jobs); c_bits holds M x N FP32 bit patterns.
@@ -34,7 +35,7 @@ JobStats run_job(const ArchConfig& arch, MxFormat wfmt, MxFormat afmt,
                  const std::vector<TileJob>& tiles, const JobData& data = {});
 
 // The schedule: tiles in loop order m (outer), n, k (inner).
-std::vector<TileJob> make_tiles(const ArchConfig& arch, const GemmShape& s, MxFormat wfmt,
-                                MxFormat afmt);
+std::vector<TileJob> make_tiles(const ArchConfig& arch, const GemmShape& s,
+                                const GemmPlacement& place);
 
 }  // namespace dmx::sim::detail

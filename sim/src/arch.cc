@@ -1,8 +1,10 @@
 // Architecture config files (JSON): parsing with strict key and range checks.
-#include <nlohmann/json.hpp>
+#include <sys/stat.h>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
 
@@ -33,17 +35,18 @@ void check_keys(const json& obj, const std::string& origin, const std::string& p
   }
 }
 
+// A physical quantity: a finite number in [lo, hi] (lo exclusive unless `inclusive`). The upper
+// bounds keep every derived cycle count far inside int64 and every loop short.
 double get_number(const json& obj, const std::string& origin, const std::string& prefix,
-                  const char* key, double dflt, double min_exclusive_or_inclusive, bool inclusive) {
+                  const char* key, double dflt, double lo, bool inclusive, double hi) {
   if (!obj.contains(key)) return dflt;
   const json& v = obj.at(key);
   if (!v.is_number()) fail(origin, prefix + key, "must be a number, got " + v.dump());
   double x = v.get<double>();
-  bool ok = inclusive ? x >= min_exclusive_or_inclusive : x > min_exclusive_or_inclusive;
+  bool ok = (inclusive ? x >= lo : x > lo) && x <= hi;
   if (!std::isfinite(x) || !ok) {
     std::ostringstream os;
-    os << "must be " << (inclusive ? ">= " : "> ") << min_exclusive_or_inclusive << ", got "
-       << v.dump();
+    os << "must be in " << (inclusive ? "[" : "(") << lo << ", " << hi << "], got " << v.dump();
     fail(origin, prefix + key, os.str());
   }
   return x;
@@ -65,10 +68,89 @@ MxFormat get_format(const std::string& name, const std::string& origin, const st
   return *f;
 }
 
+std::pair<MxFormat, MxFormat> get_pair(const std::string& text, const std::string& origin,
+                                       const std::string& key) {
+  auto comma = text.find(',');
+  if (comma == std::string::npos) fail(origin, key, "expected \"<weight fmt>,<act fmt>\"");
+  return {get_format(text.substr(0, comma), origin, key),
+          get_format(text.substr(comma + 1), origin, key)};
+}
+
+// Narrowing an operand (to a format of fewer bits) must never make a pair slower or costlier per
+// MAC: the cost tables' monotonicity rests on it.
+void check_monotone(const ArchConfig& a, const std::string& origin) {
+  for (MxFormat w : kAllFormats)
+    for (MxFormat f : kAllFormats)
+      for (MxFormat n : kAllFormats) {
+        if (format_bits(n) >= format_bits(w) && format_bits(n) >= format_bits(f)) continue;
+        auto pair = [](MxFormat x, MxFormat y) {
+          return std::string(format_name(x)) + "," + format_name(y);
+        };
+        auto check = [&](MxFormat w0, MxFormat a0, MxFormat w1, MxFormat a1) {
+          if (a.pair_throughput(w1, a1) < a.pair_throughput(w0, a0))
+            fail(origin, "throughput_pair." + pair(w1, a1),
+                 "narrower pair " + pair(w1, a1) + " would issue fewer blocks per cycle than " +
+                     pair(w0, a0));
+          if (a.mac_pj[int(w1)][int(a1)] > a.mac_pj[int(w0)][int(a0)])
+            fail(origin, "energy_pj.mac_pair." + pair(w1, a1),
+                 "narrower pair " + pair(w1, a1) + " would cost more pJ per MAC than " +
+                     pair(w0, a0));
+        };
+        if (format_bits(n) < format_bits(w)) check(w, f, n, f);
+        if (format_bits(n) < format_bits(f)) check(w, f, w, n);
+      }
+}
+
 }  // namespace
 
+std::string read_config_file(const std::string& path, const char* what) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) throw ConfigError(path + ": cannot open " + what);
+  if (!S_ISREG(st.st_mode)) throw ConfigError(path + ": " + what + " is not a regular file");
+  if (st.st_size > kMaxConfigBytes)
+    throw ConfigError(path + ": " + what + " is " + std::to_string(st.st_size) +
+                      " bytes (at most " + std::to_string(kMaxConfigBytes) + ")");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw ConfigError(path + ": cannot open " + what);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
 const char* dataflow_name(Dataflow d) {
-  return d == Dataflow::OUTPUT_STATIONARY ? "output_stationary" : "weight_stationary";
+  switch (d) {
+    case Dataflow::OUTPUT_STATIONARY:
+      return "output_stationary";
+    case Dataflow::WEIGHT_STATIONARY:
+      return "weight_stationary";
+    case Dataflow::INPUT_STATIONARY:
+      return "input_stationary";
+  }
+  return "?";
+}
+
+std::optional<Dataflow> parse_dataflow(const std::string& s) {
+  if (s == "output_stationary" || s == "os") return Dataflow::OUTPUT_STATIONARY;
+  if (s == "weight_stationary" || s == "ws") return Dataflow::WEIGHT_STATIONARY;
+  if (s == "input_stationary" || s == "is") return Dataflow::INPUT_STATIONARY;
+  return std::nullopt;
+}
+
+ArchConfig::ArchConfig() {
+  for (auto& row : pair_tp) row.fill(1);
+  for (auto& row : mac_pj) row.fill(1.0);
+}
+
+int ArchConfig::max_throughput() const {
+  int t = 1;
+  for (const auto& row : pair_tp)
+    for (int x : row) t = std::max(t, x);
+  return t;
+}
+
+void ArchConfig::set_format_throughput(const std::array<int, kNumFormats>& t) {
+  for (int w = 0; w < kNumFormats; ++w)
+    for (int a = 0; a < kNumFormats; ++a) pair_tp[w][a] = std::min(t[w], t[a]);
 }
 
 std::string ArchConfig::fingerprint() const {
@@ -77,8 +159,9 @@ std::string ArchConfig::fingerprint() const {
   os << units << '/' << lanes << '/' << unit_stages << '/' << clock_ghz << '/' << sram_a_kib << '/'
      << sram_b_kib << '/' << sram_c_kib << '/' << dram_gbps << '/' << dram_latency_ns << '/'
      << int(dataflow);
-  for (int t : throughput) os << '/' << t;
-  return os.str();  // energy is applied after simulation: it does not change cycles
+  for (const auto& row : pair_tp)
+    for (int t : row) os << '/' << t;
+  return os.str();  // energy is applied after simulation: it does not change cycles or bytes
 }
 
 ArchConfig parse_arch_json(const std::string& text, const std::string& origin) {
@@ -89,8 +172,8 @@ ArchConfig parse_arch_json(const std::string& text, const std::string& origin) {
     throw ConfigError(origin + ": not valid JSON: " + e.what());
   }
   check_keys(j, origin, "",
-             {"name", "description", "sources", "array", "clock_ghz", "sram_kib", "dram",
-              "throughput", "energy_pj", "dataflow"});
+             {"name", "description", "sources", "derivation", "array", "clock_ghz", "sram_kib",
+              "dram", "throughput", "throughput_pair", "energy_pj", "static_mw", "dataflow"});
   ArchConfig a;
   a.origin = origin;
   if (j.contains("name")) {
@@ -99,6 +182,9 @@ ArchConfig parse_arch_json(const std::string& text, const std::string& origin) {
   }
   if (j.contains("description") && !j["description"].is_string())
     fail(origin, "description", "must be a string");
+  // The inputs of the derived numbers (sim/configs/derive.py); documentation for the simulator.
+  if (j.contains("derivation") && !j["derivation"].is_object())
+    fail(origin, "derivation", "must be an object");
   if (j.contains("array")) {
     const json& x = j["array"];
     check_keys(x, origin, "array.", {"units", "lanes", "unit_stages"});
@@ -106,28 +192,44 @@ ArchConfig parse_arch_json(const std::string& text, const std::string& origin) {
     a.lanes = get_int(x, origin, "array.", "lanes", a.lanes, 1);
   }
   a.unit_stages = DMX_RTL_STAGES;
-  if (j.contains("array")) a.unit_stages = get_int(j["array"], origin, "array.", "unit_stages",
-                                                   a.unit_stages, 1);
-  a.clock_ghz = get_number(j, origin, "", "clock_ghz", a.clock_ghz, 0, false);
+  if (j.contains("array"))
+    a.unit_stages = get_int(j["array"], origin, "array.", "unit_stages", a.unit_stages, 1);
+  a.clock_ghz = get_number(j, origin, "", "clock_ghz", a.clock_ghz, 1e-3, true, 100);
   if (j.contains("sram_kib")) {
     const json& x = j["sram_kib"];
     check_keys(x, origin, "sram_kib.", {"a", "b", "c"});
-    a.sram_a_kib = get_number(x, origin, "sram_kib.", "a", a.sram_a_kib, 0, false);
-    a.sram_b_kib = get_number(x, origin, "sram_kib.", "b", a.sram_b_kib, 0, false);
-    a.sram_c_kib = get_number(x, origin, "sram_kib.", "c", a.sram_c_kib, 0, false);
+    // At least 1 KiB (a tile must hold a few blocks), at most 1 GiB per buffer.
+    a.sram_a_kib = get_number(x, origin, "sram_kib.", "a", a.sram_a_kib, 1, true, 1 << 20);
+    a.sram_b_kib = get_number(x, origin, "sram_kib.", "b", a.sram_b_kib, 1, true, 1 << 20);
+    a.sram_c_kib = get_number(x, origin, "sram_kib.", "c", a.sram_c_kib, 1, true, 1 << 20);
   }
   if (j.contains("dram")) {
     const json& x = j["dram"];
     check_keys(x, origin, "dram.", {"gbps", "latency_ns"});
-    a.dram_gbps = get_number(x, origin, "dram.", "gbps", a.dram_gbps, 0, false);
-    a.dram_latency_ns = get_number(x, origin, "dram.", "latency_ns", a.dram_latency_ns, 0, true);
+    a.dram_gbps = get_number(x, origin, "dram.", "gbps", a.dram_gbps, 1e-3, true, 1e7);
+    a.dram_latency_ns =
+        get_number(x, origin, "dram.", "latency_ns", a.dram_latency_ns, 0, true, 1e6);
   }
+  std::array<int, kNumFormats> tp{1, 1, 1, 1, 1, 1};
   if (j.contains("throughput")) {
     const json& x = j["throughput"];
     if (!x.is_object()) fail(origin, "throughput", "must be an object {format: blocks/cycle}");
     for (auto it = x.begin(); it != x.end(); ++it) {
       MxFormat f = get_format(it.key(), origin, "throughput." + it.key());
-      a.throughput[int(f)] = get_int(x, origin, "throughput.", it.key().c_str(), 1, 1);
+      tp[int(f)] = get_int(x, origin, "throughput.", it.key().c_str(), 1, 1);
+      if (tp[int(f)] > 64) fail(origin, "throughput." + it.key(), "must be at most 64");
+    }
+  }
+  a.set_format_throughput(tp);
+  if (j.contains("throughput_pair")) {
+    const json& x = j["throughput_pair"];
+    if (!x.is_object())
+      fail(origin, "throughput_pair", "must be an object {\"W,A\": blocks/cycle}");
+    for (auto it = x.begin(); it != x.end(); ++it) {
+      auto [w, f] = get_pair(it.key(), origin, "throughput_pair." + it.key());
+      a.pair_tp[int(w)][int(f)] = get_int(x, origin, "throughput_pair.", it.key().c_str(), 1, 1);
+      if (a.pair_tp[int(w)][int(f)] > 64)
+        fail(origin, "throughput_pair." + it.key(), "must be at most 64");
     }
   }
   // Energy: per-format MAC energy (both operands in that format); a mixed pair defaults to the
@@ -136,19 +238,26 @@ ArchConfig parse_arch_json(const std::string& text, const std::string& origin) {
   mac_same.fill(1.0);
   if (j.contains("energy_pj")) {
     const json& x = j["energy_pj"];
-    check_keys(x, origin, "energy_pj.", {"mac", "mac_pair", "sram_byte", "dram_byte"});
+    check_keys(x, origin, "energy_pj.",
+               {"mac", "mac_pair", "sram_byte", "sram_read_byte", "sram_write_byte", "dram_byte"});
     if (x.contains("mac")) {
       const json& m = x["mac"];
       if (!m.is_object()) fail(origin, "energy_pj.mac", "must be an object {format: pJ}");
       for (auto it = m.begin(); it != m.end(); ++it) {
         MxFormat f = get_format(it.key(), origin, "energy_pj.mac." + it.key());
-        mac_same[int(f)] = get_number(m, origin, "energy_pj.mac.", it.key().c_str(), 1, 0, true);
+        mac_same[int(f)] =
+            get_number(m, origin, "energy_pj.mac.", it.key().c_str(), 1, 0, true, 1e6);
       }
     }
-    a.sram_pj_per_byte =
-        get_number(x, origin, "energy_pj.", "sram_byte", a.sram_pj_per_byte, 0, true);
+    // sram_byte sets reads and writes alike; sram_read_byte / sram_write_byte refine it.
+    const double sram =
+        get_number(x, origin, "energy_pj.", "sram_byte", a.sram_read_pj_per_byte, 0, true, 1e6);
+    a.sram_read_pj_per_byte =
+        get_number(x, origin, "energy_pj.", "sram_read_byte", sram, 0, true, 1e6);
+    a.sram_write_pj_per_byte =
+        get_number(x, origin, "energy_pj.", "sram_write_byte", sram, 0, true, 1e6);
     a.dram_pj_per_byte =
-        get_number(x, origin, "energy_pj.", "dram_byte", a.dram_pj_per_byte, 0, true);
+        get_number(x, origin, "energy_pj.", "dram_byte", a.dram_pj_per_byte, 0, true, 1e6);
   }
   for (int w = 0; w < kNumFormats; ++w)
     for (int f = 0; f < kNumFormats; ++f) a.mac_pj[w][f] = 0.5 * (mac_same[w] + mac_same[f]);
@@ -157,35 +266,28 @@ ArchConfig parse_arch_json(const std::string& text, const std::string& origin) {
     if (!m.is_object()) fail(origin, "energy_pj.mac_pair", "must be an object {\"W,A\": pJ}");
     for (auto it = m.begin(); it != m.end(); ++it) {
       const std::string key = "energy_pj.mac_pair." + it.key();
-      auto comma = it.key().find(',');
-      if (comma == std::string::npos) fail(origin, key, "expected \"<weight fmt>,<act fmt>\"");
-      MxFormat w = get_format(it.key().substr(0, comma), origin, key);
-      MxFormat f = get_format(it.key().substr(comma + 1), origin, key);
+      auto [w, f] = get_pair(it.key(), origin, key);
       a.mac_pj[int(w)][int(f)] =
-          get_number(m, origin, "energy_pj.mac_pair.", it.key().c_str(), 1, 0, true);
+          get_number(m, origin, "energy_pj.mac_pair.", it.key().c_str(), 1, 0, true, 1e6);
     }
   }
+  a.static_mw = get_number(j, origin, "", "static_mw", a.static_mw, 0, true, 1e7);
   if (j.contains("dataflow")) {
     const json& d = j["dataflow"];
-    std::string s = d.is_string() ? d.get<std::string>() : "";
-    if (s == "output_stationary" || s == "os")
-      a.dataflow = Dataflow::OUTPUT_STATIONARY;
-    else if (s == "weight_stationary" || s == "ws")
-      a.dataflow = Dataflow::WEIGHT_STATIONARY;
-    else
-      fail(origin, "dataflow", "must be \"output_stationary\" or \"weight_stationary\", got " +
-                                   d.dump());
+    auto df = parse_dataflow(d.is_string() ? d.get<std::string>() : "");
+    if (!df)
+      fail(origin, "dataflow",
+           "must be \"output_stationary\", \"weight_stationary\" or \"input_stationary\", got " +
+               d.dump());
+    a.dataflow = *df;
   }
+  check_monotone(a, origin);
   if (a.name.empty()) a.name = origin;
   return a;
 }
 
 ArchConfig load_arch(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw ConfigError(path + ": cannot open architecture config");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return parse_arch_json(ss.str(), path);
+  return parse_arch_json(read_config_file(path, "architecture config"), path);
 }
 
 std::string override_arch_key(const std::string& text, const std::string& origin,

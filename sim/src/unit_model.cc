@@ -9,8 +9,8 @@
 namespace dmx::sim {
 
 uint32_t unit_result(const UnitInputs& in) {
-  const float dot = dot_block(in.fmt_a, in.scale_a, in.codes_a.data(), in.fmt_b, in.scale_b,
-                              in.codes_b.data());
+  const float dot =
+      dot_block(in.fmt_a, in.scale_a, in.codes_a.data(), in.fmt_b, in.scale_b, in.codes_b.data());
   const float sum = fp32_from_bits(in.acc_in) + dot;  // one FP32 RNE add (-ffp-contract=off)
   if (std::isnan(sum)) return 0x7FC00000u;
   return fp32_bits(sum);

@@ -1,22 +1,22 @@
-// dmx-sim: run GEMMs and whole models through the SystemC accelerator model; sweep architectures.
+// dmx-sim: run GEMMs and whole workloads through the SystemC accelerator model; sweep
+// architectures.
 //   dmx-sim gemm  --m M --n N --k K --wfmt F --afmt F --arch FILE [--full] [--check]
-//   dmx-sim model --config config.json --arch FILE --tokens N -o table.csv|table.json
-//   dmx-sim sweep --arch FILE --vary key=v1,v2,... [--vary ...] --config FILE --tokens N -o DIR
+//   dmx-sim model (--config config.json | --topology t.csv) --arch FILE [--phase both]
+//                 [--tokens 2048] [--context 2048] [--batch 1,8] -o table.csv [--totals t.csv]
+//   dmx-sim sweep --arch FILE --vary key=v1,v2,... [--vary ...] (--config | --topology) ... -o DIR
 // Exit codes: 0 ok, 2 usage or invalid input (config files, shapes), 1 other failures.
-#include <CLI/CLI.hpp>
-#include <nlohmann/json.hpp>
-
 #include <spawn.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
 #include <thread>
@@ -41,37 +41,66 @@ MxFormat format_arg(const std::string& s, const char* opt) {
   return *f;
 }
 
-std::vector<MxFormat> format_list(const std::string& s, const char* opt) {
-  std::vector<MxFormat> out;
-  if (s.empty() || s == "all") return {kAllFormats.begin(), kAllFormats.end()};
+std::vector<std::string> split(const std::string& s, char sep) {
+  std::vector<std::string> out;
   std::stringstream ss(s);
   std::string item;
-  while (std::getline(ss, item, ',')) out.push_back(format_arg(item, opt));
+  while (std::getline(ss, item, sep)) out.push_back(item);
   return out;
 }
 
-std::string read_text(const std::string& path, const char* what) {
-  std::ifstream in(path);
-  if (!in) throw ConfigError(path + ": cannot open " + what);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+std::vector<MxFormat> format_list(const std::string& s, const char* opt) {
+  if (s.empty() || s == "all") return {kAllFormats.begin(), kAllFormats.end()};
+  std::vector<MxFormat> out;
+  for (const auto& item : split(s, ',')) out.push_back(format_arg(item, opt));
+  return out;
 }
 
-std::string gemm_csv_header() {
-  return "version,m,n,k,wfmt,afmt,dataflow,cycles,seconds,dram_bytes,sram_bytes,macs,energy_pj,"
-         "utilization,tiles,simulated_tiles\n";
+std::vector<int64_t> int_list(const std::string& s, const char* opt, int64_t lo, int64_t hi) {
+  std::vector<int64_t> out;
+  for (const auto& item : split(s, ',')) {
+    size_t pos = 0;
+    int64_t v = 0;
+    try {
+      v = std::stoll(item, &pos);
+    } catch (...) {
+      pos = 0;
+    }
+    if (item.empty() || pos != item.size() || v < lo || v > hi)
+      throw UsageError(std::string(opt) + ": '" + item + "' is not an integer in [" +
+                       std::to_string(lo) + ", " + std::to_string(hi) + "]");
+    out.push_back(v);
+  }
+  if (out.empty()) throw UsageError(std::string(opt) + ": no values");
+  return out;
 }
-std::string gemm_csv_row(const GemmShape& s, MxFormat w, MxFormat a, const ArchConfig& arch,
-                         const GemmCost& c) {
-  std::ostringstream os;
-  os.precision(10);
-  os << kCostTableVersion << ',' << s.m << ',' << s.n << ',' << s.k << ',' << format_name(w) << ','
-     << format_name(a) << ',' << dataflow_name(arch.dataflow) << ',' << c.cycles << ','
-     << c.seconds << ',' << c.dram_bytes << ',' << c.sram_bytes << ',' << c.macs << ','
-     << c.energy_pj << ',' << c.utilization << ',' << c.tiles << ',' << c.simulated_tiles << '\n';
-  return os.str();
+
+ArchConfig load_arch_with(const std::string& file, const std::string& dataflow) {
+  ArchConfig a = load_arch(file);
+  if (!dataflow.empty()) {
+    auto d = parse_dataflow(dataflow);
+    if (!d)
+      throw UsageError(
+          "--dataflow: expected output_stationary, weight_stationary or "
+          "input_stationary, got '" +
+          dataflow + "'");
+    a.dataflow = *d;
+  }
+  return a;
 }
+
+std::string fmt_seconds(double s) {
+  char b[64];
+  std::snprintf(b, sizeof b, "%.1f s", s);
+  return b;
+}
+
+// ---- gemm ---------------------------------------------------------------------------------------
+struct GemmArgs {
+  GemmShape shape;
+  std::string wfmt = "e4m3", afmt = "e4m3", arch, dataflow;
+  bool full = false, check = false;
+};
 
 // Functional check: random MX operands through the array, compared with golden dot_blocked.
 int check_functional(const ArchConfig& arch, const GemmShape& s, MxFormat w, MxFormat a) {
@@ -105,13 +134,188 @@ int check_functional(const ArchConfig& arch, const GemmShape& s, MxFormat w, MxF
   return bad == 0 ? 0 : 1;
 }
 
-std::string fmt_seconds(double s) {
-  char b[64];
-  std::snprintf(b, sizeof b, "%.1f s", s);
-  return b;
+int run_gemm_cmd(const GemmArgs& g) {
+  const MxFormat w = format_arg(g.wfmt, "--wfmt"), f = format_arg(g.afmt, "--afmt");
+  const ArchConfig a = load_arch_with(g.arch, g.dataflow);
+  const GemmCost c = g.full ? simulate_gemm(a, g.shape, w, f) : cost_gemm(a, g.shape, w, f);
+  std::ostringstream os;
+  os.precision(10);
+  os << "version,m,n,k,wfmt,afmt,dataflow,cycles,seconds,dram_bytes,sram_read_bytes,"
+        "sram_write_bytes,macs,energy_pj,mac_pj,sram_read_pj,sram_write_pj,dram_pj,static_pj,"
+        "utilization,dram_gbps,tiles,simulated_tiles\n"
+     << kCostTableVersion << ',' << g.shape.m << ',' << g.shape.n << ',' << g.shape.k << ','
+     << format_name(w) << ',' << format_name(f) << ',' << dataflow_name(a.dataflow) << ','
+     << c.cycles << ',' << c.seconds << ',' << c.dram_bytes << ',' << c.sram_read_bytes << ','
+     << c.sram_write_bytes << ',' << c.macs << ',' << c.energy_pj << ',' << c.energy.mac << ','
+     << c.energy.sram_read << ',' << c.energy.sram_write << ',' << c.energy.dram << ','
+     << c.energy.static_ << ',' << c.utilization << ',' << c.dram_gbps() << ',' << c.tiles << ','
+     << c.simulated_tiles << '\n';
+  std::cout << os.str();
+  return g.check ? check_functional(a, g.shape, w, f) : 0;
 }
 
-// ---- sweep ----
+// ---- model --------------------------------------------------------------------------------------
+// Everything that determines a cost table besides the architecture (also what a sweep point
+// records to decide whether a finished point can be reused).
+struct WorkloadArgs {
+  std::string config, topology;
+  std::string phase = "both";
+  int64_t tokens = 2048, context = 2048;
+  std::string batch = "1", prefill_batch = "1";
+  std::string attn_format = "e4m3", kv_format = "e4m3", lm_head_format = "e4m3,e4m3",
+              embed_format = "e4m3";
+  std::string wlist = "all", alist = "all";
+  std::string dataflow;
+  bool full = false;
+
+  void add_options(CLI::App* c) {
+    c->add_option("--config", config, "workload: a Hugging Face config.json (Llama, Qwen3)");
+    c->add_option("--topology", topology,
+                  "workload: a topology CSV (name,m,n,k[,count,wfmt,afmt])");
+    c->add_option("--phase", phase, "prefill | decode | both")->capture_default_str();
+    c->add_option("--tokens", tokens, "prefill: prompt tokens per sequence")->capture_default_str();
+    c->add_option("--context", context, "decode: keys attended per new token (cache length)")
+        ->capture_default_str();
+    c->add_option("--batch", batch, "decode: sequences per step (comma list)")
+        ->capture_default_str();
+    c->add_option("--prefill-batch", prefill_batch, "prefill: sequences (comma list)")
+        ->capture_default_str();
+    c->add_option("--attn-format", attn_format, "A operand of QK^T and PV (Q, P)")
+        ->capture_default_str();
+    c->add_option("--kv-format", kv_format, "KV cache format")->capture_default_str();
+    c->add_option("--lm-head-format", lm_head_format, "lm_head W[,A] formats")
+        ->capture_default_str();
+    c->add_option("--embed-format", embed_format, "untied embedding table format")
+        ->capture_default_str();
+    c->add_option("--wfmts", wlist, "Linear weight formats (comma list or all)")
+        ->capture_default_str();
+    c->add_option("--afmts", alist, "Linear activation formats (comma list or all)")
+        ->capture_default_str();
+    c->add_option("--dataflow", dataflow,
+                  "override: output_stationary | weight_stationary | "
+                  "input_stationary");
+    c->add_flag("--full", full, "simulate every tile instead of composing (slow)");
+  }
+  // The command-line form, for sweep points' child processes.
+  std::vector<std::string> argv() const {
+    std::vector<std::string> a;
+    if (!config.empty()) a.insert(a.end(), {"--config", config});
+    if (!topology.empty()) a.insert(a.end(), {"--topology", topology});
+    a.insert(a.end(), {"--phase",          phase,
+                       "--tokens",         std::to_string(tokens),
+                       "--context",        std::to_string(context),
+                       "--batch",          batch,
+                       "--prefill-batch",  prefill_batch,
+                       "--attn-format",    attn_format,
+                       "--kv-format",      kv_format,
+                       "--lm-head-format", lm_head_format,
+                       "--embed-format",   embed_format,
+                       "--wfmts",          wlist,
+                       "--afmts",          alist});
+    if (!dataflow.empty()) a.insert(a.end(), {"--dataflow", dataflow});
+    if (full) a.push_back("--full");
+    return a;
+  }
+};
+
+struct BuiltWorkloads {
+  std::vector<Workload> list;
+  std::optional<ModelShape> model;
+};
+
+BuiltWorkloads build_workloads(const WorkloadArgs& w) {
+  if (w.config.empty() == w.topology.empty())
+    throw UsageError("give exactly one workload: --config config.json or --topology file.csv");
+  BuiltWorkloads out;
+  if (!w.topology.empty()) {
+    out.list.push_back(load_topology(w.topology));
+    return out;
+  }
+  if (w.phase != "prefill" && w.phase != "decode" && w.phase != "both")
+    throw UsageError("--phase: expected prefill, decode or both, got '" + w.phase + "'");
+  FixedFormats fx;
+  fx.attention = format_arg(w.attn_format, "--attn-format");
+  fx.kv_cache = format_arg(w.kv_format, "--kv-format");
+  const auto lm = split(w.lm_head_format, ',');
+  if (lm.empty() || lm.size() > 2) throw UsageError("--lm-head-format: expected W or W,A");
+  fx.lm_head_weight = format_arg(lm[0], "--lm-head-format");
+  fx.lm_head_act = format_arg(lm.size() > 1 ? lm[1] : lm[0], "--lm-head-format");
+  fx.embedding = format_arg(w.embed_format, "--embed-format");
+  if (w.tokens < 1 || w.tokens > (1 << 20)) throw UsageError("--tokens: must be in [1, 1048576]");
+  if (w.context < 1 || w.context > (1 << 22))
+    throw UsageError("--context: must be in [1, 4194304]");
+  out.model = load_model_config(w.config);
+  if (w.phase != "decode")
+    for (int64_t b : int_list(w.prefill_batch, "--prefill-batch", 1, 4096))
+      out.list.push_back(decoder_workload(*out.model, {PhaseKind::Prefill, w.tokens, 0, b}, fx));
+  if (w.phase != "prefill")
+    for (int64_t b : int_list(w.batch, "--batch", 1, 4096))
+      out.list.push_back(decoder_workload(*out.model, {PhaseKind::Decode, 0, w.context, b}, fx));
+  return out;
+}
+
+// A short summary for people: the same-format pairs' totals per phase.
+void print_summary(const std::vector<CostTotal>& totals, const ArchConfig& a) {
+  std::printf("%-8s %6s %6s %7s  %-11s %12s %12s %12s %11s %10s\n", "phase", "tokens", "ctx",
+              "batch", "W x A", "time ms", "tokens/s", "mJ/token", "DRAM MB", "DRAM GB/s");
+  for (const CostTotal& t : totals) {
+    if (t.has_pair && t.wfmt != t.afmt) continue;
+    const std::string pair =
+        t.has_pair ? std::string(format_name(t.wfmt)) + " x " + format_name(t.afmt) : "fixed";
+    std::printf("%-8s %6lld %6lld %7lld  %-11s %12.4f %12.1f %12.4f %11.2f %10.1f\n",
+                t.phase.name(), (long long)t.phase.tokens, (long long)t.phase.context,
+                (long long)t.phase.batch, pair.c_str(), t.cost.seconds * 1e3, t.tokens_per_s,
+                t.joules_per_token * 1e3, double(t.cost.dram_bytes) * 1e-6, t.cost.dram_gbps());
+  }
+  std::printf("(%s: %s, %.0f GB/s DRAM; all pairs in the totals file)\n", a.name.c_str(),
+              dataflow_name(a.dataflow), a.dram_gbps);
+}
+
+struct ModelArgs {
+  WorkloadArgs work;
+  std::string arch, out, totals, json;
+  bool quiet = false;
+};
+
+int run_model_cmd(const ModelArgs& m) {
+  const ArchConfig a = load_arch_with(m.arch, m.work.dataflow);
+  const BuiltWorkloads wl = build_workloads(m.work);
+  TableOptions opt;
+  opt.weight_formats = format_list(m.work.wlist, "--wfmts");
+  opt.act_formats = format_list(m.work.alist, "--afmts");
+  opt.full_simulation = m.work.full;
+  for (const std::string& path : {m.out, m.totals, m.json})  // fail before the work, not after
+    if (!path.empty() && !fs::is_directory(fs::absolute(path).parent_path()))
+      throw UsageError(path + ": its directory does not exist");
+  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<CostRow> rows;
+  TileCache cache;
+  for (const Workload& w : wl.list) {
+    auto part = cost_workload(w, a, opt, &cache);
+    rows.insert(rows.end(), part.begin(), part.end());
+    if (!m.quiet)
+      std::cerr << "dmx-sim model: " << w.phase.name() << " batch " << w.phase.batch << " done, "
+                << rows.size() << " rows, " << cache.simulations() << " tile windows simulated, "
+                << fmt_seconds(
+                       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count())
+                << "\n";
+  }
+  const auto totals = cost_totals(rows);
+  const ModelShape* model = wl.model ? &*wl.model : nullptr;
+  const bool as_json = m.out.size() > 5 && m.out.substr(m.out.size() - 5) == ".json";
+  write_file_atomic(m.out,
+                    as_json ? cost_table_json(rows, totals, a, model) : cost_table_csv(rows));
+  if (!m.totals.empty()) write_file_atomic(m.totals, cost_totals_csv(totals));
+  if (!m.json.empty()) write_file_atomic(m.json, cost_table_json(rows, totals, a, model));
+  if (!m.quiet) {
+    print_summary(totals, a);
+    std::cerr << "dmx-sim model: wrote " << m.out << (m.totals.empty() ? "" : " and " + m.totals)
+              << "\n";
+  }
+  return 0;
+}
+
+// ---- sweep --------------------------------------------------------------------------------------
 struct Axis {
   std::string key;
   std::vector<std::string> values;
@@ -122,9 +326,7 @@ Axis parse_vary(const std::string& s) {
   if (eq == std::string::npos || eq == 0 || eq + 1 == s.size())
     throw UsageError("--vary '" + s + "': expected key=v1,v2,...");
   Axis ax{s.substr(0, eq), {}};
-  std::stringstream ss(s.substr(eq + 1));
-  std::string v;
-  while (std::getline(ss, v, ','))
+  for (const auto& v : split(s.substr(eq + 1), ','))
     if (!v.empty()) ax.values.push_back(v);
   if (ax.values.empty()) throw UsageError("--vary '" + s + "': no values");
   return ax;
@@ -146,61 +348,300 @@ pid_t spawn(const std::vector<std::string>& args) {
   return pid;
 }
 
+// What produced a point: the point's architecture, the workload file's content and every option.
+nlohmann::json point_settings(const std::string& arch_text, const WorkloadArgs& w) {
+  const std::string file = w.config.empty() ? w.topology : w.config;
+  nlohmann::json j;
+  j["table_version"] = kCostTableVersion;
+  j["arch"] = nlohmann::json::parse(arch_text);
+  j["workload_file"] = file;
+  j["workload_text"] = read_config_file(file, w.config.empty() ? "topology" : "model config");
+  const auto args = w.argv();
+  for (size_t i = 0; i + 1 < args.size(); i += 2)
+    if (args[i].rfind("--", 0) == 0 && args[i] != "--config" && args[i] != "--topology")
+      j["options"][args[i].substr(2)] = args[i + 1];
+  j["options"]["full"] = w.full;
+  return j;
+}
+
+// The first setting that differs between two settings objects ("" when equal).
+std::string first_difference(const nlohmann::json& a, const nlohmann::json& b,
+                             const std::string& prefix = "") {
+  if (a.is_object() && b.is_object()) {
+    for (auto it = a.begin(); it != a.end(); ++it) {
+      if (!b.contains(it.key())) return prefix + it.key();
+      auto d = first_difference(*it, b[it.key()], prefix + it.key() + ".");
+      if (!d.empty()) return d;
+    }
+    for (auto it = b.begin(); it != b.end(); ++it)
+      if (!a.contains(it.key())) return prefix + it.key();
+    return "";
+  }
+  return a == b ? "" : (prefix.empty() ? "<all>" : prefix.substr(0, prefix.size() - 1));
+}
+
+struct SweepArgs {
+  WorkloadArgs work;
+  std::string arch, out_dir;
+  std::vector<std::string> vary;
+  int jobs = int(std::max(1u, std::thread::hardware_concurrency()));
+};
+
+std::vector<std::map<std::string, std::string>> read_csv_maps(const fs::path& p) {
+  std::ifstream in(p);
+  std::string line;
+  if (!std::getline(in, line)) throw std::runtime_error(p.string() + ": empty");
+  const auto hdr = split(line, ',');
+  std::vector<std::map<std::string, std::string>> out;
+  while (std::getline(in, line)) {
+    const auto f = split(line, ',');
+    if (f.size() != hdr.size()) throw std::runtime_error(p.string() + ": ragged row");
+    std::map<std::string, std::string> m;
+    for (size_t i = 0; i < f.size(); ++i) m[hdr[i]] = f[i];
+    out.push_back(m);
+  }
+  return out;
+}
+
+// The gnuplot script: whole-workload seconds against the first varied key. With one key, one line
+// per same-format pair and phase; with more, one line per value of the second key and phase for
+// the first listed pair (further keys name the plot).
+std::string sweep_plot(const SweepArgs& s, const std::vector<Axis>& axes,
+                       const std::vector<std::map<std::string, std::string>>& summary,
+                       const fs::path& svg) {
+  struct Line {
+    std::string title;
+    std::vector<std::pair<size_t, double>> pts;  // (index of the x value, seconds)
+  };
+  std::map<std::string, Line> lines;
+  std::vector<std::string> order;
+  const auto wf = format_list(s.work.wlist, "--wfmts"), af = format_list(s.work.alist, "--afmts");
+  const std::string first_pair = std::string(format_name(wf[0])) + "," + format_name(af[0]);
+  for (const auto& r : summary) {
+    const std::string pair = r.at("wfmt") + "," + r.at("afmt");
+    const std::string ph = r.at("phase") + " b" + r.at("batch");
+    std::string key, title;
+    if (axes.size() == 1) {
+      if (r.at("wfmt") != r.at("afmt") && r.at("wfmt") != "-") continue;
+      key = pair + "|" + ph;
+      title =
+          r.at("wfmt") + " x " + r.at("afmt") + ", " + r.at("phase") + " batch " + r.at("batch");
+    } else {
+      if (pair != first_pair && r.at("wfmt") != "-") continue;
+      key = r.at(axes[1].key) + "|" + ph;
+      title = axes[1].key + " = " + r.at(axes[1].key) + ", " + r.at("phase") + " batch " +
+              r.at("batch");
+    }
+    const auto& xs = axes[0].values;
+    const size_t xi = size_t(std::find(xs.begin(), xs.end(), r.at(axes[0].key)) - xs.begin());
+    if (!lines.count(key)) order.push_back(key);
+    lines[key].title = title;
+    lines[key].pts.push_back({xi, std::stod(r.at("seconds"))});
+  }
+  std::ostringstream gp;
+  gp << "# dmx-sim sweep plot (regenerate: gnuplot " << (fs::path(s.out_dir) / "plot.gp").string()
+     << ", from the directory the sweep ran in)\n"
+     << "set terminal svg size 1000,600 dynamic background rgb 'white' noenhanced\n"
+     << "set output '" << svg.string() << "'\n"
+     << "set key outside right\nset logscale y\nset grid\nset offsets 0.25, 0.25, 0, 0\n"
+     << "set xlabel '" << axes[0].key << "'\n"
+     << "set ylabel 'seconds per phase (whole model)'\n"
+     << "set title 'dmx-sim sweep of " << fs::path(s.arch).filename().string()
+     << (axes.size() == 1 ? std::string(", same-format pairs")
+                          : ", W x A = " + first_pair + " for the Linears");
+  for (size_t a = 2; a < axes.size(); ++a) gp << ", all values of " << axes[a].key;
+  gp << "'\nset xtics (";
+  for (size_t i = 0; i < axes[0].values.size(); ++i)
+    gp << (i ? ", " : "") << "'" << axes[0].values[i] << "' " << i;
+  gp << ")\n";
+  for (size_t i = 0; i < order.size(); ++i) {
+    auto pts = lines[order[i]].pts;
+    std::sort(pts.begin(), pts.end());
+    gp << "$line" << i << " << EOD\n";
+    for (auto [x, y] : pts) gp << x << ' ' << y << '\n';
+    gp << "EOD\n";
+  }
+  gp << "plot ";
+  for (size_t i = 0; i < order.size(); ++i)
+    gp << (i ? ", \\\n     " : "") << "$line" << i << " using 1:2 with linespoints title '"
+       << lines[order[i]].title << "'";
+  gp << "\n";
+  return gp.str();
+}
+
+int run_sweep_cmd(const SweepArgs& s) {
+  std::vector<Axis> axes;
+  for (const auto& v : s.vary) axes.push_back(parse_vary(v));
+  const std::string base = read_config_file(s.arch, "architecture config");
+  load_arch_with(s.arch, s.work.dataflow);  // validates the base
+  build_workloads(s.work);                  // validates the workload and options
+  format_list(s.work.wlist, "--wfmts");
+  format_list(s.work.alist, "--afmts");
+  if (s.jobs < 1 || s.jobs > 256) throw UsageError("--jobs: must be in [1, 256]");
+  // Grid points: every combination, each validated before anything runs.
+  std::vector<std::vector<std::string>> points{{}};
+  for (const Axis& ax : axes) {
+    std::vector<std::vector<std::string>> next;
+    for (const auto& p : points)
+      for (const auto& v : ax.values) {
+        auto q = p;
+        q.push_back(v);
+        next.push_back(q);
+      }
+    points = next;
+  }
+  std::vector<std::string> texts;
+  for (const auto& p : points) {
+    std::string text = base;
+    for (size_t a = 0; a < axes.size(); ++a)
+      text = override_arch_key(text, s.arch, axes[a].key, p[a]);
+    texts.push_back(text);
+  }
+  fs::create_directories(fs::path(s.out_dir) / "points");
+  const std::string self = fs::read_symlink("/proc/self/exe").string();
+  std::vector<size_t> todo;
+  std::vector<fs::path> dirs;
+  for (size_t i = 0; i < points.size(); ++i) {
+    std::string name;
+    for (size_t a = 0; a < axes.size(); ++a)
+      name += (name.empty() ? "" : ",") + axes[a].key + "=" + points[i][a];
+    fs::path dir = fs::path(s.out_dir) / "points" / safe_name(name);
+    fs::create_directories(dir);
+    dirs.push_back(dir);
+    const nlohmann::json want = point_settings(texts[i], s.work);
+    // Resumable: a finished point is reused only when every setting that produced it matches.
+    if (fs::exists(dir / "totals.csv") && fs::exists(dir / "settings.json")) {
+      nlohmann::json had;
+      try {
+        had = nlohmann::json::parse(read_config_file((dir / "settings.json").string(), "settings"));
+      } catch (const std::exception&) {
+        had = nullptr;
+      }
+      const std::string diff = first_difference(want, had);
+      if (diff.empty()) continue;
+      std::cerr << "dmx-sim sweep: " << dir.filename().string() << ": setting '" << diff
+                << "' differs from the finished point; recomputing it\n";
+    }
+    fs::remove(dir / "totals.csv");
+    write_file_atomic((dir / "arch.json").string(), texts[i]);
+    write_file_atomic((dir / "settings.pending.json").string(), want.dump(1));
+    todo.push_back(i);
+  }
+  std::cerr << "dmx-sim sweep: " << points.size() << " points, " << todo.size() << " to run, "
+            << s.jobs << " parallel\n";
+  std::map<pid_t, size_t> running;
+  size_t next = 0, done = 0;
+  int failures = 0;
+  while (next < todo.size() || !running.empty()) {
+    while (next < todo.size() && int(running.size()) < s.jobs) {
+      const fs::path& dir = dirs[todo[next++]];
+      std::vector<std::string> args = {self, "model", "--arch", (dir / "arch.json").string()};
+      const auto wa = s.work.argv();
+      args.insert(args.end(), wa.begin(), wa.end());
+      args.insert(args.end(), {"-q", "-o", (dir / "table.csv").string(), "--totals",
+                               (dir / "totals.csv").string()});
+      running[spawn(args)] = todo[next - 1];
+    }
+    int status = 0;
+    pid_t pid = waitpid(-1, &status, 0);
+    if (pid < 0) break;
+    auto it = running.find(pid);
+    if (it == running.end()) continue;
+    ++done;
+    const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    const fs::path& dir = dirs[it->second];
+    if (ok)
+      fs::rename(dir / "settings.pending.json", dir / "settings.json");
+    else
+      ++failures;
+    std::cerr << "dmx-sim sweep: [" << done << "/" << todo.size() << "] " << dir.filename().string()
+              << (ok ? " done" : " FAILED") << "\n";
+    running.erase(it);
+  }
+  if (failures) {
+    std::cerr << "dmx-sim sweep: " << failures << " points failed; rerun to retry them\n";
+    return 1;
+  }
+  // Summary: per point, the totals of every pair and phase.
+  std::ostringstream csv;
+  csv.precision(10);
+  csv << "version";
+  for (const Axis& ax : axes) csv << ',' << ax.key;
+  csv << ",wfmt,afmt,phase,tokens,context,batch,seconds,cycles,tokens_per_s,joules_per_token,"
+         "dram_bytes,energy_pj\n";
+  std::vector<std::map<std::string, std::string>> summary;
+  for (size_t i = 0; i < points.size(); ++i)
+    for (auto r : read_csv_maps(dirs[i] / "totals.csv")) {
+      csv << kCostTableVersion;
+      for (size_t a = 0; a < axes.size(); ++a) {
+        csv << ',' << points[i][a];
+        r[axes[a].key] = points[i][a];
+      }
+      for (const char* c :
+           {"wfmt", "afmt", "phase", "tokens", "context", "batch", "seconds", "cycles",
+            "tokens_per_s", "joules_per_token", "dram_bytes", "energy_pj"})
+        csv << ',' << r.at(c);
+      csv << '\n';
+      summary.push_back(r);
+    }
+  const fs::path sweep_csv = fs::path(s.out_dir) / "sweep.csv";
+  write_file_atomic(sweep_csv.string(), csv.str());
+  const fs::path gp_path = fs::path(s.out_dir) / "plot.gp";
+  write_file_atomic(gp_path.string(),
+                    sweep_plot(s, axes, summary, fs::path(s.out_dir) / "sweep.svg"));
+  std::cerr << "dmx-sim sweep: wrote " << sweep_csv.string() << "\n";
+  const std::string cmd = "gnuplot '" + gp_path.string() + "'";
+  if (std::system(cmd.c_str()) != 0) {
+    std::cerr << "dmx-sim sweep: plotting failed (is gnuplot installed?): " << cmd << "\n";
+    return 1;
+  }
+  std::cerr << "dmx-sim sweep: wrote " << (fs::path(s.out_dir) / "sweep.svg").string()
+            << " (plot command: " << cmd << ")\n";
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"dmx-sim: SystemC cycle model of an MX accelerator; cost tables and sweeps"};
   app.require_subcommand(1);
 
-  // gemm
+  GemmArgs g;
   auto* gemm = app.add_subcommand("gemm", "cost one GEMM C[M,N] = A[M,K] x B[K,N]");
-  GemmShape gs;
-  std::string wfmt = "e4m3", afmt = "e4m3", arch_file, dataflow;
-  bool full = false, check = false;
-  gemm->add_option("--m", gs.m, "rows of A and C (tokens)")->required();
-  gemm->add_option("--n", gs.n, "columns of B and C (output features)")->required();
-  gemm->add_option("--k", gs.k, "reduction length (input features)")->required();
-  gemm->add_option("--wfmt", wfmt, "weight (B) format: e4m3 e5m2 e3m2 e2m3 e2m1 int8")
+  gemm->add_option("--m", g.shape.m, "rows of A and C (tokens)")->required();
+  gemm->add_option("--n", g.shape.n, "columns of B and C (output features)")->required();
+  gemm->add_option("--k", g.shape.k, "reduction length (input features)")->required();
+  gemm->add_option("--wfmt", g.wfmt, "weight (B) format: e4m3 e5m2 e3m2 e2m3 e2m1 int8")
       ->capture_default_str();
-  gemm->add_option("--afmt", afmt, "activation (A) format")->capture_default_str();
-  gemm->add_option("--arch", arch_file, "architecture config (JSON)")->required();
-  gemm->add_option("--dataflow", dataflow, "override: output_stationary | weight_stationary");
-  gemm->add_flag("--full", full, "simulate every tile instead of composing cached tiles");
-  gemm->add_flag("--check", check,
+  gemm->add_option("--afmt", g.afmt, "activation (A) format")->capture_default_str();
+  gemm->add_option("--arch", g.arch, "architecture config (JSON)")->required();
+  gemm->add_option("--dataflow", g.dataflow,
+                   "override: output_stationary | weight_stationary | input_stationary");
+  gemm->add_flag("--full", g.full, "simulate every tile instead of composing cached tiles");
+  gemm->add_flag("--check", g.check,
                  "also run random MX data through the array and compare with golden");
 
-  // model
-  auto* model = app.add_subcommand("model", "cost table for a Hugging Face config.json");
-  std::string config_file, out_file, json_file, wlist = "all", alist = "all";
-  int64_t tokens = 512;
-  bool quiet = false;
-  model->add_option("--config", config_file, "Hugging Face config.json")->required();
-  model->add_option("--arch", arch_file, "architecture config (JSON)")->required();
-  model->add_option("--tokens", tokens, "prefill tokens (decode is always 1 token)")
-      ->capture_default_str();
-  model->add_option("-o,--output", out_file, "table: .csv or .json")->required();
-  model->add_option("--json", json_file, "also write the JSON table here");
-  model->add_option("--wfmts", wlist, "weight formats (comma list or all)")->capture_default_str();
-  model->add_option("--afmts", alist, "activation formats (comma list or all)")
-      ->capture_default_str();
-  model->add_option("--dataflow", dataflow, "override: output_stationary | weight_stationary");
-  model->add_flag("--full", full, "simulate every tile (slow)");
-  model->add_flag("-q,--quiet", quiet, "no progress on stderr");
+  ModelArgs m;
+  auto* model = app.add_subcommand(
+      "model",
+      "cost table and whole-model totals for a config.json (prefill / decode) or a "
+      "topology CSV");
+  m.work.add_options(model);
+  model->add_option("--arch", m.arch, "architecture config (JSON)")->required();
+  model->add_option("-o,--output", m.out, "per-operation table: .csv or .json")->required();
+  model->add_option("--totals", m.totals, "whole-model totals per phase and pair (CSV)");
+  model->add_option("--json", m.json, "also write the JSON table (rows and totals) here");
+  model->add_flag("-q,--quiet", m.quiet, "no progress on stderr, no summary on stdout");
 
-  // sweep
+  SweepArgs s;
   auto* sweep = app.add_subcommand("sweep", "grid over architecture parameters");
-  std::vector<std::string> vary;
-  std::string out_dir;
-  int jobs = int(std::max(1u, std::thread::hardware_concurrency()));
-  sweep->add_option("--arch", arch_file, "base architecture config (JSON)")->required();
-  sweep->add_option("--vary", vary, "dotted key=v1,v2,... (repeatable; the grid is their product)")
+  s.work.add_options(sweep);
+  sweep->add_option("--arch", s.arch, "base architecture config (JSON)")->required();
+  sweep
+      ->add_option("--vary", s.vary, "dotted key=v1,v2,... (repeatable; the grid is their product)")
       ->required();
-  sweep->add_option("--config", config_file, "workload: a Hugging Face config.json")->required();
-  sweep->add_option("--tokens", tokens, "prefill tokens")->capture_default_str();
-  sweep->add_option("--wfmts", wlist, "weight formats")->capture_default_str();
-  sweep->add_option("--afmts", alist, "activation formats")->capture_default_str();
-  sweep->add_option("-o,--output", out_dir, "output directory (resumable)")->required();
-  sweep->add_option("-j,--jobs", jobs, "parallel processes")->capture_default_str();
+  sweep->add_option("-o,--output", s.out_dir, "output directory (resumable)")->required();
+  sweep->add_option("-j,--jobs", s.jobs, "parallel processes")->capture_default_str();
 
   try {
     app.parse(argc, argv);
@@ -208,222 +649,10 @@ int main(int argc, char** argv) {
     int rc = app.exit(e);
     return rc == 0 ? 0 : 2;
   }
-
   try {
-    auto load = [&]() {
-      ArchConfig a = load_arch(arch_file);
-      if (!dataflow.empty()) {
-        if (dataflow == "output_stationary" || dataflow == "os")
-          a.dataflow = Dataflow::OUTPUT_STATIONARY;
-        else if (dataflow == "weight_stationary" || dataflow == "ws")
-          a.dataflow = Dataflow::WEIGHT_STATIONARY;
-        else
-          throw UsageError("--dataflow: expected output_stationary or weight_stationary, got '" +
-                           dataflow + "'");
-      }
-      return a;
-    };
-
-    if (*gemm) {
-      const ArchConfig a = load();
-      const MxFormat w = format_arg(wfmt, "--wfmt"), f = format_arg(afmt, "--afmt");
-      const GemmCost c = full ? simulate_gemm(a, gs, w, f) : cost_gemm(a, gs, w, f);
-      std::cout << gemm_csv_header() << gemm_csv_row(gs, w, f, a, c);
-      return check ? check_functional(a, gs, w, f) : 0;
-    }
-
-    if (*model) {
-      const ArchConfig a = load();
-      const ModelShape m = load_model_config(config_file);
-      TableOptions opt;
-      opt.weight_formats = format_list(wlist, "--wfmts");
-      opt.act_formats = format_list(alist, "--afmts");
-      opt.full_simulation = full;
-      if (tokens < 1) throw UsageError("--tokens: must be >= 1");
-      const auto t0 = std::chrono::steady_clock::now();
-      std::vector<CostRow> rows;
-      TileCache cache;
-      // Progress per phase (the cache makes later phases and layers fast).
-      for (int ph = 0; ph < 2; ++ph) {
-        TableOptions o = opt;
-        o.prefill = ph == 0;
-        o.decode = ph == 1;
-        auto part = cost_table(m, a, tokens, o, &cache);
-        rows.insert(rows.end(), part.begin(), part.end());
-        if (!quiet)
-          std::cerr << "dmx-sim model: " << (ph == 0 ? "prefill" : "decode") << " done, "
-                    << rows.size() << " rows, " << cache.simulations() << " tile windows simulated, "
-                    << fmt_seconds(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count())
-                    << "\n";
-      }
-      const bool as_json = out_file.size() > 5 && out_file.substr(out_file.size() - 5) == ".json";
-      write_file_atomic(out_file, as_json ? cost_table_json(rows, a, &m, tokens)
-                                          : cost_table_csv(rows));
-      if (!json_file.empty()) write_file_atomic(json_file, cost_table_json(rows, a, &m, tokens));
-      if (!quiet) std::cerr << "dmx-sim model: wrote " << out_file << "\n";
-      return 0;
-    }
-
-    if (*sweep) {
-      const bool by_model = true;
-      std::vector<Axis> axes;
-      for (const auto& v : vary) axes.push_back(parse_vary(v));
-      const std::string base = read_text(arch_file, "architecture config");
-      load_arch(arch_file);  // validates the base
-      if (by_model) load_model_config(config_file);
-      format_list(wlist, "--wfmts");
-      format_list(alist, "--afmts");
-      // Grid points: every combination, each validated before anything runs.
-      std::vector<std::vector<std::string>> points{{}};
-      for (const Axis& ax : axes) {
-        std::vector<std::vector<std::string>> next;
-        for (const auto& p : points)
-          for (const auto& v : ax.values) {
-            auto q = p;
-            q.push_back(v);
-            next.push_back(q);
-          }
-        points = next;
-      }
-      fs::create_directories(fs::path(out_dir) / "points");
-      const std::string self = fs::read_symlink("/proc/self/exe").string();
-      struct Todo {
-        size_t idx;
-        fs::path dir;
-      };
-      std::vector<Todo> todo;
-      std::vector<fs::path> dirs;
-      for (size_t i = 0; i < points.size(); ++i) {
-        std::string text = base, name;
-        for (size_t a = 0; a < axes.size(); ++a) {
-          text = override_arch_key(text, arch_file, axes[a].key, points[i][a]);
-          name += (name.empty() ? "" : ",") + axes[a].key + "=" + points[i][a];
-        }
-        fs::path dir = fs::path(out_dir) / "points" / safe_name(name);
-        fs::create_directories(dir);
-        dirs.push_back(dir);
-        if (fs::exists(dir / "table.csv")) continue;  // resumable: finished points stay
-        write_file_atomic((dir / "arch.json").string(), text);
-        todo.push_back({i, dir});
-      }
-      std::cerr << "dmx-sim sweep: " << points.size() << " points, " << todo.size()
-                << " to run, " << jobs << " parallel\n";
-      std::map<pid_t, Todo> running;
-      size_t next = 0, done = 0;
-      int failures = 0;
-      while (next < todo.size() || !running.empty()) {
-        while (next < todo.size() && int(running.size()) < std::max(1, jobs)) {
-          const Todo& t = todo[next++];
-          const std::string arch_path = (t.dir / "arch.json").string();
-          const std::string table = (t.dir / "table.csv").string();
-          const std::vector<std::string> args = {
-              self,    "model", "--config", config_file, "--arch", arch_path, "--tokens",
-              std::to_string(tokens), "--wfmts", wlist, "--afmts", alist, "-q", "-o", table};
-          running[spawn(args)] = t;
-        }
-        int status = 0;
-        pid_t pid = waitpid(-1, &status, 0);
-        if (pid < 0) break;
-        auto it = running.find(pid);
-        if (it == running.end()) continue;
-        ++done;
-        const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-        if (!ok) ++failures;
-        std::cerr << "dmx-sim sweep: [" << done << "/" << todo.size() << "] "
-                  << it->second.dir.filename().string() << (ok ? " done" : " FAILED") << "\n";
-        running.erase(it);
-      }
-      if (failures) {
-        std::cerr << "dmx-sim sweep: " << failures << " points failed; rerun to retry them\n";
-        return 1;
-      }
-      // Summary: per point and format pair, totals over the table.
-      std::ostringstream csv;
-      csv << "version";
-      for (const Axis& ax : axes) csv << ',' << ax.key;
-      csv << ",wfmt,afmt,phase,seconds,cycles,dram_bytes,energy_pj\n";
-      for (size_t i = 0; i < points.size(); ++i) {
-        std::ifstream in(dirs[i] / "table.csv");
-        std::string line;
-        std::getline(in, line);
-        std::vector<std::string> hdr;
-        {
-          std::stringstream hs(line);
-          std::string h;
-          while (std::getline(hs, h, ',')) hdr.push_back(h);
-        }
-        auto col = [&](const char* name) {
-          for (size_t c = 0; c < hdr.size(); ++c)
-            if (hdr[c] == name) return c;
-          throw std::runtime_error((dirs[i] / "table.csv").string() + ": no column " + name);
-        };
-        const size_t cw = col("wfmt"), ca = col("afmt"), cs = col("seconds"), cc = col("cycles"),
-                     cd = col("dram_bytes"), ce = col("energy_pj");
-        const bool has_phase = by_model;
-        const size_t cp = has_phase ? col("phase") : 0;
-        std::map<std::tuple<std::string, std::string, std::string>, std::array<double, 4>> agg;
-        while (std::getline(in, line)) {
-          std::vector<std::string> f;
-          std::stringstream ls(line);
-          std::string x;
-          while (std::getline(ls, x, ',')) f.push_back(x);
-          if (f.size() < hdr.size()) continue;
-          auto& s = agg[{f[cw], f[ca], has_phase ? f[cp] : "gemm"}];
-          s[0] += std::stod(f[cs]);
-          s[1] += std::stod(f[cc]);
-          s[2] += std::stod(f[cd]);
-          s[3] += std::stod(f[ce]);
-        }
-        for (const auto& [k, v] : agg) {
-          csv << kCostTableVersion;
-          for (const auto& pv : points[i]) csv << ',' << pv;
-          csv.precision(10);
-          csv << ',' << std::get<0>(k) << ',' << std::get<1>(k) << ',' << std::get<2>(k) << ','
-              << v[0] << ',' << int64_t(v[1]) << ',' << int64_t(v[2]) << ',' << v[3] << '\n';
-        }
-      }
-      const fs::path sweep_csv = fs::path(out_dir) / "sweep.csv";
-      write_file_atomic(sweep_csv.string(), csv.str());
-      // Plot: seconds against the first varied key, one line per (format pair, phase) of the
-      // same-format pairs; other axes' values are folded into the line title.
-      const size_t nkeys = axes.size();
-      std::ostringstream gp;
-      gp << "set terminal svg size 900,560 dynamic background rgb 'white'\n"
-         << "set output '" << (fs::path(out_dir) / "sweep.svg").string() << "'\n"
-         << "set datafile separator ','\nset key outside right\nset logscale y\n"
-         << "set xlabel '" << axes[0].key << "'\nset ylabel 'seconds (sum over the table)'\n"
-         << "set title 'dmx-sim sweep: " << fs::path(arch_file).filename().string() << "'\n";
-      gp << "plot ";
-      bool first = true;
-      const std::vector<std::string> phases =
-          by_model ? std::vector<std::string>{"prefill", "decode"} : std::vector<std::string>{"gemm"};
-      for (MxFormat fmt : format_list(wlist, "--wfmts")) {
-        bool in_a = false;
-        for (MxFormat g : format_list(alist, "--afmts")) in_a |= g == fmt;
-        if (!in_a) continue;
-        for (const auto& ph : phases) {
-          const std::string nm = format_name(fmt);
-          gp << (first ? "" : ", \\\n     ") << "'" << sweep_csv.string() << "' using "
-             << "(strcol(" << nkeys + 2 << ")eq'" << nm << "' && strcol(" << nkeys + 3 << ")eq'"
-             << nm << "' && strcol(" << nkeys + 4 << ")eq'" << ph << "' ? $2 : NaN):"
-             << nkeys + 5 << " skip 1 with linespoints title '" << nm << "/" << nm << " " << ph
-             << "'";
-          first = false;
-        }
-      }
-      gp << "\n";
-      const fs::path gp_path = fs::path(out_dir) / "plot.gp";
-      write_file_atomic(gp_path.string(), gp.str());
-      std::cerr << "dmx-sim sweep: wrote " << sweep_csv.string() << "\n";
-      const std::string cmd = "gnuplot '" + gp_path.string() + "'";
-      if (std::system(cmd.c_str()) != 0) {
-        std::cerr << "dmx-sim sweep: plotting failed (is gnuplot installed?): " << cmd << "\n";
-        return 1;
-      }
-      std::cerr << "dmx-sim sweep: wrote " << (fs::path(out_dir) / "sweep.svg").string()
-                << " (plot command: " << cmd << ")\n";
-      return 0;
-    }
+    if (*gemm) return run_gemm_cmd(g);
+    if (*model) return run_model_cmd(m);
+    if (*sweep) return run_sweep_cmd(s);
   } catch (const UsageError& e) {
     std::cerr << "dmx-sim: " << e.what() << "\n";
     return 2;

@@ -68,7 +68,8 @@ TEST(SimAccel, GemmOutputsEqualGoldenDotBlocked) {
                                                  {MxFormat::E2M3, MxFormat::INT8},
                                                  {MxFormat::E3M2, MxFormat::E2M1}};
   unsigned seed = 100;
-  for (Dataflow df : {Dataflow::OUTPUT_STATIONARY, Dataflow::WEIGHT_STATIONARY})
+  for (Dataflow df :
+       {Dataflow::OUTPUT_STATIONARY, Dataflow::WEIGHT_STATIONARY, Dataflow::INPUT_STATIONARY})
     for (auto [wf, af] : pairs) {
       // 4 KiB buffers: K = 256 splits into K tiles; 13 x 11 leaves edge tiles and waves.
       expect_gemm_matches_golden(tiny_arch(df), wf, af, 13, 11, 256, seed++);
@@ -78,13 +79,15 @@ TEST(SimAccel, GemmOutputsEqualGoldenDotBlocked) {
 
 TEST(SimAccel, GemmShapeMismatchIsAnError) {
   std::mt19937 rng(1);
-  MxMatrix A = random_matrix(MxFormat::E4M3, 4, 64, rng), B = random_matrix(MxFormat::E4M3, 4, 96, rng);
+  MxMatrix A = random_matrix(MxFormat::E4M3, 4, 64, rng),
+           B = random_matrix(MxFormat::E4M3, 4, 96, rng);
   EXPECT_THROW(run_gemm(tiny_arch(Dataflow::OUTPUT_STATIONARY), A, B), ConfigError);
 }
 
 TEST(SimAccel, CompositionWithinOnePercentOfFullSimulation) {
   const GemmShape shapes[] = {{64, 96, 512}, {1, 200, 1024}, {37, 50, 320}, {128, 64, 96}};
-  for (Dataflow df : {Dataflow::OUTPUT_STATIONARY, Dataflow::WEIGHT_STATIONARY})
+  for (Dataflow df :
+       {Dataflow::OUTPUT_STATIONARY, Dataflow::WEIGHT_STATIONARY, Dataflow::INPUT_STATIONARY})
     for (double kib : {4.0, 16.0})
       for (const auto& s : shapes)
         for (auto [wf, af] : {std::pair{MxFormat::E4M3, MxFormat::E4M3},
@@ -98,7 +101,8 @@ TEST(SimAccel, CompositionWithinOnePercentOfFullSimulation) {
                        << ", tiles " << full.tiles);
           EXPECT_NEAR(double(comp.cycles), double(full.cycles), 0.01 * double(full.cycles));
           EXPECT_EQ(comp.dram_bytes, full.dram_bytes);  // bytes compose exactly
-          EXPECT_EQ(comp.sram_bytes, full.sram_bytes);
+          EXPECT_EQ(comp.sram_read_bytes, full.sram_read_bytes);
+          EXPECT_EQ(comp.sram_write_bytes, full.sram_write_bytes);
           EXPECT_EQ(comp.macs, s.m * s.n * ((s.k + 31) / 32 * 32));
           EXPECT_GT(full.tiles, 0);
         }
@@ -114,10 +118,11 @@ TEST(SimAccel, DramBytesFollowPackedFormats) {
   }
 }
 
-double table_cycles(const std::vector<CostRow>& rows, const char* phase, MxFormat f) {
+// Sum of the Linears' cycles of one same-format pair in a table.
+double linear_cycles(const std::vector<CostRow>& rows, MxFormat f) {
   double s = 0;
   for (const auto& r : rows)
-    if (r.phase == phase && r.wfmt == f && r.afmt == f) s += double(r.cost.cycles);
+    if (r.op.kind == OpKind::Linear && r.wfmt == f && r.afmt == f) s += double(r.cost.cycles);
   return s;
 }
 
@@ -126,10 +131,8 @@ TEST(SimAccel, DecodeRatioFollowsBytesOnMemoryBoundConfig) {
   const ModelShape m = load_model_config(kSrc + "/tests/sim/data/llama-3.2-1b.json");
   TableOptions o;
   o.weight_formats = o.act_formats = {MxFormat::E4M3, MxFormat::E2M1};
-  o.prefill = false;
-  const auto rows = cost_table(m, edge, 1, o);
-  const double ratio = table_cycles(rows, "decode", MxFormat::E2M1) /
-                       table_cycles(rows, "decode", MxFormat::E4M3);
+  const auto rows = cost_workload(decoder_workload(m, {PhaseKind::Decode, 0, 256, 1}), edge, o);
+  const double ratio = linear_cycles(rows, MxFormat::E2M1) / linear_cycles(rows, MxFormat::E4M3);
   EXPECT_NEAR(ratio, 4.25 / 8.25, 0.02 * 4.25 / 8.25);
 }
 
@@ -140,31 +143,35 @@ TEST(SimAccel, PrefillRatioFollowsComputeThroughputOnComputeBoundConfig) {
   const ModelShape m = load_model_config(kSrc + "/tests/sim/data/llama-3.2-1b.json");
   TableOptions o;
   o.weight_formats = o.act_formats = {MxFormat::E4M3, MxFormat::E2M1};
-  o.decode = false;
-  const auto rows = cost_table(m, a, 1024, o);
-  const double ratio = table_cycles(rows, "prefill", MxFormat::E2M1) /
-                       table_cycles(rows, "prefill", MxFormat::E4M3);
-  const double want = double(a.throughput[int(MxFormat::E4M3)]) /
-                      a.throughput[int(MxFormat::E2M1)];
+  const auto rows = cost_workload(decoder_workload(m, {PhaseKind::Prefill, 1024, 0, 1}), a, o);
+  const double ratio = linear_cycles(rows, MxFormat::E2M1) / linear_cycles(rows, MxFormat::E4M3);
+  const double want = double(a.pair_throughput(MxFormat::E4M3, MxFormat::E4M3)) /
+                      a.pair_throughput(MxFormat::E2M1, MxFormat::E2M1);
   EXPECT_NEAR(ratio, want, 0.03 * want);
 }
 
 TEST(SimAccel, ModelConfigsOfLlamaQwen3SmolLM2) {
   struct Want {
     const char* file;
-    int64_t layers, q_out, kv_out, ff;
-  } wants[] = {{"llama-3.2-1b.json", 16, 2048, 512, 8192},
-               {"qwen3-0.6b.json", 28, 2048, 1024, 3072},   // explicit head_dim 128
-               {"smollm2-135m.json", 30, 576, 192, 1536}};  // head_dim = 576 / 9
+    int64_t layers, q_out, kv_out, ff, vocab;
+    bool tied;
+  } wants[] = {{"llama-3.2-1b.json", 16, 2048, 512, 8192, 128256, true},
+               {"qwen3-0.6b.json", 28, 2048, 1024, 3072, 151936, true},  // explicit head_dim 128
+               {"smollm2-135m.json", 30, 576, 192, 1536, 49152, true}};  // head_dim = 576 / 9
   for (const auto& w : wants) {
     const ModelShape m = load_model_config(kSrc + "/tests/sim/data/" + w.file);
-    const auto g = model_gemms(m);
+    EXPECT_EQ(m.vocab_size, w.vocab) << w.file;
+    EXPECT_EQ(m.tie_word_embeddings, w.tied) << w.file;
+    const Workload wl = decoder_workload(m, {PhaseKind::Decode, 0, 64, 1});
+    std::vector<WorkloadOp> g;
+    for (const auto& op : wl.ops)
+      if (op.kind == OpKind::Linear) g.push_back(op);
     ASSERT_EQ(int64_t(g.size()), 7 * w.layers) << w.file;
-    EXPECT_EQ(g[0].out_features, w.q_out) << w.file;
-    EXPECT_EQ(g[1].out_features, w.kv_out) << w.file;
-    EXPECT_EQ(g[3].in_features, w.q_out) << w.file;
-    EXPECT_EQ(g[3].out_features, m.hidden_size) << w.file;
-    EXPECT_EQ(g[6].in_features, w.ff) << w.file;
+    EXPECT_EQ(g[0].shape.n, w.q_out) << w.file;
+    EXPECT_EQ(g[1].shape.n, w.kv_out) << w.file;
+    EXPECT_EQ(g[3].shape.k, w.q_out) << w.file;
+    EXPECT_EQ(g[3].shape.n, m.hidden_size) << w.file;
+    EXPECT_EQ(g[6].shape.k, w.ff) << w.file;
     EXPECT_EQ(g.back().module, "model.layers." + std::to_string(w.layers - 1) + ".mlp.down_proj");
   }
 }
@@ -172,22 +179,30 @@ TEST(SimAccel, ModelConfigsOfLlamaQwen3SmolLM2) {
 TEST(SimAccel, LlamaTableHasEveryRowAndConsistentColumns) {
   const ArchConfig a = load_arch(kSrc + "/sim/configs/datacenter.json");
   const ModelShape m = load_model_config(kSrc + "/tests/sim/data/llama-3.2-1b.json");
-  const auto rows = cost_table(m, a, 256);
-  ASSERT_EQ(rows.size(), size_t(2 * 16 * 7 * 36));
+  const Workload w = decoder_workload(m, {PhaseKind::Prefill, 256, 0, 1}, {}, 128);
+  const auto rows = cost_workload(w, a);
+  // 112 Linears x 36 pairs, plus per layer 2 chunks x (qk, pv) and kv_write, plus embed and head.
+  ASSERT_EQ(rows.size(), size_t(16 * 7 * 36 + 16 * 5 + 2));
   for (const auto& r : rows) {
     ASSERT_GT(r.cost.cycles, 0);
     EXPECT_DOUBLE_EQ(r.cost.seconds, double(r.cost.cycles) / (a.clock_ghz * 1e9));
-    EXPECT_GT(r.cost.utilization, 0);
-    EXPECT_LE(r.cost.utilization, 1.0);
-    EXPECT_EQ(r.cost.macs, r.shape.m * r.shape.n * r.shape.k);
+    if (r.op.is_gemm()) {
+      EXPECT_GT(r.cost.utilization, 0);
+      EXPECT_LE(r.cost.utilization, 1.0);
+      EXPECT_EQ(r.cost.macs,
+                r.op.count * r.op.shape.m * r.op.shape.n * ((r.op.shape.k + 31) / 32 * 32));
+    }
     const double e = double(r.cost.macs) * a.mac_pj[int(r.wfmt)][int(r.afmt)] +
-                     double(r.cost.sram_bytes) * a.sram_pj_per_byte +
-                     double(r.cost.dram_bytes) * a.dram_pj_per_byte;
+                     double(r.cost.sram_read_bytes) * a.sram_read_pj_per_byte +
+                     double(r.cost.sram_write_bytes) * a.sram_write_pj_per_byte +
+                     double(r.cost.dram_bytes) * a.dram_pj_per_byte +
+                     a.static_mw * 1e9 * r.cost.seconds;
     EXPECT_NEAR(r.cost.energy_pj, e, 1e-9 * e);
   }
   const std::string csv = cost_table_csv(rows);
   EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), long(rows.size() + 1));
-  EXPECT_EQ(csv.rfind("version,phase,layer,gemm,module,m,n,k,wfmt,afmt,cycles", 0), 0u);
+  EXPECT_EQ(csv.rfind("version,workload,phase,tokens,context,batch,layer,op,kind,module,m,n,k,", 0),
+            0u);
 }
 
 TEST(SimAccel, ConfigErrorsNameFileAndKey) {
@@ -205,12 +220,25 @@ TEST(SimAccel, ConfigErrorsNameFileAndKey) {
   EXPECT_NE(err(R"({"array":{"units":0}})").find("key 'array.units'"), std::string::npos);
   EXPECT_NE(err(R"({"throughput":{"E9M9":1}})").find("unknown MX format"), std::string::npos);
   EXPECT_NE(err(R"({"dataflow":"diagonal"})").find("key 'dataflow'"), std::string::npos);
+  // Physical quantities out of range (would overflow the cycle counts or never finish).
+  EXPECT_NE(err(R"({"dram":{"gbps":1e-300}})").find("key 'dram.gbps'"), std::string::npos);
+  EXPECT_NE(err(R"({"dram":{"latency_ns":1e300}})").find("key 'dram.latency_ns'"),
+            std::string::npos);
+  EXPECT_NE(err(R"({"sram_kib":{"a":0.001}})").find("key 'sram_kib.a'"), std::string::npos);
+  EXPECT_NE(err(R"({"sram_kib":{"b":1e300}})").find("key 'sram_kib.b'"), std::string::npos);
+  // A narrower pair may not be slower or cost more per MAC than a wider one.
+  EXPECT_NE(err(R"({"throughput":{"E4M3":2}})").find("would issue fewer blocks"),
+            std::string::npos);
+  EXPECT_NE(err(R"({"energy_pj":{"mac_pair":{"E2M1,E4M3":5}}})").find("energy_pj.mac_pair"),
+            std::string::npos);
+  EXPECT_NE(err(R"({"static_mw":-1})").find("key 'static_mw'"), std::string::npos);
   EXPECT_NE(err("{").find("not valid JSON"), std::string::npos);
-  EXPECT_THROW(
-      parse_model_json(R"({"hidden_size":100,"intermediate_size":8,"num_hidden_layers":1,)"
-                       R"("num_attention_heads":3})", "m.json"),
-      ConfigError);  // shape mismatch: 100 is not a multiple of 3 and head_dim is absent
-  EXPECT_THROW(parse_model_json(R"({"hidden_size":64})", "m.json"), ConfigError);
+  EXPECT_THROW(parse_model_json(R"({"model_type":"llama","hidden_size":100,"intermediate_size":8,)"
+                                R"("num_hidden_layers":1,"num_attention_heads":3,"vocab_size":10})",
+                                "m.json"),
+               ConfigError);  // shape mismatch: 100 is not a multiple of 3 and head_dim is absent
+  EXPECT_THROW(parse_model_json(R"({"model_type":"llama","hidden_size":64})", "m.json"),
+               ConfigError);
   // Sweeps reject keys the schema lacks.
   EXPECT_THROW(override_arch_key("{}", "base.json", "dram.bandwidth", "5"), ConfigError);
   EXPECT_NO_THROW(override_arch_key("{}", "base.json", "dram.gbps", "5"));

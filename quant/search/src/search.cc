@@ -36,7 +36,7 @@ Ladder make_ladder(FormatSpace space, int rungs) {
 }
 
 double CostModel::total(const std::vector<int>& wrung, const std::vector<int>& arung) const {
-  double t = 0;
+  double t = fixed;
   for (size_t l = 0; l < cost.size(); ++l) t += cost[l][wrung[l]][arung[l]];
   return t;
 }
@@ -122,65 +122,100 @@ double metric_value(const sim::GemmCost& c, SimMetric m) {
   return 0;
 }
 
-// Per-layer metric of each (w, a) pair from the simulator's prefill cost table.
-std::map<std::pair<int, int>, std::vector<double>> sim_layer_costs(
-    const sim::ModelShape& shape, const sim::ArchConfig& arch, int64_t tokens, SimMetric metric,
-    const std::vector<std::string>& names, const std::vector<MxFormat>& wf,
-    const std::vector<MxFormat>& af, sim::TileCache* cache) {
-  sim::TableOptions to;
-  to.weight_formats = wf;
-  to.act_formats = af;
-  to.prefill = true;
-  to.decode = false;
-  const std::vector<sim::CostRow> rows = sim::cost_table(shape, arch, tokens, to, cache);
-  std::map<std::string, size_t> index;
-  for (size_t i = 0; i < names.size(); ++i) index[names[i]] = i;
-  std::map<std::pair<int, int>, std::vector<double>> out;
-  for (const auto& r : rows) {
-    auto it = index.find(r.gemm.module);
-    if (it == index.end())
-      throw std::runtime_error("simulator cost table names an unknown layer " + r.gemm.module);
-    auto& v = out[{int(r.wfmt), int(r.afmt)}];
-    v.resize(names.size(), -1.0);
-    v[it->second] = metric_value(r.cost, metric);
+// The simulator's costs of one model: per Linear (model order) for any pair, and the fixed rest.
+struct SimCosts {
+  std::vector<sim::Workload> workloads;
+  std::vector<double> weights;  // per workload (phase)
+  std::vector<std::string> names;
+  sim::ArchConfig arch;
+  SimMetric metric;
+  std::shared_ptr<sim::TileCache> cache = std::make_shared<sim::TileCache>();
+
+  // Metric of every Linear for each requested pair; `fixed` gets the unassigned operations.
+  std::map<std::pair<int, int>, std::vector<double>> layers(const std::vector<MxFormat>& wf,
+                                                            const std::vector<MxFormat>& af,
+                                                            double* fixed) const {
+    std::map<std::string, size_t> index;
+    for (size_t i = 0; i < names.size(); ++i) index[names[i]] = i;
+    sim::TableOptions to;
+    to.weight_formats = wf;
+    to.act_formats = af;
+    std::map<std::pair<int, int>, std::vector<double>> out;
+    for (MxFormat w : wf)
+      for (MxFormat a : af) out[{int(w), int(a)}].assign(names.size(), 0.0);
+    if (fixed) *fixed = 0;
+    std::vector<int> seen(names.size(), 0);
+    for (size_t p = 0; p < workloads.size(); ++p) {
+      for (const sim::CostRow& r : sim::cost_workload(workloads[p], arch, to, cache.get())) {
+        const double v = weights[p] * metric_value(r.cost, metric);
+        if (!r.op.assignable()) {
+          if (fixed) *fixed += v;
+          continue;
+        }
+        auto it = index.find(r.op.module);
+        if (it == index.end())
+          throw std::runtime_error("simulator workload has a Linear the model lacks: " +
+                                   r.op.module);
+        out[{int(r.wfmt), int(r.afmt)}][it->second] += v;
+        if (r.wfmt == wf.front() && r.afmt == af.front()) ++seen[it->second];
+      }
+    }
+    for (size_t i = 0; i < names.size(); ++i)
+      if (seen[i] != int(workloads.size()))
+        throw std::runtime_error("simulator workload lacks the model's Linear " + names[i]);
+    return out;
   }
-  for (auto& [k, v] : out)
-    for (size_t i = 0; i < v.size(); ++i)
-      if (v[i] < 0) throw std::runtime_error("simulator cost table lacks layer " + names[i]);
-  return out;
-}
+};
 }  // namespace
 
-CostModel sim_cost_model(const CausalLM& model, const sim::ArchConfig& arch, SimMetric metric,
-                         int64_t tokens, const Ladder& ladder) {
-  const ModelConfig& c = model.config();
-  sim::ModelShape shape;
-  shape.name = c.model_type;
-  shape.hidden_size = c.hidden_size;
-  shape.intermediate_size = c.intermediate_size;
-  shape.num_hidden_layers = c.num_hidden_layers;
-  shape.num_attention_heads = c.num_attention_heads;
-  shape.num_key_value_heads = c.num_key_value_heads;
-  shape.head_dim = c.head_dim;
-  auto cache = std::make_shared<sim::TileCache>();
-  const std::vector<std::string> names = model.linear_names();
-  auto table = sim_layer_costs(shape, arch, tokens, metric, names, ladder.formats, ladder.formats,
-                               cache.get());
+std::vector<std::pair<sim::Phase, double>> SimCostOptions::phases() const {
+  if (phase != "prefill" && phase != "decode" && phase != "both")
+    throw std::invalid_argument("phase '" + phase + "' is not prefill, decode or both");
+  if (tokens < 1) throw std::invalid_argument("prefill tokens must be >= 1");
+  if (generate < 1) throw std::invalid_argument("generated tokens must be >= 1");
+  if (context < 0) throw std::invalid_argument("context must be >= 0");
+  if (batch < 1) throw std::invalid_argument("batch must be >= 1");
+  std::vector<std::pair<sim::Phase, double>> out;
+  if (phase != "decode") out.push_back({{sim::PhaseKind::Prefill, tokens, 0, batch}, 1.0});
+  if (phase != "prefill") {
+    const int64_t L = context > 0 ? context : phase == "both" ? tokens + generate / 2 : tokens;
+    out.push_back(
+        {{sim::PhaseKind::Decode, 0, L, batch}, phase == "both" ? double(generate) : 1.0});
+  }
+  return out;
+}
+
+CostModel sim_cost_model(const CausalLM& model, const sim::ArchConfig& arch,
+                         const SimCostOptions& opt, const Ladder& ladder) {
+  // The simulator reads the model's config.json with its own parser (one workload builder for
+  // dmx-sim and the search); the runtime's config is written back as that file's text.
+  const sim::ModelShape shape =
+      sim::parse_model_json(config_to_json(model.config()), "the model's config.json");
+  auto sc = std::make_shared<SimCosts>();
+  sc->arch = arch;
+  sc->metric = opt.metric;
+  sc->names = model.linear_names();
+  for (const auto& [ph, w] : opt.phases()) {
+    sc->workloads.push_back(sim::decoder_workload(shape, ph, opt.fixed));
+    sc->weights.push_back(w);
+  }
   CostModel cm;
   cm.kind = "sim";
-  cm.unit = metric == SimMetric::Cycles ? "cycles" : metric == SimMetric::Energy ? "pJ" : "bytes";
+  cm.unit = opt.metric == SimMetric::Cycles   ? "cycles"
+            : opt.metric == SimMetric::Energy ? "pJ"
+                                              : "bytes";
   cm.ladder = ladder;
+  const auto table = sc->layers(ladder.formats, ladder.formats, &cm.fixed);
   const size_t K = ladder.formats.size();
-  for (size_t l = 0; l < names.size(); ++l) {
+  for (size_t l = 0; l < sc->names.size(); ++l) {
     std::vector<std::vector<double>> t(K, std::vector<double>(K));
     for (size_t i = 0; i < K; ++i)
       for (size_t j = 0; j < K; ++j)
         t[i][j] = table.at({int(ladder.formats[i]), int(ladder.formats[j])})[l];
     cm.cost.push_back(t);
   }
-  cm.pair_costs = [shape, arch, tokens, metric, names, cache](MxFormat w, MxFormat a) {
-    return sim_layer_costs(shape, arch, tokens, metric, names, {w}, {a}, cache.get())
-        .at({int(w), int(a)});
+  cm.pair_costs = [sc](MxFormat w, MxFormat a) {
+    return sc->layers({w}, {a}, nullptr).at({int(w), int(a)});
   };
   return cm;
 }
@@ -252,6 +287,7 @@ Assignment make_assignment(const CausalLM& model, const CostModel& cm,
     a.total_cost += la.cost;
     a.layers.push_back(la);
   }
+  a.total_cost += cm.fixed;
   return a;
 }
 
@@ -271,6 +307,7 @@ Assignment uniform_assignment(const CausalLM& model, const CostModel& cm, MxForm
     a.layers.push_back({names[l], wfmt, afmt, rung_of(wfmt), rung_of(afmt), costs[l]});
     a.total_cost += costs[l];
   }
+  a.total_cost += cm.fixed;
   return a;
 }
 
@@ -368,8 +405,8 @@ at::Tensor soft_total_cost(const std::vector<MxLinearPtr>& lins, const CostModel
     ww.push_back(rung_weights(l->offset_weight(), cm.ladder));
     wa.push_back(rung_weights(l->offset_act(), cm.ladder));
   }
-  return at::einsum("li,lij,lj->",
-                    {at::stack(ww).to(at::kDouble), table, at::stack(wa).to(at::kDouble)});
+  return cm.fixed + at::einsum("li,lij,lj->", {at::stack(ww).to(at::kDouble), table,
+                                               at::stack(wa).to(at::kDouble)});
 }
 
 at::Tensor soft_bits_equivalent(const at::Tensor& soft_total, const CostModel& cm) {

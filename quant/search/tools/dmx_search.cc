@@ -38,6 +38,8 @@ struct Settings {
   double lr = 1.5, momentum = 0.99, lambda = 5.0;
   int64_t batch = 1, seqlen = 128, calib_windows = 32, eval_windows = 0, kl_windows = 4;
   int64_t tokens = 0;
+  std::string phase = "both";  // sim: prefill | decode | both
+  int64_t generate = 128, context = 0, sim_batch = 1;
   uint64_t seed = 0;
   std::string quant_embed, quant_head;
   int stop_after = 0;  // testing: stop as if killed after N steps
@@ -81,6 +83,17 @@ struct Context {
   FormatSpace space = FormatSpace::EM;
   SimMetric metric = SimMetric::Cycles;
 
+  SimCostOptions sim_options() const {
+    SimCostOptions o;
+    o.metric = metric;
+    o.phase = s.phase;
+    o.tokens = s.tokens;
+    o.generate = s.generate;
+    o.context = s.context;
+    o.batch = s.sim_batch;
+    return o;
+  }
+
   const CostModel& cost_model(int rungs) {
     auto it = cost_models.find(rungs);
     if (it != cost_models.end()) return it->second;
@@ -89,14 +102,18 @@ struct Context {
     if (s.cost_model == "bits") {
       cm = bits_cost_model(*model, ladder, s.weighted);
     } else {
-      std::cerr << "dmx-search: simulating the cost table (" << arch->name << ", " << s.tokens
-                << " tokens, " << ladder.formats.size() << "x" << ladder.formats.size()
+      const SimCostOptions o = sim_options();
+      std::cerr << "dmx-search: simulating the whole-model cost (" << arch->name << ", " << o.phase
+                << ": prefill " << o.tokens << " tokens, " << o.generate << " generated, batch "
+                << o.batch << "; " << ladder.formats.size() << "x" << ladder.formats.size()
                 << " format pairs)...\n";
       const auto t0 = std::chrono::steady_clock::now();
-      cm = sim_cost_model(*model, *arch, metric, s.tokens, ladder);
-      std::cerr << "dmx-search: cost table done in "
-                << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()
-                << " s\n";
+      cm = sim_cost_model(*model, *arch, o, ladder);
+      std::fprintf(stderr,
+                   "dmx-search: cost model done in %.1f s: all-low %.6g, all-high %.6g %s, of "
+                   "which %.6g fixed (attention, lm_head, embeddings, KV cache)\n",
+                   std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
+                   cm.total_low(), cm.total_high(), cm.unit.c_str(), cm.fixed);
     }
     return cost_models.emplace(rungs, std::move(cm)).first->second;
   }
@@ -135,6 +152,11 @@ void load_context(Context& c) {
       throw UsageError(e.what());
     }
     if (s.tokens <= 0) s.tokens = s.seqlen;
+    try {
+      c.sim_options().phases();  // validates --phase, --generate, --context, --sim-batch
+    } catch (const std::invalid_argument& e) {
+      throw UsageError(std::string("sim cost: ") + e.what());
+    }
   }
   if (s.threads > 0) at::set_num_threads(s.threads);
   std::cerr << "dmx-search: loading " << s.model_dir << "\n";
@@ -181,6 +203,10 @@ json run_settings(const Settings& s) {
           {"arch", s.arch},
           {"metric", s.metric},
           {"tokens", s.tokens},
+          {"phase", s.phase},
+          {"generate", s.generate},
+          {"context", s.context},
+          {"sim_batch", s.sim_batch},
           {"space", s.space},
           {"rungs", s.rungs},
           {"untied", s.untied},
@@ -327,6 +353,14 @@ json run_one(Context& c, const std::string& method, const std::string& budget_te
     m["arch"] = s.arch;
     m["metric"] = s.metric;
     m["tokens"] = s.tokens;
+    m["phase"] = s.phase;
+    m["generate"] = s.generate;
+    m["sim_batch"] = s.sim_batch;
+    m["fixed_cost"] = cm.fixed;
+    // The end-to-end saving: this assignment's whole-model cost against all-MXFP8 and all-MXFP4.
+    m["cost_all_high"] = cm.total_high();
+    m["cost_all_low"] = cm.total_low();
+    m["saving_vs_all_high"] = 1.0 - a.total_cost / cm.total_high();
   }
   m["space"] = space_name(c.space);
   m["rungs"] = base == "dmx" ? rungs : s.rungs;
@@ -488,8 +522,18 @@ void add_common(CLI::App& app, Settings& s) {
                  "architecture config (sim cost model), e.g. sim/configs/edge_npu.json");
   app.add_option("--metric", s.metric, "sim metric: cycles | energy | dram_bytes")
       ->capture_default_str();
-  app.add_option("--tokens", s.tokens,
-                 "sim: prefill tokens of the costed GEMMs (default: --seqlen)");
+  app.add_option("--tokens", s.tokens, "sim: prefill tokens per sequence (default: --seqlen)");
+  app.add_option("--phase", s.phase,
+                 "sim: prefill | decode | both (a prefill of --tokens plus --generate decode "
+                 "steps at the mean context)")
+      ->capture_default_str();
+  app.add_option("--generate", s.generate, "sim, phase both: decode steps per request")
+      ->capture_default_str();
+  app.add_option("--context", s.context,
+                 "sim: decode context (0: --tokens for decode, --tokens + --generate/2 for both)")
+      ->capture_default_str();
+  app.add_option("--sim-batch", s.sim_batch, "sim: sequences served together")
+      ->capture_default_str();
   app.add_option("--space", s.space, "em: E(2+b)M(1+b); e2m: E2M(1+b)")->capture_default_str();
   app.add_option("--rungs", s.rungs, "format ladder: 2 (MXFP4/MXFP8) or 3 (+ MXFP6 E3M2)")
       ->capture_default_str();

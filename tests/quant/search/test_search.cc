@@ -375,14 +375,47 @@ TEST(CostModel, BitsModelAndSoftCostInterpolation) {
 TEST(CostModel, SimCostTableAndBudgets) {
   CausalLM m = CausalLM::random(tiny_config(), 1);
   const sim::ArchConfig arch = sim::load_arch(DMX_SIM_CONFIGS "/edge_npu.json");
-  const CostModel cm =
-      sim_cost_model(m, arch, SimMetric::Cycles, 64, make_ladder(FormatSpace::EM, 2));
+  SimCostOptions opt;
+  opt.phase = "prefill";
+  opt.tokens = 64;
+  const Ladder ladder = make_ladder(FormatSpace::EM, 2);
+  const CostModel cm = sim_cost_model(m, arch, opt, ladder);
   ASSERT_EQ(cm.cost.size(), 14u);
-  // Each entry is the simulator's own cost of that GEMM.
-  const auto gemms = sim::model_gemms({"llama", 64, 128, 2, 4, 2, 16});
-  sim::GemmShape s{64, gemms[0].out_features, gemms[0].in_features};
+  // Each entry is the simulator's own cost of that GEMM (q_proj: 64 tokens x 64 out x 64 in).
   EXPECT_EQ(cm.cost[0][0][1],
-            double(sim::cost_gemm(arch, s, MxFormat::E2M1, MxFormat::E4M3).cycles));
+            double(sim::cost_gemm(arch, {64, 64, 64}, MxFormat::E2M1, MxFormat::E4M3).cycles));
+  // The fixed part is every unassigned operation of the simulator's workload for this model.
+  const sim::ModelShape shape = sim::parse_model_json(config_to_json(m.config()), "tiny");
+  sim::TableOptions to;
+  to.weight_formats = to.act_formats = {MxFormat::E2M1};
+  double fixed = 0;
+  for (const auto& r : sim::cost_workload(
+           sim::decoder_workload(shape, {sim::PhaseKind::Prefill, 64, 0, 1}), arch, to))
+    if (!r.op.assignable()) fixed += double(r.cost.cycles);
+  EXPECT_GT(fixed, 0);
+  EXPECT_DOUBLE_EQ(cm.fixed, fixed);
+  EXPECT_DOUBLE_EQ(
+      cm.total_low(), fixed + [&] {
+        double t = 0;
+        for (const auto& l : cm.cost) t += l[0][0];
+        return t;
+      }());
+  // Both phases: the prefill plus `generate` decode steps costed at the mean context.
+  SimCostOptions both = opt, dec = opt;
+  both.phase = "both";
+  both.generate = 32;
+  dec.phase = "decode";
+  dec.context = 64 + 16;
+  const CostModel cb = sim_cost_model(m, arch, both, ladder);
+  const CostModel cd = sim_cost_model(m, arch, dec, ladder);
+  EXPECT_DOUBLE_EQ(cb.fixed, cm.fixed + 32 * cd.fixed);
+  for (size_t l = 0; l < 14; ++l)
+    for (int i = 0; i < 2; ++i)
+      for (int j = 0; j < 2; ++j)
+        EXPECT_DOUBLE_EQ(cb.cost[l][i][j], cm.cost[l][i][j] + 32 * cd.cost[l][i][j]);
+  SimCostOptions bad = opt;
+  bad.phase = "training";
+  EXPECT_THROW(sim_cost_model(m, arch, bad, ladder), std::invalid_argument);
   EXPECT_LT(cm.total_low(), cm.total_high());
   EXPECT_DOUBLE_EQ(parse_budget("0.25", cm),
                    cm.total_low() + 0.25 * (cm.total_high() - cm.total_low()));
@@ -396,7 +429,7 @@ TEST(CostModel, SimCostTableAndBudgets) {
     at::NoGradGuard ng;
     l->theta_weight().fill_(1.0);  // b = 2 sigmoid(0) = 1
   }
-  double want = 0;
+  double want = cm.fixed;  // the unassigned operations are part of every total
   for (const auto& t : cm.cost) want += (t[0][0] + t[0][1] + t[1][0] + t[1][1]) / 4;
   EXPECT_NEAR(soft_total_cost(lins, cm).item<double>(), want, 1e-6 * want);
   EXPECT_NEAR(soft_bits_equivalent(at::full({}, cm.total_high(), at::kDouble), cm).item<double>(),
@@ -658,8 +691,9 @@ TEST(BudgetProjection, DemotesUntiedOperandsAndStopsWhenNoMoveHelps) {
 TEST(BudgetProjection, SimCostModelLandsWithinTwoPercentOfTheRange) {
   CausalLM m = CausalLM::random(tiny_config(), 1);
   const sim::ArchConfig arch = sim::load_arch(DMX_SIM_CONFIGS "/edge_npu.json");
-  const CostModel cm =
-      sim_cost_model(m, arch, SimMetric::Cycles, 64, make_ladder(FormatSpace::EM, 3));
+  SimCostOptions opt;
+  opt.tokens = 64;
+  const CostModel cm = sim_cost_model(m, arch, opt, make_ladder(FormatSpace::EM, 3));
   std::mt19937 rng(11);
   std::uniform_real_distribution<double> u(0.0, 2.0);
   for (double frac : {0.1, 0.3, 0.5, 0.7, 0.9}) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <dmx/golden.h>
+#include <dmx/sim.h>
 
 #include <cstdint>
 #include <functional>
@@ -13,10 +14,6 @@
 
 #include "dmx/quant/model.h"
 #include "dmx/quant/mx.h"
-
-namespace dmx::sim {
-struct ArchConfig;
-}
 
 namespace dmx::quant {
 
@@ -40,6 +37,9 @@ struct CostModel {
   // model a layer's entry is (bits_w + bits_a) / 2 times its weight (1/L, or its share of the
   // parameters), so the total is the published average bit-width.
   std::vector<std::vector<std::vector<double>>> cost;
+  // Cost of everything the search does not assign (sim model: attention, lm_head, embeddings, KV
+  // cache), part of every total so that budgets and reports are whole-model figures.
+  double fixed = 0;
   // Per-layer cost of any (weight, activation) format pair, on or off the ladder (uniform runs).
   std::function<std::vector<double>(MxFormat, MxFormat)> pair_costs;
   double total_low() const;   // every layer at the lowest rung
@@ -57,9 +57,28 @@ CostModel bits_cost_model(const CausalLM& model, const Ladder& ladder, bool weig
 enum class SimMetric { Cycles, Energy, DramBytes };
 std::optional<SimMetric> parse_metric(const std::string& s);
 const char* metric_name(SimMetric m);
-// Runs the simulator's cost table (prefill of `tokens` tokens) for this model's shape on `arch`.
-CostModel sim_cost_model(const CausalLM& model, const sim::ArchConfig& arch, SimMetric metric,
-                         int64_t tokens, const Ladder& ladder);
+
+// What the simulator's cost stands for. prefill: a prompt of `tokens` tokens; decode: one new
+// token per sequence at `context` keys; both: one request, the prefill of `tokens` tokens plus
+// `generate` decode steps, each costed at the mean context tokens + generate / 2 (attention is
+// linear in the context, so the sum over the steps equals generate x the cost at the mean).
+// `batch` sequences in every phase. Unassigned operations keep `fixed` formats.
+struct SimCostOptions {
+  SimMetric metric = SimMetric::Cycles;
+  std::string phase = "both";  // prefill | decode | both
+  int64_t tokens = 128;        // prefill tokens per sequence
+  int64_t generate = 128;      // decode steps (both)
+  int64_t context = 0;         // decode context; 0: tokens (decode) or tokens + generate / 2 (both)
+  int64_t batch = 1;
+  sim::FixedFormats fixed;
+  // The phases with their weights (prefill x 1, decode x generate for `both`); throws
+  // std::invalid_argument for a bad phase or range.
+  std::vector<std::pair<sim::Phase, double>> phases() const;
+};
+// Costs this model's workload (sim::decoder_workload of its config) on `arch` for the ladder's
+// pairs; every decoder Linear of `model` must be an assignable op of the workload.
+CostModel sim_cost_model(const CausalLM& model, const sim::ArchConfig& arch,
+                         const SimCostOptions& opt, const Ladder& ladder);
 
 // Budget from the command line: a plain number is avg bits (bits model) or a fraction of the
 // [all-low, all-high] range (sim model); "<number><unit>" is absolute (cycles, Mcycles, pJ, nJ,
