@@ -2,6 +2,8 @@
 # The main job: installs what is missing and builds (scripts/setup.sh), then runs dmx-search with
 # the simulator cost model: a per-layer MX format assignment for a shipped model under a cycle
 # budget on a shipped accelerator config (sim/configs/edge_npu.json), plus the golden CLI demo.
+# The budget is on the whole model's cost for one request: a 512-token prompt (prefill) plus 256
+# generated tokens (decode), attention, lm_head and KV cache included.
 # Environment: DMX_MODEL (a model directory; default: the first of models/*/ with a config.json),
 # DMX_ARCH, DMX_BUDGET (fraction of the all-MXFP4..all-MXFP8 cycle range), DMX_STEPS, DMX_OUT.
 set -euo pipefail
@@ -33,9 +35,9 @@ if [ ! -s "$TRAIN" ]; then
 fi
 ARCH=${DMX_ARCH:-sim/configs/edge_npu.json}
 OUT=${DMX_OUT:-out/dmx-search/$(basename "$MODEL")}
-echo "== dmx-search --cost-model sim on $MODEL with $ARCH (cycles, 256-token prefill)"
+echo "== dmx-search --cost-model sim on $MODEL with $ARCH (cycles of a 512-token prompt + 256 generated tokens)"
 $B/dmx-search --model "$MODEL" --data "$TRAIN" --eval-data data/wiki.test.raw \
-  --cost-model sim --arch "$ARCH" --metric cycles --tokens 256 \
+  --cost-model sim --arch "$ARCH" --metric cycles --phase both --tokens 512 --generate 256 \
   --budget "${DMX_BUDGET:-0.5}" --steps "${DMX_STEPS:-120}" --lr 20 --seqlen 128 --calib-windows 64 \
   --eval-windows 24 --batch 1 --seed 0 --fresh --out "$OUT"
 echo "== layer assignment ($OUT/assignment.json) and metrics ($OUT/metrics.json)"
@@ -49,4 +51,8 @@ for l in a["layers"]:
 print(f'perplexity {m["perplexity"]:.3f}  avg bits {m["achieved_bits"]:.3f}  '
       f'cost {m["achieved_cost"]:.0f} {m["cost_unit"]} ({100*m["cost_fraction"]:.1f}% of the MXFP4..MXFP8 range, '
       f'budget {m["budget"]})  {m["steps_per_s"]:.2f} steps/s  {m["wall_seconds"]:.0f} s')
+if "saving_vs_all_high" in m:
+    print(f'whole model, one request: {m["achieved_cost"]:.0f} {m["cost_unit"]} against '
+          f'{m["cost_all_high"]:.0f} for all-MXFP8 ({100*m["saving_vs_all_high"]:.1f}% saved; '
+          f'{m["fixed_cost"]:.0f} of it is attention, lm_head, embeddings and KV cache at fixed formats)')
 PY

@@ -12,7 +12,7 @@ COMMON=(--data data/wiki.valid.raw --eval-data data/wiki.test.raw --steps 400 --
 sweeps=(
   "llama-tiny-bits --model models/llama-tiny --budgets 4.5 5.5 6.5 --methods dmx kl uniform"
   "qwen3-tiny-bits --model models/qwen3-tiny --budgets 4.5 5.5 6.5 --methods dmx kl uniform"
-  "llama-tiny-sim-edge_npu --model models/llama-tiny --cost-model sim --arch sim/configs/edge_npu.json --metric cycles --tokens 256 --budgets 0.25 0.5 0.75 --methods dmx kl uniform"
+  "llama-tiny-sim-edge_npu --model models/llama-tiny --cost-model sim --arch sim/configs/edge_npu.json --metric cycles --phase both --tokens 512 --generate 256 --budgets 0.25 0.5 0.75 --methods dmx kl uniform"
   "qwen3-tiny-variants --model models/qwen3-tiny --budgets 5.5 --methods dmx dmx3 dmx-untied kl uniform"
   "llama-tiny-bits-kd --model models/llama-tiny --budgets 4.5 5.5 6.5 --methods dmx dmx-untied kl uniform --loss kd"
   "qwen3-tiny-bits-kd --model models/qwen3-tiny --budgets 4.5 5.5 6.5 --methods dmx dmx-untied kl uniform --loss kd"

@@ -441,9 +441,9 @@ std::string sweep_plot(const SweepArgs& s, const std::vector<Axis>& axes,
   std::ostringstream gp;
   gp << "# dmx-sim sweep plot (regenerate: gnuplot " << (fs::path(s.out_dir) / "plot.gp").string()
      << ", from the directory the sweep ran in)\n"
-     << "set terminal svg size 1000,600 dynamic background rgb 'white' noenhanced\n"
+     << "set terminal svg size 1000,720 dynamic background rgb 'white' noenhanced\n"
      << "set output '" << svg.string() << "'\n"
-     << "set key outside right\nset logscale y\nset grid\nset offsets 0.25, 0.25, 0, 0\n"
+     << "set key below\nset logscale y\nset grid\nset offsets 0.25, 0.25, 0, 0\n"
      << "set xlabel '" << axes[0].key << "'\n"
      << "set ylabel 'seconds per phase (whole model)'\n"
      << "set title 'dmx-sim sweep of " << fs::path(s.arch).filename().string()
