@@ -1,6 +1,8 @@
 // config.json parsing for the Llama and Qwen3 families.
 #include "dmx/quant/config.h"
 
+#include <dmx/util.h>
+
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -16,6 +18,23 @@ using json = nlohmann::json;
   throw ConfigError(source + ": " + what);
 }
 
+// The largest value each size may take: every published dense decoder fits (Llama-3.1-405B:
+// hidden 16384, intermediate 53248, 126 layers, 128 heads, vocab 128256), and every product of
+// them stays far inside int64.
+int64_t max_of(const char* key) {
+  static const std::pair<const char*, int64_t> kMax[] = {
+      {"hidden_size", 1 << 17},       {"intermediate_size", 1 << 20},
+      {"num_hidden_layers", 4096},    {"num_attention_heads", 4096},
+      {"num_key_value_heads", 4096},  {"head_dim", 4096},
+      {"vocab_size", 1 << 23},        {"max_position_embeddings", int64_t(1) << 24},
+      {"original_max_position_embeddings", int64_t(1) << 24}};
+  for (const auto& [k, m] : kMax)
+    if (std::string(key) == k) return m;
+  return int64_t(1) << 31;
+}
+
+// An integer in [0, max_of(key)] (a float with no fraction is accepted, as transformers writes
+// some sizes); anything else is refused before it is converted.
 int64_t get_int(const json& j, const char* key, const std::string& src, bool required,
                 int64_t fallback = 0) {
   if (!j.contains(key) || j[key].is_null()) {
@@ -23,9 +42,24 @@ int64_t get_int(const json& j, const char* key, const std::string& src, bool req
     return fallback;
   }
   const json& v = j[key];
-  if (v.is_number_integer()) return v.get<int64_t>();
-  if (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>())
-    return static_cast<int64_t>(v.get<double>());
+  const int64_t hi = max_of(key);
+  auto range = [&]() {
+    fail(src, std::string("key \"") + key + "\" must be an integer in [0, " + std::to_string(hi) +
+                  "], got " + v.dump());
+  };
+  if (v.is_number_unsigned()) {
+    if (v.get<uint64_t>() > uint64_t(hi)) range();
+    return int64_t(v.get<uint64_t>());
+  }
+  if (v.is_number_integer()) {
+    if (v.get<int64_t>() < 0 || v.get<int64_t>() > hi) range();
+    return v.get<int64_t>();
+  }
+  if (v.is_number_float()) {
+    const double d = v.get<double>();
+    if (!(d >= 0 && d <= double(hi)) || std::floor(d) != d) range();
+    return static_cast<int64_t>(d);
+  }
   fail(src, std::string("key \"") + key + "\" is not an integer: " + v.dump());
 }
 
@@ -112,6 +146,8 @@ void parse_rope(const json& j, const std::string& src, ModelConfig& c) {
   if (!(c.rope_theta > 1.0)) fail(src, "rope_theta must be > 1");
 }
 
+ModelConfig parse_config_object(const json& j, const std::string& src);
+
 }  // namespace
 
 ModelConfig parse_config(const std::string& text, const std::string& src) {
@@ -123,6 +159,16 @@ ModelConfig parse_config(const std::string& text, const std::string& src) {
     fail(src, "not well-formed JSON (" + msg.substr(msg.find(']') + 2) + ")");
   }
   if (!j.is_object()) fail(src, "not a JSON object");
+  try {
+    return parse_config_object(j, src);
+  } catch (const json::exception& e) {  // a value of the wrong JSON type somewhere
+    std::string msg = e.what();
+    fail(src, "unexpected structure (" + msg.substr(msg.find(']') + 2) + ")");
+  }
+}
+
+namespace {
+ModelConfig parse_config_object(const json& j, const std::string& src) {
   ModelConfig c;
   if (!j.contains("architectures") || !j["architectures"].is_array() ||
       j["architectures"].empty() || !j["architectures"][0].is_string())
@@ -137,6 +183,9 @@ ModelConfig parse_config(const std::string& text, const std::string& src) {
                   "\" (supported: LlamaForCausalLM, Qwen3ForCausalLM)");
   }
   c.model_type = j.value("model_type", c.arch == Architecture::Llama ? "llama" : "qwen3");
+  for (const char* moe : {"num_local_experts", "num_experts", "n_routed_experts"})
+    if (j.contains(moe) && !j[moe].is_null() && !(j[moe].is_number() && j[moe] == 0))
+      fail(src, std::string("key \"") + moe + "\": a mixture-of-experts model is not supported");
   c.hidden_size = get_int(j, "hidden_size", src, true);
   c.intermediate_size = get_int(j, "intermediate_size", src, true);
   c.num_hidden_layers = get_int(j, "num_hidden_layers", src, true);
@@ -183,15 +232,20 @@ ModelConfig parse_config(const std::string& text, const std::string& src) {
     c.torch_dtype = j["dtype"];
   return c;
 }
+}  // namespace
 
 ModelConfig load_config(const std::string& path) {
   std::filesystem::path p(path);
-  if (std::filesystem::is_directory(p)) p /= "config.json";
-  std::ifstream in(p);
-  if (!in) throw ConfigError(p.string() + ": cannot open");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return parse_config(ss.str(), p.string());
+  if (std::filesystem::is_directory(p)) {
+    p /= "config.json";
+    if (!std::filesystem::exists(p))
+      throw ConfigError(path + ": the model directory has no config.json");
+  }
+  try {
+    return parse_config(read_regular_file(p.string(), "model config", 16 << 20), p.string());
+  } catch (const InputFileError& e) {
+    throw ConfigError(e.what());
+  }
 }
 
 std::string config_to_json(const ModelConfig& c) {
@@ -301,8 +355,9 @@ int64_t parameter_count(const ModelConfig& c) {
   int64_t n = 0;
   for (const auto& [name, shape] : expected_tensor_shapes(c)) {
     int64_t k = 1;
-    for (int64_t d : shape) k *= d;
-    n += k;
+    for (int64_t d : shape)
+      if (__builtin_mul_overflow(k, d, &k)) throw ConfigError(name + ": parameter count overflows");
+    if (__builtin_add_overflow(n, k, &n)) throw ConfigError("the parameter count overflows");
   }
   return n;
 }

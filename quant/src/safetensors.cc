@@ -1,6 +1,8 @@
 // safetensors: mmap reader with full header validation, sharded index, atomic writer.
 #include "dmx/quant/safetensors.h"
 
+#include <dmx/util.h>
+
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -88,13 +90,18 @@ SafetensorsHeader parse_safetensors(const uint8_t* bytes, size_t size, const std
   if (header_len < 2 || bytes[8] != '{') fail(source, "header does not start with a JSON object");
   const char* hbegin = reinterpret_cast<const char*>(bytes + 8);
 
-  // Duplicate top-level keys would silently replace each other in the parsed object: reject them.
-  std::set<std::string> seen_keys;
+  // Duplicate keys would silently replace each other in the parsed object (a tensor name, or a
+  // field such as "dtype" inside one entry): reject them at every depth, as safetensors does.
+  std::vector<std::set<std::string>> seen_keys;  // one set per open object
   std::string duplicate;
-  json::parser_callback_t on_event = [&](int depth, json::parse_event_t event, json& parsed) {
-    if (depth == 1 && event == json::parse_event_t::key && duplicate.empty()) {
+  json::parser_callback_t on_event = [&](int, json::parse_event_t event, json& parsed) {
+    if (event == json::parse_event_t::object_start) {
+      seen_keys.emplace_back();
+    } else if (event == json::parse_event_t::object_end) {
+      if (!seen_keys.empty()) seen_keys.pop_back();
+    } else if (event == json::parse_event_t::key && duplicate.empty() && !seen_keys.empty()) {
       auto k = parsed.get<std::string>();
-      if (!seen_keys.insert(k).second) duplicate = k;
+      if (!seen_keys.back().insert(k).second) duplicate = k;
     }
     return true;
   };
@@ -148,14 +155,19 @@ SafetensorsHeader parse_safetensors(const uint8_t* bytes, size_t size, const std
     t.name = name;
     t.dtype = *dtype;
     unsigned __int128 numel = 1;
+    // Every dimension and the product of the non-zero ones stay far inside int64 (LibTorch
+    // computes strides and sizes in int64 even for an empty tensor).
+    unsigned __int128 span = 1;
+    if (v["shape"].size() > 8) fail(source, where + " has more than 8 dimensions");
     for (const json& d : v["shape"]) {
       auto n = as_u64(d);
-      if (!n || *n > (uint64_t{1} << 62))
-        fail(source, where + " has a bad shape entry " + d.dump());
+      if (!n || *n > (uint64_t{1} << 40))
+        fail(source, where + " has a bad shape entry " + d.dump() + " (at most 2^40)");
       t.shape.push_back(static_cast<int64_t>(*n));
       numel *= *n;
-      if (numel > (static_cast<unsigned __int128>(1) << 64))
-        fail(source, where + " shape overflows");
+      span *= std::max<uint64_t>(*n, 1);
+      if (span > (static_cast<unsigned __int128>(1) << 48))
+        fail(source, where + " shape has more than 2^48 elements");
     }
     auto begin = as_u64(v["data_offsets"][0]);
     auto end = as_u64(v["data_offsets"][1]);
@@ -205,13 +217,14 @@ SafetensorsHeader parse_safetensors(const uint8_t* bytes, size_t size, const std
 }
 
 SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail(path, std::string("cannot open (") + std::strerror(errno) + ")");
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    fail(path, "not a regular file");
+  int fd = -1;
+  try {
+    fd = open_regular_file(path, "safetensors file");  // never blocks on a FIFO
+  } catch (const InputFileError& e) {
+    throw SafetensorsError(e.what());
   }
+  struct stat st {};
+  ::fstat(fd, &st);
   size_ = static_cast<size_t>(st.st_size);
   if (size_ > 0) {
     map_ = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
@@ -261,11 +274,11 @@ Checkpoint::Checkpoint(const std::string& path) {
   }
   if (!index_path.empty()) {
     const std::string src = index_path.string();
-    std::ifstream in(index_path);
-    if (!in) fail(src, "cannot open");
     json index;
     try {
-      index = json::parse(in);
+      index = json::parse(read_regular_file(src, "safetensors index", 64 << 20));
+    } catch (const InputFileError& e) {
+      throw SafetensorsError(e.what());
     } catch (const json::exception& e) {
       std::string msg = e.what();
       fail(src, "not well-formed JSON (" + msg.substr(msg.find(']') + 2) + ")");
@@ -278,7 +291,10 @@ Checkpoint::Checkpoint(const std::string& path) {
       if (!it.value().is_string())
         fail(src, "weight_map entry " + json_quoted(it.key()) + " is not a string");
       std::string shard = it.value().get<std::string>();
-      if (shard.empty() || shard.find('/') != std::string::npos || shard == "." || shard == "..")
+      const bool control = std::any_of(shard.begin(), shard.end(),
+                                       [](char ch) { return static_cast<unsigned char>(ch) < 0x20; });
+      if (shard.empty() || shard.find('/') != std::string::npos || shard == "." ||
+          shard == ".." || control)
         fail(src, "weight_map entry " + json_quoted(it.key()) + " names a bad shard " +
                       json_quoted(shard));
       weight_map[it.key()] = shard;

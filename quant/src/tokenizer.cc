@@ -1,6 +1,8 @@
 // Byte-level BPE tokenizer for Hugging Face tokenizer.json files.
 #include "dmx/quant/tokenizer.h"
 
+#include <dmx/util.h>
+
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 #include <unicode/unorm2.h>
@@ -25,6 +27,11 @@ namespace {
 using json = nlohmann::json;
 
 // The regex GPT-2's ByteLevel pre-tokenizer uses when use_regex is true.
+// Sequences of normalizers / pre-tokenizers deeper than this are refused (real files nest 1-2).
+constexpr int kMaxNesting = 16;
+// Token ids up to 2^21 (real vocabularies: 32k-262k): id_to_token is sized by the largest id.
+constexpr int64_t kMaxTokenId = (int64_t(1) << 21) - 1;
+
 constexpr const char* kGpt2Pattern =
     R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
 
@@ -183,7 +190,7 @@ struct Tokenizer::Impl {
   std::unordered_map<uint32_t, uint8_t> unicode_to_byte;
   std::array<int32_t, 256> byte_id{};
 
-  void add_pretokenizer(const json& p);
+  void add_pretokenizer(const json& p, int depth = 0);
   void split_added(std::string_view text, bool normalized_pass,
                    std::vector<std::pair<std::string, int32_t>>& out) const;
   std::string normalize(std::string_view s) const;
@@ -192,11 +199,13 @@ struct Tokenizer::Impl {
            std::unordered_map<std::string, std::vector<int32_t>>& cache) const;
 };
 
-void Tokenizer::Impl::add_pretokenizer(const json& p) {
+void Tokenizer::Impl::add_pretokenizer(const json& p, int depth) {
   if (p.is_null()) return;
+  if (depth > kMaxNesting)
+    fail(source, "pre_tokenizer Sequences nested deeper than " + std::to_string(kMaxNesting));
   const std::string type = p.value("type", "");
   if (type == "Sequence") {
-    for (const json& q : p.at("pretokenizers")) add_pretokenizer(q);
+    for (const json& q : p.at("pretokenizers")) add_pretokenizer(q, depth + 1);
   } else if (type == "Split") {
     if (p.value("invert", false)) fail(source, "Split pre-tokenizer with invert is not supported");
     PreTokenizerStep s;
@@ -424,12 +433,17 @@ Tokenizer::~Tokenizer() = default;
 
 Tokenizer Tokenizer::load(const std::string& path) {
   std::filesystem::path p(path);
-  if (std::filesystem::is_directory(p)) p /= "tokenizer.json";
-  std::ifstream in(p, std::ios::binary);
-  if (!in) throw TokenizerError(p.string() + ": cannot open");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return from_json(ss.str(), p.string());
+  if (std::filesystem::is_directory(p)) {
+    p /= "tokenizer.json";
+    if (!std::filesystem::exists(p))
+      throw TokenizerError(path + ": the model directory has no tokenizer.json");
+  }
+  try {
+    return from_json(read_regular_file(p.string(), "tokenizer.json", int64_t(512) << 20),
+                     p.string());
+  } catch (const InputFileError& e) {
+    throw TokenizerError(e.what());
+  }
 }
 
 Tokenizer Tokenizer::from_json(const std::string& text, const std::string& source) {
@@ -454,17 +468,19 @@ Tokenizer Tokenizer::from_json(const std::string& text, const std::string& sourc
     t.ignore_merges = m.value("ignore_merges", false);
 
     // Normalizer: none or NFC (possibly in a Sequence).
-    std::function<void(const json&)> add_norm = [&](const json& n) {
+    std::function<void(const json&, int)> add_norm = [&](const json& n, int depth) {
       if (n.is_null()) return;
+      if (depth > kMaxNesting)
+        fail(source, "normalizer Sequences nested deeper than " + std::to_string(kMaxNesting));
       const std::string type = n.value("type", "");
       if (type == "NFC")
         t.nfc = true;
       else if (type == "Sequence")
-        for (const json& q : n.at("normalizers")) add_norm(q);
+        for (const json& q : n.at("normalizers")) add_norm(q, depth + 1);
       else
         fail(source, "normalizer \"" + type + "\" is not supported (NFC)");
     };
-    if (j.contains("normalizer")) add_norm(j["normalizer"]);
+    if (j.contains("normalizer")) add_norm(j["normalizer"], 0);
     if (j.contains("pre_tokenizer")) t.add_pretokenizer(j["pre_tokenizer"]);
     if (std::none_of(t.steps.begin(), t.steps.end(), [](const PreTokenizerStep& s) {
           return s.kind == PreTokenizerStep::ByteLevel;
@@ -475,19 +491,42 @@ Tokenizer Tokenizer::from_json(const std::string& text, const std::string& sourc
       if (d != "ByteLevel") fail(source, "decoder \"" + d + "\" is not supported (ByteLevel)");
     }
 
+    // Ids: integers in [0, kMaxTokenId], each naming one token (checked before any allocation).
+    auto token_id = [&](const json& v, const std::string& what) -> int32_t {
+      if (!v.is_number_integer() || (v.is_number_unsigned() && v.get<uint64_t>() > kMaxTokenId) ||
+          v.get<int64_t>() < 0 || v.get<int64_t>() > kMaxTokenId)
+        fail(source, what + " has the id " + v.dump() + ", not an integer in [0, " +
+                         std::to_string(kMaxTokenId) + "]");
+      return static_cast<int32_t>(v.get<int64_t>());
+    };
     int32_t max_id = -1;
+    std::unordered_map<int32_t, std::string> by_id;
     for (auto it = m.at("vocab").begin(); it != m.at("vocab").end(); ++it) {
-      int32_t id = it.value().get<int32_t>();
-      if (id < 0) fail(source, "negative token id in vocab");
+      const int32_t id = token_id(it.value(), "vocab token " + json(it.key()).dump());
+      auto [prev, fresh] = by_id.emplace(id, it.key());
+      if (!fresh)
+        fail(source, "vocab ids must be unique: " + std::to_string(id) + " is given to " +
+                         json(prev->second).dump() + " and " + json(it.key()).dump());
       t.vocab[it.key()] = id;
       max_id = std::max(max_id, id);
     }
+    std::unordered_map<int32_t, std::string> added_by_id;
     for (const json& a : j.value("added_tokens", json::array())) {
-      AddedToken at{a.at("content").get<std::string>(), a.at("id").get<int32_t>(),
+      AddedToken at{a.at("content").get<std::string>(), 0,
                     a.value("special", false),          a.value("lstrip", false),
                     a.value("rstrip", false),           a.value("single_word", false),
                     a.value("normalized", false)};
-      if (at.content.empty() || at.id < 0) fail(source, "bad added token " + a.dump());
+      at.id = token_id(a.at("id"), "added token " + json(at.content).dump());
+      if (at.content.empty()) fail(source, "bad added token " + a.dump());
+      // An added token may repeat its own vocab entry (same id, same text), never another one.
+      auto v = by_id.find(at.id);
+      if (v != by_id.end() && v->second != at.content)
+        fail(source, "added token " + json(at.content).dump() + " has the id " +
+                         std::to_string(at.id) + " of the vocab token " + json(v->second).dump());
+      auto [prev, fresh] = added_by_id.emplace(at.id, at.content);
+      if (!fresh && prev->second != at.content)
+        fail(source, "added tokens " + json(prev->second).dump() + " and " +
+                         json(at.content).dump() + " share the id " + std::to_string(at.id));
       max_id = std::max(max_id, at.id);
       t.added.push_back(std::move(at));
     }

@@ -104,17 +104,11 @@ void check_monotone(const ArchConfig& a, const std::string& origin) {
 }  // namespace
 
 std::string read_config_file(const std::string& path, const char* what) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) throw ConfigError(path + ": cannot open " + what);
-  if (!S_ISREG(st.st_mode)) throw ConfigError(path + ": " + what + " is not a regular file");
-  if (st.st_size > kMaxConfigBytes)
-    throw ConfigError(path + ": " + what + " is " + std::to_string(st.st_size) +
-                      " bytes (at most " + std::to_string(kMaxConfigBytes) + ")");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw ConfigError(path + ": cannot open " + what);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  try {
+    return read_regular_file(path, what, kMaxConfigBytes);
+  } catch (const InputFileError& e) {
+    throw ConfigError(e.what());
+  }
 }
 
 const char* dataflow_name(Dataflow d) {

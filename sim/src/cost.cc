@@ -14,8 +14,6 @@ namespace dmx::sim {
 
 using detail::TileJob;
 
-int64_t block_bytes(MxFormat f) { return int64_t(packed_bytes(f, kBlockSize)) + 1; }
-
 namespace {
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 // Largest value <= x that is a multiple of `q` when x >= q (else x itself), and >= 1.
@@ -286,21 +284,6 @@ GemmCost cost_transfer(const ArchConfig& a, int64_t read_bytes, int64_t write_by
   c.energy = energy_of(a, MxFormat::E4M3, MxFormat::E4M3, c);  // no MACs
   c.energy_pj = c.energy.total();
   return c;
-}
-
-void write_file_atomic(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw std::runtime_error(path + ": cannot write (" + tmp + ")");
-    out << text;
-    out.flush();
-    if (!out) throw std::runtime_error(path + ": write failed");
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    throw std::runtime_error(path + ": cannot rename " + tmp + " into place");
-  }
 }
 
 }  // namespace dmx::sim

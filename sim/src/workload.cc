@@ -36,6 +36,8 @@ int64_t limit_of(const char* key) {
 
 }  // namespace
 
+int64_t block_bytes(MxFormat f) { return int64_t(packed_bytes(f, kBlockSize)) + 1; }
+
 const char* op_kind_name(OpKind k) {
   switch (k) {
     case OpKind::Linear:

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <dmx/golden.h>
+#include <dmx/util.h>
 
 #include <array>
 #include <cstdint>
@@ -309,7 +310,6 @@ std::string cost_table_csv(const std::vector<CostRow>& rows);
 std::string cost_totals_csv(const std::vector<CostTotal>& totals);
 std::string cost_table_json(const std::vector<CostRow>& rows, const std::vector<CostTotal>& totals,
                             const ArchConfig& arch, const ModelShape* model);
-// Writes `text` to `path` through a temporary file and a rename (never half-written).
-void write_file_atomic(const std::string& path, const std::string& text);
+// Outputs are written with dmx::write_file_atomic (dmx/util.h): never half-written.
 
 }  // namespace dmx::sim

@@ -1,0 +1,273 @@
+// Hostile inputs to the checkpoint, config and tokenizer readers: each gets one clear error naming
+// the file, at once and without unbounded memory, never a crash, a hang or a silently wrong value.
+#include <dmx/quant/config.h>
+#include <dmx/quant/safetensors.h>
+#include <dmx/quant/tokenizer.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+using namespace dmx::quant;
+using json = nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+fs::path scratch(const std::string& name) {
+  fs::path d =
+      fs::temp_directory_path() / ("dmx_hostile_" + name + "_" + std::to_string(::getpid()));
+  fs::remove_all(d);
+  fs::create_directories(d);
+  return d;
+}
+
+void write(const fs::path& p, const std::string& text) {
+  std::ofstream(p, std::ios::binary) << text;
+}
+
+// A minimal byte-level tokenizer.json: the 256 byte symbols (GPT-2 mapping), then `patch` applied.
+json base_tokenizer() {
+  json vocab = json::object();
+  std::vector<int> bs;
+  for (int b = '!'; b <= '~'; ++b) bs.push_back(b);
+  for (int b = 0xA1; b <= 0xAC; ++b) bs.push_back(b);
+  for (int b = 0xAE; b <= 0xFF; ++b) bs.push_back(b);
+  std::vector<int> cs = bs;
+  int n = 0;
+  for (int b = 0; b < 256; ++b)
+    if (std::find(bs.begin(), bs.end(), b) == bs.end()) bs.push_back(b), cs.push_back(256 + n++);
+  for (size_t i = 0; i < bs.size(); ++i) {
+    std::string s;
+    const int cp = cs[i];
+    if (cp < 0x80) {
+      s.push_back(static_cast<char>(cp));
+    } else {
+      s.push_back(static_cast<char>(0xC0 | (cp >> 6)));
+      s.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+    }
+    vocab[s] = bs[i];
+  }
+  return {{"version", "1.0"},
+          {"normalizer", nullptr},
+          {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", false}}},
+          {"decoder", {{"type", "ByteLevel"}}},
+          {"added_tokens", json::array()},
+          {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", json::array()}}}};
+}
+
+std::string tokenizer_error(const std::string& text) {
+  try {
+    Tokenizer::from_json(text, "tok.json");
+  } catch (const TokenizerError& e) {
+    return e.what();
+  }
+  return "(accepted)";
+}
+
+TEST(HostileTokenizer, BaseTokenizerIsAccepted) {
+  EXPECT_EQ(tokenizer_error(base_tokenizer().dump()), "(accepted)");
+}
+
+// Item 1: a normalizer (or pre-tokenizer) Sequence nested 100,000 deep crashed with SIGSEGV.
+TEST(HostileTokenizer, DeeplyNestedSequencesAreRefused) {
+  for (const std::string section : {"normalizer", "pre_tokenizer"}) {
+    const std::string list = section == "normalizer" ? "normalizers" : "pretokenizers";
+    std::string nested;
+    const int depth = 100000;
+    for (int i = 0; i < depth; ++i) nested += R"({"type":"Sequence",")" + list + R"(":[)";
+    nested += "null";
+    for (int i = 0; i < depth; ++i) nested += "]}";
+    json t = base_tokenizer();
+    t[section] = "NESTED";
+    std::string text = t.dump();
+    const std::string mark = "\"" + section + "\":\"NESTED\"";
+    const size_t at = text.find(mark);
+    ASSERT_NE(at, std::string::npos);
+    text.replace(at, mark.size(), "\"" + section + "\":" + nested);
+    const std::string err = tokenizer_error(text);
+    EXPECT_EQ(err.rfind("tok.json", 0), 0u) << section << ": " << err.substr(0, 200);
+    EXPECT_NE(err.find("nested deeper than"), std::string::npos)
+        << section << ": " << err.substr(0, 200);
+  }
+}
+
+// Item 5: ids that wrapped, were truncated, collided or allocated gigabytes.
+TEST(HostileTokenizer, TokenIdsAreCheckedBeforeUse) {
+  auto with_vocab_id = [](const json& id) {
+    json t = base_tokenizer();
+    t["model"]["vocab"]["hello"] = id;
+    return t.dump();
+  };
+  EXPECT_NE(tokenizer_error(with_vocab_id(json(uint64_t(4294967301ull)))).find("4294967301"),
+            std::string::npos);                                                   // 2^32 + 5
+  EXPECT_NE(tokenizer_error(with_vocab_id(5.7)).find("5.7"), std::string::npos);  // not 5
+  EXPECT_NE(tokenizer_error(with_vocab_id(json(500000000))).find("500000000"),
+            std::string::npos);  // 5e8: refused before allocating
+  EXPECT_NE(tokenizer_error(with_vocab_id(json(-3))).find("-3"), std::string::npos);
+  EXPECT_NE(tokenizer_error(with_vocab_id(json(65))).find("ids must be unique"),
+            std::string::npos);  // 65 is already a byte symbol's id
+  json t = base_tokenizer();
+  t["added_tokens"] = json::array({{{"id", 65}, {"content", "<|x|>"}, {"special", true}}});
+  EXPECT_NE(tokenizer_error(t.dump()).find("has the id 65 of the vocab token"), std::string::npos);
+  t["added_tokens"] = json::array({{{"id", 300}, {"content", "<|a|>"}, {"special", true}},
+                                   {{"id", 300}, {"content", "<|b|>"}, {"special", true}}});
+  EXPECT_NE(tokenizer_error(t.dump()).find("share the id 300"), std::string::npos);
+  t["added_tokens"] = json::array({{{"id", 300}, {"content", "<|a|>"}, {"special", true}}});
+  EXPECT_EQ(tokenizer_error(t.dump()), "(accepted)");
+}
+
+// Item 6: looser than safetensors' own rules.
+std::string st_image(const std::string& header, const std::string& data) {
+  std::string out;
+  const uint64_t n = header.size();
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((n >> (8 * i)) & 0xFF));
+  return out + header + data;
+}
+std::string st_error(const std::string& image) {
+  try {
+    parse_safetensors(reinterpret_cast<const uint8_t*>(image.data()), image.size(),
+                      "w.safetensors");
+  } catch (const SafetensorsError& e) {
+    return e.what();
+  }
+  return "(accepted)";
+}
+
+TEST(HostileSafetensors, DuplicateKeysInsideAnEntryAreRefused) {
+  const std::string ok = R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})";
+  EXPECT_EQ(st_error(st_image(ok, "abcd")), "(accepted)");
+  const std::string dup = R"({"a":{"dtype":"I8","dtype":"F32","shape":[1],"data_offsets":[0,4]}})";
+  EXPECT_NE(st_error(st_image(dup, "abcd")).find("\"dtype\" twice"), std::string::npos);
+}
+
+// Item 7: a shape of [2^62, 4, 0] gave a multi-line LibTorch trace downstream.
+TEST(HostileSafetensors, HugeShapesAreRefused) {
+  const std::string h =
+      R"({"a":{"dtype":"F32","shape":[4611686018427387904,4,0],"data_offsets":[0,0]}})";
+  const std::string err = st_error(st_image(h, ""));
+  EXPECT_NE(err.find("w.safetensors: tensor \"a\" has a bad shape entry"), std::string::npos)
+      << err;
+  const std::string wide =
+      R"({"a":{"dtype":"F32","shape":[1048576,1048576,1048576],"data_offsets":[0,0]}})";
+  EXPECT_NE(st_error(st_image(wide, "")).find("more than 2^48"), std::string::npos);
+}
+
+TEST(HostileSafetensors, ShardNamesWithNulOrControlsAreRefused) {
+  const fs::path d = scratch("nul");
+  const std::string shard = R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})";
+  write(d / "x.safetensors", st_image(shard, "abcd"));
+  json index = {{"weight_map", {{"a", std::string("x.safetensors\0.x", 16)}}}};
+  write(d / "model.safetensors.index.json", index.dump());
+  try {
+    Checkpoint ck((d / "model.safetensors.index.json").string());
+    FAIL() << "accepted a shard name with an embedded NUL";
+  } catch (const SafetensorsError& e) {
+    EXPECT_NE(std::string(e.what()).find("names a bad shard"), std::string::npos) << e.what();
+  }
+  fs::remove_all(d);
+}
+
+// Item 3: a FIFO given as a checkpoint, config or tokenizer blocked forever in open().
+TEST(HostileFiles, FifosAreRefusedNotOpened) {
+  const fs::path d = scratch("fifo");
+  ASSERT_EQ(::mkfifo((d / "model.safetensors").c_str(), 0600), 0);
+  ASSERT_EQ(::mkfifo((d / "config.json").c_str(), 0600), 0);
+  ASSERT_EQ(::mkfifo((d / "tokenizer.json").c_str(), 0600), 0);
+  EXPECT_THROW(SafetensorsFile((d / "model.safetensors").string()), SafetensorsError);
+  try {
+    load_config(d.string());
+    FAIL();
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("not a regular file"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(Tokenizer::load(d.string()), TokenizerError);
+  fs::remove_all(d);
+}
+
+// Item 7: a folder without config.json was reported as a missing tokenizer.json.
+TEST(HostileFiles, MissingConfigIsNamed) {
+  const fs::path d = scratch("noconfig");
+  try {
+    load_config(d.string());
+    FAIL();
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("has no config.json"), std::string::npos) << e.what();
+  }
+  try {
+    Tokenizer::load(d.string());
+    FAIL();
+  } catch (const TokenizerError& e) {
+    EXPECT_NE(std::string(e.what()).find("has no tokenizer.json"), std::string::npos) << e.what();
+  }
+  fs::remove_all(d);
+}
+
+// Items 3, 4, 7: sizes out of range, numbers out of double range, values of the wrong type.
+std::string config_error(const std::string& text) {
+  try {
+    parse_config(text, "cfg.json");
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "(accepted)";
+}
+std::string llama_with(const std::string& key, const std::string& value) {
+  json j = {{"architectures", {"LlamaForCausalLM"}},
+            {"model_type", "llama"},
+            {"hidden_size", 64},
+            {"intermediate_size", 128},
+            {"num_hidden_layers", 2},
+            {"num_attention_heads", 4},
+            {"vocab_size", 100},
+            {"rms_norm_eps", 1e-5},
+            {"rope_theta", 10000.0}};
+  std::string text = j.dump();
+  if (!key.empty()) {
+    const std::string k = "\"" + key + "\":";
+    const size_t at = text.find(k);
+    if (at == std::string::npos) {
+      text.insert(1, k + value + ",");
+    } else {
+      const size_t end = text.find_first_of(",}", at + k.size());
+      text = text.substr(0, at + k.size()) + value + text.substr(end);
+    }
+  }
+  return text;
+}
+
+TEST(HostileConfig, OutOfRangeAndMistypedValuesGetOneLine) {
+  EXPECT_EQ(config_error(llama_with("", "")), "(accepted)");
+  for (auto [key, value, want] : std::vector<std::tuple<std::string, std::string, std::string>>{
+           {"num_hidden_layers", "1e9", "\"num_hidden_layers\" must be an integer in [0, 4096]"},
+           {"hidden_size", "1e30", "\"hidden_size\" must be an integer"},
+           {"hidden_size", "1e400", "cfg.json: not well-formed JSON"},
+           {"hidden_size", "18446744073709551615", "\"hidden_size\" must be an integer"},
+           {"vocab_size", "-5", "\"vocab_size\" must be an integer"},
+           {"model_type", "5", "cfg.json: unexpected structure"},
+           {"num_local_experts", "8", "mixture-of-experts"}}) {
+    const std::string err = config_error(llama_with(key, value));
+    EXPECT_NE(err.find(want), std::string::npos) << key << "=" << value << ": " << err;
+    EXPECT_EQ(err.find('\n'), std::string::npos) << err;
+    EXPECT_EQ(err.rfind("cfg.json", 0), 0u) << err;
+  }
+}
+
+TEST(HostileConfig, ParameterCountOfTheLargestAcceptedShapeFitsInt64) {
+  ModelConfig c = parse_config(llama_with("", ""), "cfg.json");
+  c.hidden_size = 1 << 17;
+  c.intermediate_size = 1 << 20;
+  c.num_hidden_layers = 4096;
+  c.num_attention_heads = 4096;
+  c.num_key_value_heads = 4096;
+  c.head_dim = 4096;
+  c.vocab_size = 1 << 23;
+  const int64_t h = c.hidden_size, ff = c.intermediate_size, q = 4096LL * 4096;
+  const int64_t per_layer = 2 * q * h + 2 * q * h + 3 * ff * h + 2 * h;
+  EXPECT_EQ(parameter_count(c), 4096 * per_layer + 2 * c.vocab_size * h + h);
+}
+
+}  // namespace

@@ -1,0 +1,30 @@
+// dMX util: the file plumbing every part and CLI shares (reading inputs safely, writing outputs
+// atomically). No dependencies beyond the C++ standard library and POSIX.
+#pragma once
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+namespace dmx {
+
+// A bad input file: the message is one line and starts with the file's path.
+class InputFileError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Opens `path` for reading only if it is a regular file (a FIFO, socket or device would block or
+// never end), without blocking on the open itself. Returns the descriptor; the caller closes it.
+// `what` names the file's role in errors ("model config", "tokenizer.json", ...).
+int open_regular_file(const std::string& path, const char* what);
+
+// Reads a whole regular file of at most `max_bytes`; larger files are refused before reading.
+std::string read_regular_file(const std::string& path, const char* what,
+                              int64_t max_bytes = int64_t(256) << 20);
+
+// Writes `text` to `path` through a temporary file in the same directory and a rename, so that a
+// reader never sees a half-written file and a failed write leaves no file behind.
+void write_file_atomic(const std::string& path, const std::string& text);
+
+}  // namespace dmx
