@@ -70,6 +70,16 @@ std::vector<TileJob> make_tiles(const ArchConfig& a, const GemmShape& s,
   const Tiling tl = choose_tiling(a, s);
   const int64_t KB = ceil_div(s.k, kBlockSize);
   const int64_t MT = ceil_div(s.m, tl.mt), NT = ceil_div(s.n, tl.nt), KT = ceil_div(KB, tl.kbt);
+  // Bounded before anything is allocated: a schedule of more tiles than this is no real layer on
+  // a real buffer size (Llama-3.1-405B's largest Linear, m = 2048 tokens x n = 53248 x k = 16384,
+  // needs 243,712 tiles on the edge config).
+  constexpr int64_t kMaxTiles = int64_t(1) << 20;
+  if (double(MT) * double(NT) * double(KT) > double(kMaxTiles))
+    throw ConfigError("GEMM m=" + std::to_string(s.m) + " n=" + std::to_string(s.n) +
+                      " k=" + std::to_string(s.k) + " needs " +
+                      std::to_string(int64_t(double(MT) * double(NT) * double(KT))) +
+                      " SRAM tiles on " + a.name + " (at most " + std::to_string(kMaxTiles) +
+                      ")");
   std::vector<TileJob> tiles;
   tiles.reserve(size_t(MT * NT * KT));
   for (int64_t mi = 0; mi < MT; ++mi)

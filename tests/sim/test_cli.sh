@@ -45,6 +45,9 @@ refused "MoE config" "mixture-of-experts" "$SIM" model --config "$T/moe.json" --
 refused "gemm --m 0 blames the shape" "GEMM shape m=0" "$SIM" gemm --m 0 --n 8 --k 32 --arch "$EDGE"
 refused "missing output directory, before the work" "its directory does not exist" \
   "$SIM" model --config "$LLAMA" --arch "$EDGE" -o /nonexistent/out.csv
+refused "gemm 1e5 cubed: bounded" "SRAM tiles" "$SIM" gemm --m 100000 --n 100000 --k 100000 --arch "$EDGE"
+printf '{"dram":{"gbps":1e-300}}' >"$T/slow.json"
+refused "dram.gbps 1e-300" "dram.gbps" "$SIM" gemm --m 8 --n 8 --k 32 --arch "$T/slow.json"
 mkfifo "$T/fifo"
 refused "FIFO as --arch" "not a regular file" "$SIM" model --config "$LLAMA" --arch "$T/fifo" -o "$T/out.csv"
 refused "bad phase" "--phase" "$SIM" model --config "$LLAMA" --arch "$EDGE" --phase both2 -o "$T/out.csv"
