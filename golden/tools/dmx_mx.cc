@@ -104,8 +104,10 @@ float parse_value(const std::string& tok, const std::string& where) {
   const char* s = tok.c_str();
   char* end = nullptr;
   errno = 0;
+  if (tok.find('\0') != std::string::npos)
+    throw UsageError(where + ": a value contains a NUL byte");
   const float x = std::strtof(s, &end);
-  if (end == s || *end != '\0' || std::isspace(static_cast<unsigned char>(*s)))
+  if (end == s || end != s + tok.size() || std::isspace(static_cast<unsigned char>(*s)))
     throw UsageError(where + " '" + tok +
                      "': not a number (expected decimal, hex-float like 0x1.8p+3, inf or nan)");
   if (errno == ERANGE && std::isinf(x))
@@ -121,10 +123,12 @@ unsigned parse_code(const std::string& tok, const std::string& where, unsigned m
   const bool hex = tok.size() > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X');
   char* end = nullptr;
   errno = 0;
+  if (tok.find('\0') != std::string::npos)
+    throw UsageError(where + ": a code contains a NUL byte");
   if (tok.empty() || !std::isxdigit(static_cast<unsigned char>(s[hex ? 2 : 0])))
     throw UsageError(where + " '" + tok + "': not a code (expected hex like 0x3c or decimal)");
   const unsigned long v = std::strtoul(s + (hex ? 2 : 0), &end, hex ? 16 : 10);
-  if (*end != '\0')
+  if (end != s + tok.size())
     throw UsageError(where + " '" + tok + "': not a code (expected hex like 0x3c or decimal)");
   if (errno == ERANGE || v > max_code)
     throw UsageError(where + " '" + tok + "': out of range for " + what + " (0x00.." +

@@ -522,6 +522,10 @@ TEST(DmxMxCli, ErrorsAreOneLineWithExitCode) {
       {"quantize -f e4m3 --pad 1 abc", "", 2, "values #2 'abc': not a number"},
       {"quantize -f e4m3 --pad", "1,0x1.8p+3,0x1.8q", 2, "stdin values #3 '0x1.8q': not a number"},
       {"quantize -f e4m3 --pad 1e39", "", 2, "values #1 '1e39': overflows FP32"},
+      // "1\0 2\0 3" was read as the single value 1.
+      {"quantize -f e4m3 --pad", std::string("1\0 2\0 3", 7), 2, "a value contains a NUL byte"},
+      {"dequantize -f e4m3 --pad --scale 0x7f", std::string("1\0 2", 4), 2,
+       "a code contains a NUL byte"},
       {"quantize -f e4m3 --pad --scale-rule up 1", "", 2, "--scale-rule 'up': unknown rule"},
       {"quantize -f e4m3 --pad --overflow wrap 1", "", 2, "--overflow 'wrap': unknown mode"},
       {"quantize -f e4m3 --pad --nan-policy zero 1", "", 2, "--nan-policy 'zero': unknown policy"},

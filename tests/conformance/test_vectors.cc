@@ -1,15 +1,16 @@
 // The committed vector files: golden reproduces every line, and the generator reproduces the
 // files byte for byte (so they cannot drift from the model).
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
-#include <unistd.h>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
 #include "dmx/golden.h"
+#include "dmx/vectors.h"
 #include "oracle.h"
 
 namespace {
@@ -21,90 +22,66 @@ std::string slurp(const std::string& path) {
   return ss.str();
 }
 
-uint32_t hex(const std::string& t) { return static_cast<uint32_t>(std::stoul(t, nullptr, 16)); }
-
-dmx::MxFormat fmt(const std::string& s) {
-  auto f = dmx::parse_format(s);
-  if (!f) throw std::runtime_error("bad format " + s);
-  return *f;
-}
-
+// Replayed through golden's public reader (dmx/vectors.h), which validates every token.
 TEST(Vectors, QuantizeFileReplays) {
-  std::ifstream in(std::string(DMX_VECTORS_DIR) + "/quantize.txt");
-  ASSERT_TRUE(in) << "golden/vectors/quantize.txt missing";
-  std::string line;
-  int n = 0;
-  while (std::getline(in, line)) {
-    if (line.empty() || line[0] == '#') continue;
-    std::istringstream ss(line);
-    std::string tag, f, rule, ov, nf, m128, arrow;
-    ss >> tag >> f >> rule >> ov >> nf >> m128;
-    ASSERT_EQ(tag, "Q");
+  const dmx::VectorFile f = dmx::load_vector_file(std::string(DMX_VECTORS_DIR) + "/quantize.txt");
+  ASSERT_TRUE(f.dot.empty());
+  for (const dmx::QuantizeVector& q : f.quantize) {
     float v[32];
-    for (float& x : v) {
-      std::string t;
-      ss >> t;
-      x = oracle::from_bits(hex(t));
-    }
-    ss >> arrow;
-    ASSERT_EQ(arrow, "->");
-    dmx::QuantizeOptions opt;
-    opt.scale_rule = *dmx::parse_scale_rule(rule);
-    opt.overflow = ov == "OVF" ? dmx::Overflow::OVF : dmx::Overflow::SAT;
-    opt.non_finite = nf == "ELEMENT" ? dmx::NonFinitePolicy::ELEMENT : dmx::NonFinitePolicy::NAN_SCALE;
-    opt.int8_allow_minus128 = m128 == "1";
-    const dmx::MxBlock b = dmx::quantize_block(fmt(f), v, opt);
-    std::string t;
-    ss >> t;
-    ASSERT_EQ(b.scale, hex(t)) << line;
-    for (int i = 0; i < 32; ++i) {
-      ss >> t;
-      ASSERT_EQ(b.codes[i], hex(t)) << line;
-    }
-    ++n;
+    for (int i = 0; i < 32; ++i) v[i] = oracle::from_bits(q.input_bits[i]);
+    const dmx::MxBlock b = dmx::quantize_block(q.format, v, q.options);
+    ASSERT_EQ(b.scale, q.scale) << dmx::format_name(q.format);
+    for (int i = 0; i < 32; ++i) ASSERT_EQ(b.codes[i], q.codes[i]) << dmx::format_name(q.format);
   }
-  EXPECT_GT(n, 800);
+  EXPECT_GT(f.quantize.size(), 800u);
 }
 
 TEST(Vectors, DotFileReplays) {
-  std::ifstream in(std::string(DMX_VECTORS_DIR) + "/dot.txt");
-  ASSERT_TRUE(in) << "golden/vectors/dot.txt missing";
-  std::string line;
-  int n = 0;
-  while (std::getline(in, line)) {
-    if (line.empty() || line[0] == '#') continue;
-    std::istringstream ss(line);
-    std::string tag, fa, fb, t;
-    int nb;
-    ss >> tag >> fa >> fb >> nb >> t;
-    ASSERT_EQ(tag, "D");
-    const float acc = oracle::from_bits(hex(t));
-    auto read = [&](std::vector<uint8_t>& s, std::vector<uint8_t>& c) {
-      ss >> t;  // A or B
-      s.resize(nb);
-      c.resize(32 * nb);
-      for (auto& x : s) ss >> t, x = static_cast<uint8_t>(hex(t));
-      for (auto& x : c) ss >> t, x = static_cast<uint8_t>(hex(t));
-    };
-    std::vector<uint8_t> sa, ca, sb, cb;
-    read(sa, ca);
-    read(sb, cb);
-    ss >> t;
-    ASSERT_EQ(t, "->");
-    for (int j = 0; j < nb; ++j) {
-      ss >> t;
-      ASSERT_TRUE(oracle::same(dmx::dot_block(fmt(fa), sa[j], &ca[32 * j], fmt(fb), sb[j], &cb[32 * j]),
-                               oracle::from_bits(hex(t))))
-          << line;
-    }
-    const dmx::MxVector a{fmt(fa), sa.data(), ca.data()}, b{fmt(fb), sb.data(), cb.data()};
-    ss >> t;
-    ASSERT_TRUE(oracle::same(dmx::dot_blocked(a, b, 32 * nb, acc), oracle::from_bits(hex(t)))) << line;
-    ss >> t;
-    ASSERT_TRUE(oracle::same(dmx::dot_exact(a, b, 32 * nb), oracle::from_bits(hex(t)))) << line;
-    ++n;
+  const dmx::VectorFile f = dmx::load_vector_file(std::string(DMX_VECTORS_DIR) + "/dot.txt");
+  ASSERT_TRUE(f.quantize.empty());
+  for (const dmx::DotVector& d : f.dot) {
+    const float acc = oracle::from_bits(d.acc_in_bits);
+    for (int j = 0; j < d.blocks; ++j)
+      ASSERT_TRUE(oracle::same(dmx::dot_block(d.format_a, d.scales_a[j], &d.codes_a[32 * j],
+                                              d.format_b, d.scales_b[j], &d.codes_b[32 * j]),
+                               oracle::from_bits(d.block_results_bits[j])));
+    const dmx::MxVector a{d.format_a, d.scales_a.data(), d.codes_a.data()};
+    const dmx::MxVector b{d.format_b, d.scales_b.data(), d.codes_b.data()};
+    ASSERT_TRUE(oracle::same(dmx::dot_blocked(a, b, 32 * d.blocks, acc),
+                             oracle::from_bits(d.blocked_bits)));
+    ASSERT_TRUE(oracle::same(dmx::dot_exact(a, b, 32 * d.blocks), oracle::from_bits(d.exact_bits)));
   }
-  EXPECT_EQ(n, 36 * 12);
+  EXPECT_EQ(f.dot.size(), 36u * 12);
+}
+
+// Malformed lines: one error naming the file and line, never a guess.
+TEST(Vectors, ReaderRefusesMalformedLines) {
+  auto err = [](const std::string& text) {
+    try {
+      dmx::parse_vector_file(text, "v.txt");
+    } catch (const dmx::VectorFileError& e) {
+      return std::string(e.what());
+    }
+    return std::string("(accepted)");
+  };
+  std::string q = "Q E4M3 FLOOR SAT NAN_SCALE 0";
+  for (int i = 0; i < 32; ++i) q += " 3f800000";
+  q += " -> 7f";
+  for (int i = 0; i < 32; ++i) q += " 38";
+  EXPECT_EQ(err(q + "\n"), "(accepted)");
+  EXPECT_NE(err("# c\n" + q + " 00\n").find("v.txt:2: trailing tokens"), std::string::npos);
+  EXPECT_NE(err(q.substr(0, q.size() - 3)).find("line ends before"), std::string::npos);
+  EXPECT_NE(err("X 1 2\n").find("v.txt:1: tag 'X'"), std::string::npos);
+  EXPECT_NE(err("Q E9M9 FLOOR\n").find("not a format name"), std::string::npos);
+  EXPECT_NE(err("D E4M3 E4M3 99999999 0\n").find("NBLOCKS"), std::string::npos);
+  EXPECT_NE(err("D E4M3 E4M3 2 80000000 A\n").find("needs 144 tokens"), std::string::npos);
+  std::string bad_code = q;
+  bad_code.replace(bad_code.size() - 2, 2, "zz");
+  EXPECT_NE(err(bad_code).find("'zz' is not 2 lower-case hex digits"), std::string::npos);
+  std::string fp4 = q;
+  fp4.replace(2, 4, "E2M1");
+  EXPECT_NE(err(fp4).find("does not fit E2M1"), std::string::npos);
+  EXPECT_NE(err(std::string("Q\0 E4M3", 8)).find("NUL"), std::string::npos);
 }
 
 TEST(Vectors, GeneratorReproducesCommittedFiles) {
@@ -115,7 +92,8 @@ TEST(Vectors, GeneratorReproducesCommittedFiles) {
   ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
   for (const char* name : {"quantize.txt", "dot.txt"})
     EXPECT_EQ(slurp((tmp / name).string()), slurp(std::string(DMX_VECTORS_DIR) + "/" + name))
-        << name << " differs from the generator's output: regenerate with dmx-gen-vectors golden/vectors";
+        << name
+        << " differs from the generator's output: regenerate with dmx-gen-vectors golden/vectors";
   fs::remove_all(tmp);
 }
 
