@@ -742,7 +742,9 @@ int run(int argc, char** argv) {
   auto* dot = app.add_subcommand("dot", "Dot product of two MX vectors: dot_exact and dot_blocked");
   OperandArgs oa, ob;
   dot->add_option("-f,--format", format, "Element format of both operands");
-  for (auto [o, x] : {std::pair<OperandArgs*, std::string>{&oa, "a"}, {&ob, "b"}}) {
+  for (const auto& operand : {std::pair<OperandArgs*, std::string>{&oa, "a"}, {&ob, "b"}}) {
+    OperandArgs* o = operand.first;  // a named variable: lambdas may not capture a binding
+    const std::string& x = operand.second;
     dot->add_option("--" + x + "-format", o->format, "Element format of operand " + x);
     dot->add_option("--" + x + "-scale", o->scales, "Scale code(s) of operand " + x);
     dot->add_option("--" + x + "-codes", o->codes, "Element codes of operand " + x)

@@ -38,18 +38,30 @@ void fill_block(std::mt19937& rng, int kind, float* v) {
   const int e = static_cast<int>(rng() % 250) - 140;
   for (int i = 0; i < 32; ++i) {
     switch (kind % 6) {
-      case 0: v[i] = std::ldexp(g(rng), e); break;
-      case 1: v[i] = dmx::fp32_from_bits(rng() & 0xff7fffffu); break;
-      case 2: v[i] = std::ldexp(std::round(g(rng) * 16) / 16, e % 24); break;  // many ties
+      case 0:
+        v[i] = std::ldexp(g(rng), e);
+        break;
+      case 1:
+        v[i] = dmx::fp32_from_bits(rng() & 0xff7fffffu);
+        break;
+      case 2:
+        v[i] = std::ldexp(std::round(g(rng) * 16) / 16, e % 24);
+        break;  // many ties
       case 3: {
         const float p = std::ldexp(1.0f, e % 100);
-        const float choices[] = {p, std::nextafter(p, 0.0f), std::nextafter(p, INFINITY), -p, 0.0f,
-                                 -0.0f};
+        const float choices[] = {
+            p, std::nextafter(p, 0.0f), std::nextafter(p, INFINITY), -p, 0.0f, -0.0f};
         v[i] = choices[rng() % 6];
         break;
       }
-      case 4: v[i] = (rng() % 4 == 0) ? FLT_MAX * ((rng() & 1) ? 1 : -1) : g(rng); break;
-      default: v[i] = std::ldexp(g(rng), -130 - static_cast<int>(rng() % 19)); break;  // subnormal
+      case 4:
+        v[i] = (rng() % 4 == 0) ? FLT_MAX * ((rng() & 1) ? 1 : -1) : g(rng);
+        break;
+      default: {  // subnormal; the two draws sequenced (argument order is unspecified in C++)
+        const int shift = static_cast<int>(rng() % 19);
+        v[i] = std::ldexp(g(rng), -130 - shift);
+        break;
+      }
     }
   }
 }
@@ -62,8 +74,8 @@ bool write_quantize(const std::string& path) {
                "# Q FORMAT RULE OVERFLOW NONFINITE INT8_MIN128 x0..x31(FP32 bits) -> SCALE "
                "c0..c31\n");
   std::mt19937 rng(20261128);
-  const dmx::ScaleRule rules[] = {dmx::ScaleRule::FLOOR, dmx::ScaleRule::CEIL,
-                                  dmx::ScaleRule::EVEN, dmx::ScaleRule::RCEIL};
+  const dmx::ScaleRule rules[] = {dmx::ScaleRule::FLOOR, dmx::ScaleRule::CEIL, dmx::ScaleRule::EVEN,
+                                  dmx::ScaleRule::RCEIL};
   for (MxFormat fmt : dmx::kAllFormats)
     for (dmx::ScaleRule rule : rules)
       for (dmx::Overflow ov : {dmx::Overflow::SAT, dmx::Overflow::OVF})
@@ -76,7 +88,8 @@ bool write_quantize(const std::string& path) {
           opt.int8_allow_minus128 = fmt == MxFormat::INT8 && k % 2;
           if (k == 17) {  // non-finite handling
             v[rng() % 32] = (rng() & 1) ? NAN : -INFINITY;
-            opt.non_finite = (k % 2) ? dmx::NonFinitePolicy::ELEMENT : dmx::NonFinitePolicy::NAN_SCALE;
+            opt.non_finite =
+                (k % 2) ? dmx::NonFinitePolicy::ELEMENT : dmx::NonFinitePolicy::NAN_SCALE;
           }
           const dmx::MxBlock b = dmx::quantize_block(fmt, v, opt);
           std::string line = "Q ";
@@ -119,8 +132,10 @@ bool write_dot(const std::string& path) {
         for (auto& c : cb) c = static_cast<uint8_t>(rng() & mb);
         if (k % 5 == 4)  // sparse: one non-zero lane per block, the rest +0 or -0
           for (int i = 0; i < 32 * nb; ++i)
-            if (i % 32 != static_cast<int>(k % 32)) ca[i] = (rng() & 1) ? 0 : static_cast<uint8_t>(1u << (dmx::format_bits(fa) - 1));
-        const float acc_in = (k % 3 == 2) ? std::ldexp(static_cast<float>(rng() % 1000) - 500.0f, -3) : -0.0f;
+            if (i % 32 != static_cast<int>(k % 32))
+              ca[i] = (rng() & 1) ? 0 : static_cast<uint8_t>(1u << (dmx::format_bits(fa) - 1));
+        const float acc_in =
+            (k % 3 == 2) ? std::ldexp(static_cast<float>(rng() % 1000) - 500.0f, -3) : -0.0f;
         std::string line = "D ";
         line += std::string(dmx::format_name(fa)) + " " + dmx::format_name(fb) + " " +
                 std::to_string(nb);
@@ -146,9 +161,10 @@ bool write_dot(const std::string& path) {
 
 int main(int argc, char** argv) {
   if (argc != 2 || std::string(argv[1]) == "--help") {
-    std::fprintf(argc == 2 ? stdout : stderr,
-                 "usage: dmx-gen-vectors OUT_DIR\n"
-                 "Writes quantize.txt and dot.txt (the golden conformance vectors) into OUT_DIR.\n");
+    std::fprintf(
+        argc == 2 ? stdout : stderr,
+        "usage: dmx-gen-vectors OUT_DIR\n"
+        "Writes quantize.txt and dot.txt (the golden conformance vectors) into OUT_DIR.\n");
     return argc == 2 ? 0 : 2;
   }
   namespace fs = std::filesystem;
@@ -168,7 +184,8 @@ int main(int argc, char** argv) {
     }
     fs::rename(tmp, final_path, ec);
     if (ec) {
-      std::fprintf(stderr, "dmx-gen-vectors: error: %s: %s\n", final_path.c_str(), ec.message().c_str());
+      std::fprintf(stderr, "dmx-gen-vectors: error: %s: %s\n", final_path.c_str(),
+                   ec.message().c_str());
       return 1;
     }
   }

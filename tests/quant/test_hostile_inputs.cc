@@ -1,7 +1,9 @@
 // Hostile inputs to the checkpoint, config and tokenizer readers: each gets one clear error naming
 // the file, at once and without unbounded memory, never a crash, a hang or a silently wrong value.
 #include <dmx/quant/config.h>
+#include <dmx/quant/memory.h>
 #include <dmx/quant/safetensors.h>
+#include <dmx/quant/search_checkpoint.h>
 #include <dmx/quant/tokenizer.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -270,4 +272,67 @@ TEST(HostileConfig, ParameterCountOfTheLargestAcceptedShapeFitsInt64) {
   EXPECT_EQ(parameter_count(c), 4096 * per_layer + 2 * c.vocab_size * h + h);
 }
 
+}  // namespace
+
+namespace {
+// dmx-search's checkpoint.json: other searches, steps out of range, wrong counts, non-finite or
+// out-of-range bit patterns are refused with one line.
+TEST(HostileSearchCheckpoint, OnlyAValidCheckpointOfThisSearchResumes) {
+  SearchCheckpoint ck;
+  ck.fingerprint = "fp";
+  ck.step = 4;
+  ck.theta = {0x3f800000u, 0};
+  ck.momentum = {0, 0x3f800000u};
+  const std::string good = search_checkpoint_json(ck);
+  const SearchCheckpoint back = parse_search_checkpoint(good, "ck.json", "fp", 2, 10);
+  EXPECT_EQ(back.step, 4);
+  EXPECT_EQ(back.theta, ck.theta);
+  EXPECT_EQ(back.momentum, ck.momentum);
+  auto err = [](const std::string& text, const std::string& fp, size_t params, int steps) {
+    try {
+      parse_search_checkpoint(text, "ck.json", fp, params, steps);
+    } catch (const CheckpointError& e) {
+      return std::string(e.what());
+    }
+    return std::string("(accepted)");
+  };
+  EXPECT_NE(err(good, "other", 2, 10).find("ck.json: checkpoint of a different search"),
+            std::string::npos);
+  EXPECT_NE(err(good, "fp", 3, 10).find("wrong number of offsets"), std::string::npos);
+  EXPECT_NE(err(good, "fp", 2, 3).find("step must be an integer in [0, 3]"), std::string::npos);
+  json j = json::parse(good);
+  j["theta"][0] = 0x7fc00000u;  // NaN
+  EXPECT_NE(err(j.dump(), "fp", 2, 10).find("non-finite"), std::string::npos);
+  j["theta"][0] = 4294967301ull;  // 2^32 + 5 would wrap to 5
+  EXPECT_NE(err(j.dump(), "fp", 2, 10).find("not FP32 bits"), std::string::npos);
+  j["theta"][0] = -1;
+  EXPECT_NE(err(j.dump(), "fp", 2, 10).find("not FP32 bits"), std::string::npos);
+  EXPECT_NE(err("{\"step\":", "fp", 2, 10).find("ck.json: not a checkpoint"), std::string::npos);
+  EXPECT_NE(err("[1]", "fp", 2, 10).find("not a JSON object"), std::string::npos);
+}
+}  // namespace
+
+namespace {
+// Items 7: `dmx-eval --seqlen 100000` tried to allocate 160 GB, `dmx-train` with hidden_size 1e6
+// printed an allocation trace: the pass is estimated first and refused with the estimate.
+TEST(HostileMemory, ImpossiblePassesAreRefusedWithTheEstimate) {
+  const ModelConfig c = parse_config(llama_with("", ""), "cfg.json");
+  // Hand count for a tiny pass: B = 1, T = 4, H = 4 heads, vocab 100, hidden 64, ff 128.
+  const double scores = 1.0 * 4 * 4 * 4 * 4, logits = 1.0 * 4 * 100 * 4;
+  const double hidden = 1.0 * 4 * (64 + 64 + 2 * 64 + 3 * 128) * 4;
+  EXPECT_EQ(estimate_pass_bytes(c, 1, 4, false),
+            int64_t(double(parameter_count(c)) * 4 + 3 * scores + 3 * logits + 2 * hidden));
+  EXPECT_GT(estimate_pass_bytes(c, 1, 100000, false), int64_t(100000) * 100000 * 4 * 4);
+  ::setenv("DMX_MEMORY_LIMIT_MB", "1024", 1);
+  EXPECT_EQ(machine_memory_bytes(), int64_t(1024) << 20);
+  EXPECT_NO_THROW(check_pass_fits(c, 8, 128, true, "eval"));
+  try {
+    check_pass_fits(c, 1, 100000, false, "perplexity of m");
+    FAIL() << "a 100,000-token window was accepted";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("perplexity of m needs about"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("more than this machine's 1024 MiB"), std::string::npos);
+  }
+  ::unsetenv("DMX_MEMORY_LIMIT_MB");
+}
 }  // namespace

@@ -2,12 +2,15 @@
 #include "dmx/quant/search.h"
 
 #include <ATen/ATen.h>
+#include <dmx/quant/search_checkpoint.h>
 #include <dmx/sim.h>
+#include <dmx/util.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -378,17 +381,6 @@ std::string search_fingerprint(const CausalLM& model, const at::Tensor& windows,
   return j.dump();
 }
 
-void write_text_atomic(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f) throw std::runtime_error(path + ": cannot write");
-    f << text;
-    if (!f.flush()) throw std::runtime_error(path + ": write failed");
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0)
-    throw std::runtime_error(path + ": cannot rename the temporary file into place");
-}
 }  // namespace
 
 at::Tensor soft_total_cost(const std::vector<MxLinearPtr>& lins, const CostModel& cm) {
@@ -475,45 +467,33 @@ DmxResult dmx_search(CausalLM& model, const at::Tensor& calib_windows, const Cos
   DmxResult res;
   int start = 0;
   const std::string fp = search_fingerprint(model, calib_windows, cm, budget, opt);
-  if (!opt.checkpoint.empty()) {
-    std::ifstream f(opt.checkpoint);
-    if (f) {
-      nlohmann::json j;
-      try {
-        f >> j;
-      } catch (const std::exception& e) {
-        throw std::runtime_error(opt.checkpoint + ": not a checkpoint (" + e.what() + ")");
-      }
-      if (j.value("fingerprint", std::string()) != fp)
-        throw std::runtime_error(opt.checkpoint +
-                                 ": checkpoint of a different search (other options, model or "
-                                 "data); delete it or pick another --out");
-      start = j.at("step").get<int>();
-      const auto th = j.at("theta").get<std::vector<uint32_t>>();
-      const auto mo = j.at("momentum").get<std::vector<uint32_t>>();
-      if (th.size() != params.size() || mo.size() != params.size())
-        throw std::runtime_error(opt.checkpoint + ": wrong number of offsets");
-      at::NoGradGuard ng;
-      for (size_t i = 0; i < params.size(); ++i) {
-        params[i].fill_(f32_from(th[i]));
-        momentum[i].fill_(f32_from(mo[i]));
-      }
-      res.resumed = true;
+  if (!opt.checkpoint.empty() && std::filesystem::exists(opt.checkpoint)) {
+    std::string text;
+    try {
+      text = read_regular_file(opt.checkpoint, "search checkpoint", 64 << 20);
+    } catch (const InputFileError& e) {
+      throw std::runtime_error(e.what());
     }
+    const SearchCheckpoint ck =
+        parse_search_checkpoint(text, opt.checkpoint, fp, params.size(), opt.steps);
+    start = ck.step;
+    at::NoGradGuard ng;
+    for (size_t i = 0; i < params.size(); ++i) {
+      params[i].fill_(f32_from(ck.theta[i]));
+      momentum[i].fill_(f32_from(ck.momentum[i]));
+    }
+    res.resumed = true;
   }
   auto save = [&](int step) {
     if (opt.checkpoint.empty()) return;
-    nlohmann::json j;
-    j["fingerprint"] = fp;
-    j["step"] = step;
-    std::vector<uint32_t> th, mo;
+    SearchCheckpoint ck;
+    ck.fingerprint = fp;
+    ck.step = step;
     for (size_t i = 0; i < params.size(); ++i) {
-      th.push_back(f32_bits(params[i].item<float>()));
-      mo.push_back(f32_bits(momentum[i].item<float>()));
+      ck.theta.push_back(f32_bits(params[i].item<float>()));
+      ck.momentum.push_back(f32_bits(momentum[i].item<float>()));
     }
-    j["theta"] = th;
-    j["momentum"] = mo;
-    write_text_atomic(opt.checkpoint, j.dump());
+    write_file_atomic(opt.checkpoint, search_checkpoint_json(ck));
   };
 
   int ran = 0;

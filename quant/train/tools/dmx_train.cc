@@ -22,6 +22,7 @@
 
 #include "dmx/quant/config.h"
 #include "dmx/quant/eval.h"
+#include "dmx/quant/memory.h"
 #include "dmx/quant/model.h"
 #include "dmx/quant/safetensors.h"
 #include "dmx/quant/tokenizer.h"
@@ -204,6 +205,7 @@ int run(const Args& a) {
   torch::Tensor train_t = torch::empty({N}, torch::kLong);
   std::copy(train_ids.begin(), train_ids.end(), train_t.data_ptr<int64_t>());
 
+  dmx::quant::check_pass_fits(cfg, a.batch, a.seq, /*training=*/true, "training " + a.config);
   CausalLM model = CausalLM::random(cfg, a.seed, a.init_std, at::kFloat);
   model.set_requires_grad(true);
   std::vector<torch::Tensor> decay, no_decay, all;

@@ -1,0 +1,26 @@
+// Memory a forward (or training) pass of a model needs, estimated from its config before anything
+// is allocated, so that an impossible request (a 100,000-token window, a 1e6-wide model) is refused
+// with the estimate instead of dying in the allocator with a LibTorch trace.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "dmx/quant/config.h"
+
+namespace dmx::quant {
+
+// Bytes of memory of this machine (physical pages, or DMX_MEMORY_LIMIT_MB when set).
+int64_t machine_memory_bytes();
+
+// Peak bytes of a pass over `batch` windows of `seqlen` tokens in FP32: the weights, the
+// materialized attention scores and probabilities of one layer ([B, heads, T, T], a few copies),
+// the logits and their log-softmax ([B, T, vocab]), and per layer the activations autograd keeps
+// when `training` (plus gradients and two Adam moments per weight).
+int64_t estimate_pass_bytes(const ModelConfig& c, int64_t batch, int64_t seqlen, bool training);
+
+// Throws std::runtime_error naming `what` and both figures when the estimate exceeds the machine.
+void check_pass_fits(const ModelConfig& c, int64_t batch, int64_t seqlen, bool training,
+                     const std::string& what);
+
+}  // namespace dmx::quant

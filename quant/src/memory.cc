@@ -1,0 +1,46 @@
+// Memory estimates of forward and training passes, checked against the machine before allocating.
+#include "dmx/quant/memory.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <stdexcept>
+
+namespace dmx::quant {
+
+int64_t machine_memory_bytes() {
+  if (const char* mb = std::getenv("DMX_MEMORY_LIMIT_MB")) {
+    const long long v = std::atoll(mb);
+    if (v > 0) return int64_t(v) << 20;
+  }
+  const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGE_SIZE);
+  return pages > 0 && page > 0 ? int64_t(pages) * page : int64_t(1) << 62;
+}
+
+int64_t estimate_pass_bytes(const ModelConfig& c, int64_t batch, int64_t seqlen, bool training) {
+  // In double: the inputs are bounded (config limits) but their products may pass int64.
+  const double B = double(batch), T = double(seqlen), f = 4.0;
+  const double params = double(parameter_count(c));
+  const double scores = B * double(c.num_attention_heads) * T * T * f;  // one layer's [B,H,T,T]
+  const double logits = B * T * double(c.vocab_size) * f;
+  const double hidden =
+      B * T * double(c.hidden_size + c.q_dim() + 2 * c.kv_dim() + 3 * c.intermediate_size) *
+      f;  // one layer's activations
+  double bytes = params * f + 3 * scores + 3 * logits + 2 * hidden;
+  if (training)  // weights' gradients and Adam moments; every layer's activations and scores kept
+    bytes += 3 * params * f + double(c.num_hidden_layers) * (hidden + 2 * scores);
+  return bytes > 9e18 ? int64_t(9e18) : int64_t(bytes);
+}
+
+void check_pass_fits(const ModelConfig& c, int64_t batch, int64_t seqlen, bool training,
+                     const std::string& what) {
+  const int64_t need = estimate_pass_bytes(c, batch, seqlen, training);
+  const int64_t have = machine_memory_bytes();
+  if (need > have)
+    throw std::runtime_error(what + " needs about " + std::to_string(need >> 20) + " MiB (batch " +
+                             std::to_string(batch) + " x " + std::to_string(seqlen) +
+                             " tokens), more than this machine's " + std::to_string(have >> 20) +
+                             " MiB: use shorter or fewer windows");
+}
+
+}  // namespace dmx::quant
