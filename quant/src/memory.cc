@@ -17,7 +17,7 @@ int64_t machine_memory_bytes() {
   return pages > 0 && page > 0 ? int64_t(pages) * page : int64_t(1) << 62;
 }
 
-int64_t estimate_pass_bytes(const ModelConfig& c, int64_t batch, int64_t seqlen, bool training) {
+int64_t estimate_pass_bytes(const ModelConfig& c, int64_t batch, int64_t seqlen, Pass pass) {
   // In double: the inputs are bounded (config limits) but their products may pass int64.
   const double B = double(batch), T = double(seqlen), f = 4.0;
   const double params = double(parameter_count(c));
@@ -27,14 +27,15 @@ int64_t estimate_pass_bytes(const ModelConfig& c, int64_t batch, int64_t seqlen,
       B * T * double(c.hidden_size + c.q_dim() + 2 * c.kv_dim() + 3 * c.intermediate_size) *
       f;  // one layer's activations
   double bytes = params * f + 3 * scores + 3 * logits + 2 * hidden;
-  if (training)  // weights' gradients and Adam moments; every layer's activations and scores kept
-    bytes += 3 * params * f + double(c.num_hidden_layers) * (hidden + 2 * scores);
+  if (pass != Pass::Forward)  // every layer's activations and scores kept for autograd
+    bytes += double(c.num_hidden_layers) * (hidden + 2 * scores);
+  if (pass == Pass::Train) bytes += 3 * params * f;  // weight gradients and two Adam moments
   return bytes > 9e18 ? int64_t(9e18) : int64_t(bytes);
 }
 
-void check_pass_fits(const ModelConfig& c, int64_t batch, int64_t seqlen, bool training,
+void check_pass_fits(const ModelConfig& c, int64_t batch, int64_t seqlen, Pass pass,
                      const std::string& what) {
-  const int64_t need = estimate_pass_bytes(c, batch, seqlen, training);
+  const int64_t need = estimate_pass_bytes(c, batch, seqlen, pass);
   const int64_t have = machine_memory_bytes();
   if (need > have)
     throw std::runtime_error(what + " needs about " + std::to_string(need >> 20) + " MiB (batch " +

@@ -320,14 +320,21 @@ TEST(HostileMemory, ImpossiblePassesAreRefusedWithTheEstimate) {
   // Hand count for a tiny pass: B = 1, T = 4, H = 4 heads, vocab 100, hidden 64, ff 128.
   const double scores = 1.0 * 4 * 4 * 4 * 4, logits = 1.0 * 4 * 100 * 4;
   const double hidden = 1.0 * 4 * (64 + 64 + 2 * 64 + 3 * 128) * 4;
-  EXPECT_EQ(estimate_pass_bytes(c, 1, 4, false),
+  EXPECT_EQ(estimate_pass_bytes(c, 1, 4, Pass::Forward),
             int64_t(double(parameter_count(c)) * 4 + 3 * scores + 3 * logits + 2 * hidden));
-  EXPECT_GT(estimate_pass_bytes(c, 1, 100000, false), int64_t(100000) * 100000 * 4 * 4);
+  EXPECT_GT(estimate_pass_bytes(c, 1, 100000, Pass::Forward), int64_t(100000) * 100000 * 4 * 4);
+  // Backward keeps every layer's activations and scores; training adds 3 x the weights.
+  EXPECT_EQ(
+      estimate_pass_bytes(c, 1, 4, Pass::Backward) - estimate_pass_bytes(c, 1, 4, Pass::Forward),
+      int64_t(2 * (hidden + 2 * scores)));
+  EXPECT_EQ(
+      estimate_pass_bytes(c, 1, 4, Pass::Train) - estimate_pass_bytes(c, 1, 4, Pass::Backward),
+      3 * 4 * parameter_count(c));
   ::setenv("DMX_MEMORY_LIMIT_MB", "1024", 1);
   EXPECT_EQ(machine_memory_bytes(), int64_t(1024) << 20);
-  EXPECT_NO_THROW(check_pass_fits(c, 8, 128, true, "eval"));
+  EXPECT_NO_THROW(check_pass_fits(c, 8, 128, Pass::Train, "eval"));
   try {
-    check_pass_fits(c, 1, 100000, false, "perplexity of m");
+    check_pass_fits(c, 1, 100000, Pass::Forward, "perplexity of m");
     FAIL() << "a 100,000-token window was accepted";
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find("perplexity of m needs about"), std::string::npos);

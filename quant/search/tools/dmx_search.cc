@@ -2,6 +2,7 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <dmx/quant/eval.h>
+#include <dmx/quant/memory.h>
 #include <dmx/quant/search.h>
 #include <dmx/quant/tokenizer.h>
 #include <dmx/sim.h>
@@ -159,6 +160,17 @@ void load_context(Context& c) {
     }
   }
   if (s.threads > 0) at::set_num_threads(s.threads);
+  if (s.seqlen < 2 || s.seqlen > (1 << 20)) throw UsageError("--seqlen must be in [2, 1048576]");
+  // Fail on an impossible window or output before the model is loaded and any work is done.
+  {
+    const ModelConfig cfg = load_config(s.model_dir);
+    check_pass_fits(cfg, s.batch, s.seqlen, Pass::Backward,
+                    "a dMX step on " + s.model_dir + " (--batch x --seqlen)");
+    check_pass_fits(cfg, 8, s.seqlen, Pass::Forward, "perplexity on " + s.model_dir);
+    const fs::path parent = fs::absolute(s.out).parent_path();
+    if (!fs::is_directory(parent))
+      throw UsageError("--out " + s.out + ": its parent directory does not exist");
+  }
   std::cerr << "dmx-search: loading " << s.model_dir << "\n";
   c.model = std::make_unique<CausalLM>(CausalLM::load(s.model_dir));
   const Tokenizer tok = Tokenizer::load(s.tokenizer.empty() ? s.model_dir : s.tokenizer);

@@ -205,7 +205,8 @@ int run(const Args& a) {
   torch::Tensor train_t = torch::empty({N}, torch::kLong);
   std::copy(train_ids.begin(), train_ids.end(), train_t.data_ptr<int64_t>());
 
-  dmx::quant::check_pass_fits(cfg, a.batch, a.seq, /*training=*/true, "training " + a.config);
+  dmx::quant::check_pass_fits(cfg, a.batch, a.seq, dmx::quant::Pass::Train,
+                              "training " + a.config);
   CausalLM model = CausalLM::random(cfg, a.seed, a.init_std, at::kFloat);
   model.set_requires_grad(true);
   std::vector<torch::Tensor> decay, no_decay, all;

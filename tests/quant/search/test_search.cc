@@ -726,6 +726,25 @@ TEST(DmxSearchCli, UsageErrorsExitTwoAndNameTheInput) {
   EXPECT_NE(text.find("/nonexistent/model"), std::string::npos) << text;
   const int rc2 = std::system((bin + " --bogus-flag >/dev/null 2>&1").c_str());
   EXPECT_EQ(WEXITSTATUS(rc2), 2);
+  // Refused before the model is loaded: a window that cannot fit in memory (the estimate is
+  // named), and an --out whose parent directory does not exist; no output is written.
+  const std::string model = std::string(DMX_REPO) + "/models/llama-tiny";
+  const std::string data = std::string(DMX_REPO) + "/data/wiki.valid.raw";
+  auto run = [&](const std::string& args) {
+    const int r = std::system((bin + " --model " + model + " --data " + data + " " + args + " >" +
+                               log.string() + " 2>&1")
+                                  .c_str());
+    std::ifstream in(log);
+    return std::make_pair(WEXITSTATUS(r), std::string((std::istreambuf_iterator<char>(in)), {}));
+  };
+  const fs::path out = log.parent_path() / "never";
+  auto [rc3, text3] = run("--seqlen 100000 --out " + out.string());
+  EXPECT_EQ(rc3, 1) << text3;
+  EXPECT_NE(text3.find("needs about"), std::string::npos) << text3;
+  EXPECT_FALSE(fs::exists(out));
+  auto [rc4, text4] = run("--out /nonexistent/dir/out");
+  EXPECT_EQ(rc4, 2) << text4;
+  EXPECT_NE(text4.find("parent directory does not exist"), std::string::npos) << text4;
   fs::remove_all(log.parent_path());
 #endif
 }

@@ -13,14 +13,18 @@ namespace dmx::quant {
 // Bytes of memory of this machine (physical pages, or DMX_MEMORY_LIMIT_MB when set).
 int64_t machine_memory_bytes();
 
+// What a pass keeps: a forward pass (evaluation), a backward pass through frozen weights
+// (dmx-search: every layer's activations kept for autograd), or training (also weight gradients and
+// two Adam moments per weight).
+enum class Pass { Forward, Backward, Train };
+
 // Peak bytes of a pass over `batch` windows of `seqlen` tokens in FP32: the weights, the
 // materialized attention scores and probabilities of one layer ([B, heads, T, T], a few copies),
-// the logits and their log-softmax ([B, T, vocab]), and per layer the activations autograd keeps
-// when `training` (plus gradients and two Adam moments per weight).
-int64_t estimate_pass_bytes(const ModelConfig& c, int64_t batch, int64_t seqlen, bool training);
+// the logits and their log-softmax ([B, T, vocab]), and what `pass` keeps besides.
+int64_t estimate_pass_bytes(const ModelConfig& c, int64_t batch, int64_t seqlen, Pass pass);
 
 // Throws std::runtime_error naming `what` and both figures when the estimate exceeds the machine.
-void check_pass_fits(const ModelConfig& c, int64_t batch, int64_t seqlen, bool training,
+void check_pass_fits(const ModelConfig& c, int64_t batch, int64_t seqlen, Pass pass,
                      const std::string& what);
 
 }  // namespace dmx::quant
