@@ -13,6 +13,8 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "tiny_tokenizer.h"
+
 using namespace dmx::quant;
 using json = nlohmann::json;
 namespace fs = std::filesystem;
@@ -31,34 +33,10 @@ void write(const fs::path& p, const std::string& text) {
   std::ofstream(p, std::ios::binary) << text;
 }
 
-// A minimal byte-level tokenizer.json: the 256 byte symbols (GPT-2 mapping), then `patch` applied.
+// A minimal byte-level tokenizer: the 256 byte symbols (ids 0..255) and one added token.
 json base_tokenizer() {
-  json vocab = json::object();
-  std::vector<int> bs;
-  for (int b = '!'; b <= '~'; ++b) bs.push_back(b);
-  for (int b = 0xA1; b <= 0xAC; ++b) bs.push_back(b);
-  for (int b = 0xAE; b <= 0xFF; ++b) bs.push_back(b);
-  std::vector<int> cs = bs;
-  int n = 0;
-  for (int b = 0; b < 256; ++b)
-    if (std::find(bs.begin(), bs.end(), b) == bs.end()) bs.push_back(b), cs.push_back(256 + n++);
-  for (size_t i = 0; i < bs.size(); ++i) {
-    std::string s;
-    const int cp = cs[i];
-    if (cp < 0x80) {
-      s.push_back(static_cast<char>(cp));
-    } else {
-      s.push_back(static_cast<char>(0xC0 | (cp >> 6)));
-      s.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-    }
-    vocab[s] = bs[i];
-  }
-  return {{"version", "1.0"},
-          {"normalizer", nullptr},
-          {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", false}}},
-          {"decoder", {{"type", "ByteLevel"}}},
-          {"added_tokens", json::array()},
-          {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", json::array()}}}};
+  return json::parse(dmx::quant::testing::tiny_tokenizer(
+      {{"type", "ByteLevel"}, {"add_prefix_space", false}}, json::array(), json::array()));
 }
 
 std::string tokenizer_error(const std::string& text) {
