@@ -16,6 +16,16 @@
 #include "dmx/quant/safetensors.h"
 #include "dmx/quant/tokenizer.h"
 
+namespace {
+// Peak resident set size of this process (VmHWM of /proc/self/status), 0 where unavailable.
+uint64_t peak_rss_bytes() {
+  std::ifstream in("/proc/self/status");
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoull(line.substr(6)) * 1024;  // kB
+  return 0;
+}
+}  // namespace
+
 int main(int argc, char** argv) {
   CLI::App app{
       "dmx-generate: generate text with a causal LM; decoder Linears on dmx::kernels "
@@ -24,6 +34,7 @@ int main(int argc, char** argv) {
   std::string backend_name = "kernels";
   dmx::quant::GenerateOptions g;
   int threads = 0;
+  int64_t max_prompt_tokens = 0;
   bool print_ids = false, ignore_eos = false, quiet = false;
   app.add_option("--model", model_dir, "packed checkpoint (dmx-export) or Hugging Face directory")
       ->required();
@@ -31,6 +42,10 @@ int main(int argc, char** argv) {
   auto* p1 = app.add_option("--prompt", prompt, "prompt text");
   auto* p2 = app.add_option("--prompt-file", prompt_file, "read the prompt from this file");
   p1->excludes(p2);
+  app.add_option("--max-prompt-tokens", max_prompt_tokens,
+                 "use only the first N prompt tokens (benchmarks: a prefill of exactly N; the "
+                 "prompt must have at least N)")
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--tokenizer", tokenizer_path, "tokenizer.json (default: MODEL/tokenizer.json)");
   app.add_option("--backend", backend_name,
                  "kernels: quantized Linears on dmx::kernels; torch: LibTorch (fake quantization "
@@ -74,8 +89,16 @@ int main(int argc, char** argv) {
       throw std::runtime_error(model_dir + ": model directory does not exist");
     const Tokenizer tok =
         Tokenizer::load(tokenizer_path.empty() ? model_dir + "/tokenizer.json" : tokenizer_path);
-    const std::vector<int32_t> ids = tok.encode(prompt);
+    std::vector<int32_t> ids = tok.encode(prompt);
     if (ids.empty()) throw std::runtime_error("--prompt: tokenizes to no tokens");
+    if (max_prompt_tokens > 0) {
+      if (static_cast<int64_t>(ids.size()) < max_prompt_tokens)
+        throw std::runtime_error((prompt_file.empty() ? std::string("--prompt") : prompt_file) +
+                                 ": has " + std::to_string(ids.size()) +
+                                 " tokens, fewer than --max-prompt-tokens " +
+                                 std::to_string(max_prompt_tokens));
+      ids.resize(static_cast<size_t>(max_prompt_tokens));
+    }
     const Backend backend = *parse_backend(backend_name);
     const CausalLM model = load_for_backend(model_dir, assignment, backend, at::kFloat, kcfg);
     for (int32_t t : ids)
@@ -113,13 +136,14 @@ int main(int argc, char** argv) {
         std::fwrite(text.data() + shown.size(), 1, text.size() - shown.size(), stdout);
     }
     std::printf("\n");
+    const double rss_mib = static_cast<double>(peak_rss_bytes()) / (1 << 20);
     if (!quiet)
       std::fprintf(stderr,
                    "dmx-generate: backend %s: prefill %lld tokens in %.3f s (%.1f tokens/s), "
-                   "decode %zu tokens in %.3f s (%.2f tokens/s)\n",
+                   "decode %zu tokens in %.3f s (%.2f tokens/s), peak RSS %.0f MiB\n",
                    backend_name.c_str(), static_cast<long long>(r.prompt_tokens), r.prefill_seconds,
                    r.prefill_tokens_per_s(), r.tokens.size() > 0 ? r.tokens.size() - 1 : 0,
-                   r.decode_seconds, r.decode_tokens_per_s());
+                   r.decode_seconds, r.decode_tokens_per_s(), rss_mib);
     if (!out.empty()) {
       nlohmann::json j = {{"model", model_dir},
                           {"assignment", assignment},
@@ -134,7 +158,9 @@ int main(int argc, char** argv) {
                           {"prefill_seconds", r.prefill_seconds},
                           {"decode_seconds", r.decode_seconds},
                           {"prefill_tokens_per_s", r.prefill_tokens_per_s()},
-                          {"decode_tokens_per_s", r.decode_tokens_per_s()}};
+                          {"decode_tokens_per_s", r.decode_tokens_per_s()},
+                          {"threads", threads},
+                          {"peak_rss_bytes", peak_rss_bytes()}};
       write_file_atomic(out, j.dump(2) + "\n");
     }
     return 0;
