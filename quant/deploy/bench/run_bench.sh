@@ -26,7 +26,7 @@ prefill_tokens=${DMX_BENCH_PREFILL_TOKENS:-512}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 head -c 40000 "$repo/data/wiki.test.raw" > "$work/prompt.txt"
-runs=$work/runs.jsonl
+runs=$prefix.runs.jsonl
 : > "$runs"
 
 for model in "$@"; do
@@ -87,7 +87,7 @@ json.dump(runs, open(prefix + ".json", "w"), indent=1)
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 models = list(dict.fromkeys(r["model"] for r in runs))
 lines = [f"# Kernel backend vs LibTorch FP32 (quant/deploy/bench/run_bench.sh)", "",
-         f"CPU: {cpu}; {threads} threads; decode: {dn} new tokens after the prompt "The history of the city"; prefill: "
+         f"CPU: {cpu}; {threads} threads; decode: {dn} new tokens after the prompt 'The history of the city'; prefill: "
          f"{pt} prompt tokens. Medians over {max(r['rep'] for r in runs) + 1} repetition(s), one "
          "process per run; ratios are kernel / FP32 medians from this run. Peak RSS: VmHWM of the "
          "generating process (includes loading). File: model.safetensors bytes.", "",

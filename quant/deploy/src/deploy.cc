@@ -382,6 +382,10 @@ PackedCheckpoint load_packed(const std::string& dir) {
     if (bit != expected.end()) {
       const TensorView* bv = file.find(bit->first);
       if (!bv) throw ModelError(dir + ": checkpoint lacks tensor \"" + bit->first + "\"");
+      if (!(bv->dtype == DType::BF16 || bv->dtype == DType::F16 || bv->dtype == DType::F32 ||
+            bv->dtype == DType::F64))
+        throw ModelError(dir + ": tensor \"" + bit->first + "\" has dtype " +
+                         dtype_name(bv->dtype) + "; dense tensors must be BF16, F16 or F32");
       d.bias = tensor_from_view(need(bit->first, bv->dtype, bit->second)).to(at::kFloat);
     }
     ck.linears.emplace(module, std::move(d));
@@ -581,17 +585,17 @@ GenerateResult generate(const CausalLM& model, const std::vector<int32_t>& promp
   at::Tensor logits = model.forward_cached(ids, cache, true);
   int32_t tok = pick_token(logits, opt, rng);
   r.prefill_seconds = std::chrono::duration<double>(clock::now() - t0).count();
-  auto t1 = clock::now();
   for (int64_t step = 0; step < opt.max_new_tokens; ++step) {
-    if (step > 0) {
+    if (step > 0) {  // decode time: the forward and the pick, not the caller's on_token
+      const auto t1 = clock::now();
       at::Tensor one = at::full({1, 1}, static_cast<int64_t>(r.tokens.back()), at::kLong);
       tok = pick_token(model.forward_cached(one, cache, true), opt, rng);
+      r.decode_seconds += std::chrono::duration<double>(clock::now() - t1).count();
     }
     r.tokens.push_back(tok);
     if (on_token) on_token(tok);
     if (std::find(opt.stop_ids.begin(), opt.stop_ids.end(), tok) != opt.stop_ids.end()) break;
   }
-  r.decode_seconds = std::chrono::duration<double>(clock::now() - t1).count();
   return r;
 }
 
