@@ -87,10 +87,25 @@ at::Tensor tensor_from_view(const TensorView& v) {
 }
 
 CausalLM::CausalLM(ModelConfig cfg, std::map<std::string, at::Tensor> w, at::ScalarType dtype)
+    : CausalLM(std::move(cfg), std::move(w), {}, dtype) {}
+
+CausalLM::CausalLM(ModelConfig cfg, std::map<std::string, at::Tensor> w,
+                   std::map<std::string, LinearPtr> given, at::ScalarType dtype)
     : cfg_(std::move(cfg)), dtype_(dtype) {
   if (dtype != at::kFloat && dtype != at::kBFloat16 && dtype != at::kHalf)
     throw ModelError("model dtype must be float32, bfloat16 or float16");
-  const auto expected = expected_tensor_shapes(cfg_);
+  auto expected = expected_tensor_shapes(cfg_);
+  for (const auto& [name, lin] : given) {
+    auto it = expected.find(name + ".weight");
+    if (it == expected.end()) throw ModelError("no decoder Linear named \"" + name + "\"");
+    if (!lin) throw ModelError("Linear \"" + name + "\" is null");
+    if (lin->weight.sizes() != at::IntArrayRef(it->second))
+      throw ModelError("Linear \"" + name + "\" has weight shape " +
+                       shape_str(lin->weight.sizes()) + " but the config needs " +
+                       shape_str(it->second));
+    expected.erase(it);
+    expected.erase(name + ".bias");
+  }
   for (const auto& [name, shape] : expected) {
     auto it = w.find(name);
     if (it == w.end()) throw ModelError("checkpoint lacks tensor \"" + name + "\"");
@@ -126,8 +141,11 @@ CausalLM::CausalLM(ModelConfig cfg, std::map<std::string, at::Tensor> w, at::Sca
     for (size_t s = 0; s < kSlotNames.size(); ++s) {
       const std::string name = p + kSlotNames[s];
       const bool has_bias = s <= O ? cfg_.attention_bias : cfg_.mlp_bias;
-      L.lin[s] = std::make_shared<Linear>(name, take(name + ".weight"),
-                                          has_bias ? take(name + ".bias") : at::Tensor());
+      auto g = given.find(name);
+      L.lin[s] = g != given.end()
+                     ? g->second
+                     : std::make_shared<Linear>(name, take(name + ".weight"),
+                                                has_bias ? take(name + ".bias") : at::Tensor());
       linear_index_[name] = {layers_.size(), s};
       linear_names_.push_back(name);
     }
@@ -177,6 +195,17 @@ at::Tensor CausalLM::rope_cos_sin(int64_t seq, bool want_cos) const {
 }
 
 at::Tensor CausalLM::hidden_states(const at::Tensor& ids_in) const {
+  return hidden_impl(ids_in, nullptr);
+}
+
+at::Tensor CausalLM::forward_cached(const at::Tensor& input_ids, KVCache& cache,
+                                    bool last_only) const {
+  at::Tensor h = hidden_impl(input_ids, &cache);
+  if (last_only) h = h.slice(1, h.size(1) - 1);
+  return at::linear(h, lm_head_).to(at::kFloat);
+}
+
+at::Tensor CausalLM::hidden_impl(const at::Tensor& ids_in, KVCache* cache) const {
   at::Tensor ids = ids_in.dim() == 1 ? ids_in.unsqueeze(0) : ids_in;
   if (ids.dim() != 2) throw ModelError("input ids must be [batch, seq] or [seq]");
   ids = ids.to(at::kLong);
@@ -189,13 +218,25 @@ at::Tensor CausalLM::hidden_states(const at::Tensor& ids_in) const {
       throw ModelError("token id outside the vocabulary");
   }
   const double eps = cfg_.rms_norm_eps;
-  const at::Tensor cos = rope_cos_sin(T, true), sin = rope_cos_sin(T, false);  // [T, hd]
+  const int64_t p0 = cache ? cache->length : 0;  // position of the first new token
+  if (cache && p0 > 0 && !cache->k.empty() && cache->k[0].size(0) != B)
+    throw ModelError("KV cache batch differs from the input's");
+  if (cache && cache->k.empty()) {
+    cache->k.resize(layers_.size());
+    cache->v.resize(layers_.size());
+  }
+  const at::Tensor cos = rope_cos_sin(p0 + T, true).slice(0, p0);  // [T, hd]
+  const at::Tensor sin = rope_cos_sin(p0 + T, false).slice(0, p0);
+  // New position i (absolute p0 + i) sees keys 0 .. p0 + i: true (masked) above that diagonal.
+  // A single new token sees every cached key: no mask.
   const at::Tensor causal =
-      at::ones({T, T}, at::TensorOptions().dtype(at::kBool)).triu(1);  // true above the diagonal
+      T > 1 ? at::ones({T, p0 + T}, at::TensorOptions().dtype(at::kBool)).triu(p0 + 1)
+            : at::Tensor();
   const double scaling = 1.0 / std::sqrt(static_cast<double>(hd));
 
   at::Tensor h = embed_.index_select(0, ids.reshape({-1})).view({B, T, H});
-  for (const Layer& L : layers_) {
+  for (size_t li = 0; li < layers_.size(); ++li) {
+    const Layer& L = layers_[li];
     at::Tensor x = rms_norm(h, L.input_norm, eps);
     at::Tensor q = L.lin[Q]->forward(x).view({B, T, nh, hd});
     at::Tensor k = L.lin[K]->forward(x).view({B, T, nkv, hd});
@@ -209,18 +250,28 @@ at::Tensor CausalLM::hidden_states(const at::Tensor& ids_in) const {
     v = v.transpose(1, 2);
     q = q * cos + rotate_half(q) * sin;
     k = k * cos + rotate_half(k) * sin;
+    if (cache) {
+      if (p0 > 0) {
+        k = at::cat({cache->k[li], k}, 2);
+        v = at::cat({cache->v[li], v}, 2);
+      }
+      cache->k[li] = k;
+      cache->v[li] = v;
+    }
     if (nh != nkv) {  // GQA: query head i reads kv head i / (nh / nkv)
       k = k.repeat_interleave(nh / nkv, 1);
       v = v.repeat_interleave(nh / nkv, 1);
     }
     at::Tensor scores = at::matmul(q, k.transpose(-1, -2)) * scaling;
-    scores = scores.masked_fill(causal, -std::numeric_limits<double>::infinity());
+    if (causal.defined())
+      scores = scores.masked_fill(causal, -std::numeric_limits<double>::infinity());
     at::Tensor probs = at::softmax(scores, -1, at::kFloat).to(dtype_);
     at::Tensor attn = at::matmul(probs, v).transpose(1, 2).reshape({B, T, nh * hd});
     h = h + L.lin[O]->forward(attn);
     x = rms_norm(h, L.post_norm, eps);
     h = h + L.lin[DOWN]->forward(at::silu(L.lin[GATE]->forward(x)) * L.lin[UP]->forward(x));
   }
+  if (cache) cache->length = p0 + T;
   return rms_norm(h, final_norm_, eps);
 }
 

@@ -1,5 +1,7 @@
 // dmx-eval: perplexity of a Hugging Face checkpoint on a raw text file (WikiText-2 raw layout).
 //   dmx-eval --model DIR --data wiki.test.raw [--seqlen 2048] [--max-windows N] [--out r.json]
+//            [--assignment assignment.json] [--backend fake-quant|kernels]
+// DIR may also be a packed-MX checkpoint written by dmx-export (its own formats).
 #include <ATen/Parallel.h>
 #include <unistd.h>
 
@@ -10,6 +12,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "dmx/quant/deploy.h"
 #include "dmx/quant/eval.h"
 #include "dmx/quant/model.h"
 #include "dmx/quant/safetensors.h"
@@ -19,7 +22,8 @@ int main(int argc, char** argv) {
   CLI::App app{
       "dmx-eval: perplexity of a Hugging Face causal LM (Llama / SmolLM2 / Qwen3) on a raw text "
       "file"};
-  std::string model_dir, data, out, tokenizer_path, dtype_name = "float32";
+  std::string model_dir, data, out, tokenizer_path, dtype_name = "float32", assignment;
+  std::string backend_name = "fake-quant";
   int64_t seqlen = 2048, max_windows = 0, batch = 1;
   int threads = 0;
   bool quiet = false;
@@ -40,6 +44,12 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads, "intra-op threads (0: LibTorch default)")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--out", out, "write the result as JSON here (default: print only)");
+  app.add_option("--assignment", assignment,
+                 "assignment.json of dmx-search: decoder Linears quantized per layer");
+  app.add_option("--backend", backend_name,
+                 "fake-quant: LibTorch fake quantization (dmx-search's path); kernels: quantized "
+                 "Linears on dmx::kernels (needs --assignment or a packed checkpoint)")
+      ->check(CLI::IsMember({"fake-quant", "kernels"}));
   app.add_flag("--quiet", quiet, "no progress on stderr");
   try {
     app.parse(argc, argv);
@@ -57,7 +67,12 @@ int main(int argc, char** argv) {
       tokenizer_path = (std::filesystem::path(model_dir) / "tokenizer.json").string();
     const at::ScalarType dtype = dtype_name == "bfloat16" ? at::kBFloat16 : at::kFloat;
     dmx::quant::Tokenizer tok = dmx::quant::Tokenizer::load(tokenizer_path);
-    dmx::quant::CausalLM model = dmx::quant::CausalLM::load(model_dir, dtype);
+    const dmx::quant::Backend backend = *dmx::quant::parse_backend(backend_name);
+    dmx::kernels::KernelConfig kcfg;
+    if (threads > 0) kcfg.threads = threads;
+    const bool packed = dmx::quant::is_packed_checkpoint(model_dir);
+    dmx::quant::CausalLM model =
+        dmx::quant::load_for_backend(model_dir, assignment, backend, dtype, kcfg);
     if (!quiet)
       std::cerr << "dmx-eval: loaded " << model.config().architecture_name << " ("
                 << dmx::quant::parameter_count(model.config()) << " parameters) from " << model_dir
@@ -80,6 +95,9 @@ int main(int argc, char** argv) {
                         {"architecture", model.config().architecture_name},
                         {"data", data},
                         {"dtype", dtype_name},
+                        {"backend", backend_name},
+                        {"assignment", assignment},
+                        {"packed_checkpoint", packed},
                         {"seqlen", seqlen},
                         {"tokens_in_file", r.tokens_in_file},
                         {"windows", r.windows},

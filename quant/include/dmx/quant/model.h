@@ -63,6 +63,11 @@ class CausalLM {
   // From HF-named tensors (validated against expected_tensor_shapes(cfg)).
   CausalLM(ModelConfig cfg, std::map<std::string, at::Tensor> weights,
            at::ScalarType dtype = at::kFloat);
+  // Same, with some decoder Linears given as objects (e.g. packed-MX Linears that never hold FP32
+  // weights): their "<name>.weight" / "<name>.bias" are not looked up in `weights`, and each
+  // object's weight only has to have the config's shape (a stride-0 placeholder is fine).
+  CausalLM(ModelConfig cfg, std::map<std::string, at::Tensor> weights,
+           std::map<std::string, LinearPtr> linears, at::ScalarType dtype = at::kFloat);
 
   const ModelConfig& config() const { return cfg_; }
   at::ScalarType dtype() const { return dtype_; }
@@ -76,6 +81,19 @@ class CausalLM {
   at::Tensor next_token_nll_sum(const at::Tensor& input_ids, int64_t chunk = 256) const;
   // Mean of the above over the B * (T - 1) predictions: the training loss.
   at::Tensor next_token_loss(const at::Tensor& input_ids, int64_t chunk = 256) const;
+
+  // Incremental decoding: per layer the keys (after RoPE) and values of the positions seen so far,
+  // [B, kv_heads, length, head_dim] each.
+  struct KVCache {
+    std::vector<at::Tensor> k, v;
+    int64_t length = 0;
+  };
+  // Logits (FP32) of ids [B, T] (or [T]) at positions cache.length .. cache.length + T - 1, each
+  // attending to the cached positions and to the new ones up to itself; appends the new keys and
+  // values to `cache`. last_only: logits of the last position only ([B, 1, V]), else [B, T, V].
+  // With an empty cache the logits equal forward()'s up to summation order.
+  at::Tensor forward_cached(const at::Tensor& input_ids, KVCache& cache,
+                            bool last_only = true) const;
 
   // The decoder Linears by HF name (7 per layer, model order).
   const std::vector<std::string>& linear_names() const { return linear_names_; }
@@ -96,6 +114,7 @@ class CausalLM {
     std::array<LinearPtr, 7> lin;  // q, k, v, o, gate, up, down
   };
   at::Tensor rope_cos_sin(int64_t seq, bool cos) const;
+  at::Tensor hidden_impl(const at::Tensor& input_ids, KVCache* cache) const;
 
   ModelConfig cfg_;
   at::ScalarType dtype_;

@@ -1,0 +1,80 @@
+// dmx-export: writes a packed-MX checkpoint (schema dmx_mx v1, quant/deploy/README.md) of a Hugging
+// Face model under a searched assignment.
+//   dmx-export --model DIR --assignment assignment.json --out DIR2 [--force]
+//   dmx-export --model DIR --format e2m1 [--act-format e2m1] --out DIR2
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+
+#include "dmx/quant/config.h"
+#include "dmx/quant/deploy.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "dmx-export: packed-MX checkpoint (MX element codes + E8M0 scales per decoder "
+      "Linear, everything else unchanged) of a Hugging Face model under an assignment"};
+  std::string model_dir, assignment, out, format, act_format, tokenizer;
+  bool force = false, quiet = false;
+  int threads = 0;
+  app.add_option("--model", model_dir, "Hugging Face model directory (config.json, safetensors)")
+      ->required();
+  auto* a_opt = app.add_option("--assignment", assignment, "assignment.json written by dmx-search");
+  auto* f_opt = app.add_option("--format", format, "every decoder Linear's weights in this format");
+  app.add_option("--act-format", act_format, "with --format: activation format (default: --format)")
+      ->needs(f_opt);
+  a_opt->excludes(f_opt);
+  app.add_option("--out", out, "output directory (written to a temporary, then renamed)")
+      ->required();
+  app.add_option("--tokenizer", tokenizer,
+                 "tokenizer.json to copy (default: MODEL/tokenizer.json)");
+  app.add_option("--threads", threads, "kernel threads (0: default)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_flag("--force", force, "replace an existing non-empty --out directory");
+  app.add_flag("--quiet", quiet, "print nothing on success");
+  try {
+    app.parse(argc, argv);
+    if (assignment.empty() && format.empty())
+      throw CLI::ValidationError("--assignment or --format", "one of them is required");
+  } catch (const CLI::ParseError& e) {
+    const int rc = app.exit(e);
+    return e.get_exit_code() == 0 ? rc : 2;
+  }
+  try {
+    using namespace dmx::quant;
+    const ModelConfig cfg = load_config(model_dir);
+    FormatAssignment a;
+    if (!assignment.empty()) {
+      a = load_assignment(assignment, cfg);
+    } else {
+      auto w = dmx::parse_format(format);
+      auto x = dmx::parse_format(act_format.empty() ? format : act_format);
+      if (!w || !x) {
+        std::cerr << "dmx-export: error: --format/--act-format: \"" << (!w ? format : act_format)
+                  << "\" is not an MX format\n";
+        return 2;
+      }
+      a = uniform_assignment(cfg, *w, *x);
+    }
+    ExportOptions opt;
+    opt.overwrite = force;
+    opt.tokenizer_path = tokenizer;
+    if (threads > 0) opt.kernel.threads = threads;
+    const ExportStats st = export_packed(model_dir, a, out, opt);
+    if (!quiet)
+      std::printf(
+          "dmx-export: %s: %lld packed Linears (%.3f avg bits), model.safetensors %llu bytes "
+          "(packed weights %llu, dense %llu)\n",
+          out.c_str(), static_cast<long long>(st.packed_linears), assignment_avg_bits(a),
+          static_cast<unsigned long long>(st.safetensors_bytes),
+          static_cast<unsigned long long>(st.packed_weight_bytes),
+          static_cast<unsigned long long>(st.dense_bytes));
+    return 0;
+  } catch (const std::exception& e) {
+    std::string msg = e.what();
+    for (char& c : msg)
+      if (c == '\n') c = ' ';
+    std::cerr << "dmx-export: error: " << msg << "\n";
+    return 1;
+  }
+}
