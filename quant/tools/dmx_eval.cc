@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <dmx/quant/memory.h>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -63,6 +64,17 @@ int main(int argc, char** argv) {
     const auto t0 = std::chrono::steady_clock::now();
     if (!std::filesystem::is_directory(model_dir))
       throw std::runtime_error(model_dir + ": model directory does not exist");
+    // Everything that can be refused is refused before the model is loaded: the config (a
+    // directory without one is named as such), a window that cannot fit in memory (with the
+    // estimate), an --out whose directory does not exist.
+    {
+      const dmx::quant::ModelConfig cfg = dmx::quant::load_config(model_dir);
+      dmx::quant::check_pass_fits(cfg, batch, seqlen, dmx::quant::Pass::Forward,
+                                  "perplexity of " + model_dir + " (--batch x --seqlen)");
+      if (!out.empty() &&
+          !std::filesystem::is_directory(std::filesystem::absolute(out).parent_path()))
+        throw std::runtime_error("--out " + out + ": its directory does not exist");
+    }
     if (tokenizer_path.empty())
       tokenizer_path = (std::filesystem::path(model_dir) / "tokenizer.json").string();
     const at::ScalarType dtype = dtype_name == "bfloat16" ? at::kBFloat16 : at::kFloat;

@@ -590,6 +590,24 @@ TEST(Eval, DmxEvalCliWritesJson) {
   std::string line;
   std::getline(err, line);
   EXPECT_NE(line.find("missing"), std::string::npos) << line;
+  // Refused before any evaluation, one line each: a window past the machine's memory (160 GB at
+  // 100,000 tokens), an --out in a directory that does not exist, a directory without config.json.
+  auto fails = [&](const std::string& args, const std::string& want) {
+    const int rc = std::system((bin + " --data " + (d / "wiki.test.raw").string() + " " + args +
+                                " > " + (d / "err").string() + " 2>&1")
+                                   .c_str());
+    EXPECT_EQ(WEXITSTATUS(rc), 1) << args;
+    std::ifstream e(d / "err");
+    std::string all((std::istreambuf_iterator<char>(e)), {});
+    EXPECT_NE(all.find(want), std::string::npos) << args << ": " << all;
+    EXPECT_EQ(std::count(all.begin(), all.end(), '\n'), 1) << all;
+  };
+  fails("--model " + (d / "model").string() + " --seqlen 100000", "needs about");
+  fails("--model " + (d / "model").string() + " --out /nonexistent/r.json",
+        "--out /nonexistent/r.json: its directory does not exist");
+  fs::create_directories(d / "noconfig");
+  fs::copy_file(d / "model" / "tokenizer.json", d / "noconfig" / "tokenizer.json");
+  fails("--model " + (d / "noconfig").string(), "has no config.json");
   fs::remove_all(d);
 }
 #endif
