@@ -1,6 +1,7 @@
 // Costing a workload: one row per operation (and per format pair for the assignable ones), the
 // whole-workload totals per pair, and the CSV / JSON cost-table files (schema in sim/README.md).
 #include <map>
+#include <set>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <tuple>
@@ -64,6 +65,18 @@ std::vector<CostRow> cost_workload(const Workload& w, const ArchConfig& arch,
     return repeat(c, op.count);
   };
   std::vector<CostRow> rows;
+  if (opt.assignment) {
+    std::set<std::string> linears;
+    for (const WorkloadOp& op : w.ops)
+      if (op.assignable()) {
+        linears.insert(op.module);
+        if (!opt.assignment->count(op.module))
+          throw ConfigError("assignment: no formats for " + op.module + " of " + w.name);
+      }
+    for (const auto& [module, pair] : *opt.assignment)
+      if (!linears.count(module))
+        throw ConfigError("assignment: " + module + " is not a Linear of " + w.name);
+  }
   for (const WorkloadOp& op : w.ops) {
     CostRow r;
     r.workload = w.name;
@@ -78,6 +91,10 @@ std::vector<CostRow> cost_workload(const Workload& w, const ArchConfig& arch,
       r.afmt = op.afmt;
       r.cost = gemm(op, op.wfmt, op.afmt);
       rows.push_back(r);
+    } else if (opt.assignment) {
+      std::tie(r.wfmt, r.afmt) = opt.assignment->at(op.module);
+      r.cost = gemm(op, r.wfmt, r.afmt);
+      rows.push_back(r);
     } else {
       for (MxFormat wf : opt.weight_formats)
         for (MxFormat af : opt.act_formats) {
@@ -91,7 +108,7 @@ std::vector<CostRow> cost_workload(const Workload& w, const ArchConfig& arch,
   return rows;
 }
 
-std::vector<CostTotal> cost_totals(const std::vector<CostRow>& rows) {
+std::vector<CostTotal> cost_totals(const std::vector<CostRow>& rows, bool by_pair) {
   // Groups: one per (workload, phase) in order of appearance.
   using Key = std::tuple<std::string, int, int64_t, int64_t, int64_t>;
   auto key_of = [](const CostRow& r) {
@@ -111,7 +128,7 @@ std::vector<CostTotal> cost_totals(const std::vector<CostRow>& rows) {
     std::vector<std::pair<MxFormat, MxFormat>> pairs;
     std::map<std::pair<int, int>, GemmCost> per_pair;
     for (const CostRow* r : g) {
-      if (!r->op.assignable()) {
+      if (!r->op.assignable() || !by_pair) {
         add(fixed, r->cost);
         continue;
       }

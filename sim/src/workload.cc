@@ -345,6 +345,38 @@ Workload topology_workload(const std::string& text, const std::string& origin) {
   return w;
 }
 
+FormatAssignment parse_assignment_json(const std::string& text, const std::string& origin) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    throw ConfigError(origin + ": not valid JSON: " + e.what());
+  }
+  if (!j.is_object() || !j.contains("layers") || !j["layers"].is_array())
+    throw ConfigError(origin + ": key 'layers': missing (an assignment.json of dmx-search)");
+  FormatAssignment a;
+  for (const auto& l : j["layers"]) {
+    auto str = [&](const char* key) {
+      if (!l.is_object() || !l.contains(key) || !l[key].is_string())
+        throw ConfigError(origin + ": key 'layers[].'" + key + ": missing or not a string");
+      return l[key].get<std::string>();
+    };
+    const std::string module = str("layer");
+    auto wf = parse_format(str("weight_format")), af = parse_format(str("act_format"));
+    if (!wf || !af)
+      throw ConfigError(origin + ": " + module + ": unknown format " +
+                        (!wf ? str("weight_format") : str("act_format")));
+    if (!a.emplace(module, std::make_pair(*wf, *af)).second)
+      throw ConfigError(origin + ": " + module + " is assigned twice");
+  }
+  if (a.empty()) throw ConfigError(origin + ": key 'layers': empty");
+  return a;
+}
+
+FormatAssignment load_assignment(const std::string& path) {
+  return parse_assignment_json(read_config_file(path, "assignment"), path);
+}
+
 Workload load_topology(const std::string& path) {
   return topology_workload(read_config_file(path, "topology"), path);
 }

@@ -165,6 +165,7 @@ struct WorkloadArgs {
   std::string attn_format = "e4m3", kv_format = "e4m3", lm_head_format = "e4m3,e4m3",
               embed_format = "e4m3";
   std::string wlist = "all", alist = "all";
+  std::string assignment;
   std::string dataflow;
   bool full = false;
 
@@ -191,6 +192,9 @@ struct WorkloadArgs {
         ->capture_default_str();
     c->add_option("--afmts", alist, "Linear activation formats (comma list or all)")
         ->capture_default_str();
+    c->add_option("--assignment", assignment,
+                  "dmx-search assignment.json: each Linear at its own formats (one total per "
+                  "phase instead of one per pair)");
     c->add_option("--dataflow", dataflow,
                   "override: output_stationary | weight_stationary | "
                   "input_stationary");
@@ -213,6 +217,7 @@ struct WorkloadArgs {
                        "--wfmts",          wlist,
                        "--afmts",          alist});
     if (!dataflow.empty()) a.insert(a.end(), {"--dataflow", dataflow});
+    if (!assignment.empty()) a.insert(a.end(), {"--assignment", assignment});
     if (full) a.push_back("--full");
     return a;
   }
@@ -261,7 +266,7 @@ void print_summary(const std::vector<CostTotal>& totals, const ArchConfig& a) {
   for (const CostTotal& t : totals) {
     if (t.has_pair && t.wfmt != t.afmt) continue;
     const std::string pair =
-        t.has_pair ? std::string(format_name(t.wfmt)) + " x " + format_name(t.afmt) : "fixed";
+        t.has_pair ? std::string(format_name(t.wfmt)) + " x " + format_name(t.afmt) : "(mixed)";
     std::printf("%-8s %6lld %6lld %7lld  %-11s %12.4f %12.1f %12.4f %11.2f %10.1f\n",
                 t.phase.name(), (long long)t.phase.tokens, (long long)t.phase.context,
                 (long long)t.phase.batch, pair.c_str(), t.cost.seconds * 1e3, t.tokens_per_s,
@@ -284,6 +289,11 @@ int run_model_cmd(const ModelArgs& m) {
   opt.weight_formats = format_list(m.work.wlist, "--wfmts");
   opt.act_formats = format_list(m.work.alist, "--afmts");
   opt.full_simulation = m.work.full;
+  FormatAssignment assigned;
+  if (!m.work.assignment.empty()) {
+    assigned = load_assignment(m.work.assignment);
+    opt.assignment = &assigned;
+  }
   for (const std::string& path : {m.out, m.totals, m.json})  // fail before the work, not after
     if (!path.empty() && !fs::is_directory(fs::absolute(path).parent_path()))
       throw UsageError(path + ": its directory does not exist");
@@ -300,7 +310,7 @@ int run_model_cmd(const ModelArgs& m) {
                        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count())
                 << "\n";
   }
-  const auto totals = cost_totals(rows);
+  const auto totals = cost_totals(rows, opt.assignment == nullptr);
   const ModelShape* model = wl.model ? &*wl.model : nullptr;
   const bool as_json = m.out.size() > 5 && m.out.substr(m.out.size() - 5) == ".json";
   write_file_atomic(m.out,

@@ -313,3 +313,58 @@ TEST(SimWorkload, InputFilesMustBeRegular) {
 }
 
 }  // namespace
+
+namespace {
+// An assignment costs each Linear at its own pair: uniform assignments give the per-pair totals,
+// a mixed one the sum of its rows; missing and unknown modules are refused.
+TEST(SimWorkload, AssignmentsCostEachLinearAtItsPair) {
+  const ModelShape m = small_model();
+  const ArchConfig a = shipped("edge_npu.json");
+  const Workload w = decoder_workload(m, {PhaseKind::Decode, 0, 64, 1});
+  FormatAssignment uniform, mixed;
+  for (const auto& op : w.ops)
+    if (op.assignable()) {
+      uniform[op.module] = {MxFormat::E2M1, MxFormat::E4M3};
+      mixed[op.module] = op.layer == 0 ? std::pair{MxFormat::E4M3, MxFormat::E4M3}
+                                       : std::pair{MxFormat::E2M1, MxFormat::E2M1};
+    }
+  TileCache cache;
+  TableOptions all;
+  const auto per_pair = cost_totals(cost_workload(w, a, all, &cache));
+  TableOptions ou;
+  ou.assignment = &uniform;
+  const auto tu = cost_totals(cost_workload(w, a, ou, &cache), false);
+  ASSERT_EQ(tu.size(), 1u);
+  for (const auto& t : per_pair)
+    if (t.wfmt == MxFormat::E2M1 && t.afmt == MxFormat::E4M3) {
+      EXPECT_EQ(tu[0].cost.cycles, t.cost.cycles);
+      EXPECT_EQ(tu[0].cost.dram_bytes, t.cost.dram_bytes);
+    }
+  TableOptions om;
+  om.assignment = &mixed;
+  const auto rows = cost_workload(w, a, om, &cache);
+  int64_t cycles = 0;
+  for (const auto& r : rows) {
+    cycles += r.cost.cycles;
+    if (r.op.assignable()) EXPECT_EQ(std::make_pair(r.wfmt, r.afmt), mixed.at(r.op.module));
+  }
+  EXPECT_EQ(cost_totals(rows, false)[0].cost.cycles, cycles);
+  FormatAssignment missing = mixed;
+  missing.erase(missing.begin());
+  om.assignment = &missing;
+  EXPECT_THROW(cost_workload(w, a, om), ConfigError);
+  FormatAssignment extra = mixed;
+  extra["model.layers.9.mlp.up_proj"] = {MxFormat::E2M1, MxFormat::E2M1};
+  om.assignment = &extra;
+  EXPECT_THROW(cost_workload(w, a, om), ConfigError);
+  EXPECT_THROW(parse_assignment_json(R"({"layers":[{"layer":"x","weight_format":"e9m9",)"
+                                     R"("act_format":"e4m3"}]})",
+                                     "a.json"),
+               ConfigError);
+  EXPECT_EQ(parse_assignment_json(R"({"layers":[{"layer":"x","weight_format":"E2M1",)"
+                                  R"("act_format":"e4m3","cost":1}]})",
+                                  "a.json")
+                .at("x"),
+            std::make_pair(MxFormat::E2M1, MxFormat::E4M3));
+}
+}  // namespace

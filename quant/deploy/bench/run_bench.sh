@@ -38,21 +38,8 @@ for model in "$@"; do
   if [ ! -f "$mix" ]; then
     mix=$cfg_dir/mix.json
     mix_label="dmx 5.5 (llama-tiny's, tiled)"
-    python3 - "$repo/reports/dmx/llama-tiny-bits/runs/dmx_5.5/assignment.json" "$model/config.json" "$mix" <<'PY'
-import json, sys
-tiny = json.load(open(sys.argv[1]))
-L = json.load(open(sys.argv[2]))["num_hidden_layers"]
-by = {l["layer"]: l for l in tiny["layers"]}
-out = []
-for i in range(L):
-    t = i * 4 // L
-    for s in ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-              "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"]:
-        src = by[f"model.layers.{t}.{s}"]
-        out.append({"layer": f"model.layers.{i}.{s}", "weight_format": src["weight_format"],
-                    "act_format": src["act_format"]})
-json.dump({"layers": out}, open(sys.argv[3], "w"), indent=1)
-PY
+    python3 "$repo/quant/deploy/bench/tile_assignment.py" \
+      "$repo/reports/dmx/llama-tiny-bits/runs/dmx_5.5/assignment.json" "$model/config.json" "$mix"
   fi
   "$bin/dmx-export" --model "$model" --format e2m1 --out "$cfg_dir/mxfp4" --quiet
   "$bin/dmx-export" --model "$model" --format e4m3 --out "$cfg_dir/mxfp8" --quiet

@@ -285,10 +285,19 @@ struct CostRow {
   MxFormat wfmt = MxFormat::E4M3, afmt = MxFormat::E4M3;
   GemmCost cost;
 };
+// A per-Linear format assignment (dmx-search's assignment.json: {"layers": [{"layer": module,
+// "weight_format": F, "act_format": F}, ...]}): module path -> (weight, activation) format.
+using FormatAssignment = std::map<std::string, std::pair<MxFormat, MxFormat>>;
+FormatAssignment parse_assignment_json(const std::string& text, const std::string& origin);
+FormatAssignment load_assignment(const std::string& path);
+
 struct TableOptions {
   std::vector<MxFormat> weight_formats{kAllFormats.begin(), kAllFormats.end()};
   std::vector<MxFormat> act_formats{kAllFormats.begin(), kAllFormats.end()};
   bool full_simulation = false;  // simulate every tile instead of composing (slow)
+  // When set, each assignable op is costed once at its assigned pair (instead of every pair of
+  // the lists); every Linear must be assigned and every assigned module must exist.
+  const FormatAssignment* assignment = nullptr;
 };
 std::vector<CostRow> cost_workload(const Workload& w, const ArchConfig& arch,
                                    const TableOptions& opt = {}, TileCache* cache = nullptr);
@@ -304,7 +313,8 @@ struct CostTotal {
   double tokens_per_s = 0;
   double joules_per_token = 0;
 };
-std::vector<CostTotal> cost_totals(const std::vector<CostRow>& rows);
+// `by_pair` false: one total per phase over every row (an assignment's mixed pairs).
+std::vector<CostTotal> cost_totals(const std::vector<CostRow>& rows, bool by_pair = true);
 
 std::string cost_table_csv(const std::vector<CostRow>& rows);
 std::string cost_totals_csv(const std::vector<CostTotal>& totals);
