@@ -55,8 +55,8 @@ std::string read_regular_file(const std::string& path, const char* what, int64_t
   return text;
 }
 
-void write_file_atomic(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
+void write_file_atomic(const std::string& path, std::string_view text) {
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
   std::FILE* f = std::fopen(tmp.c_str(), "wb");
   if (!f) throw std::runtime_error(path + ": cannot write (" + std::strerror(errno) + ")");
   const bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size();

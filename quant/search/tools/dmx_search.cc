@@ -6,6 +6,7 @@
 #include <dmx/quant/search.h>
 #include <dmx/quant/tokenizer.h>
 #include <dmx/sim.h>
+#include <dmx/util.h>
 
 #include <CLI/CLI.hpp>
 #include <chrono>
@@ -54,17 +55,6 @@ struct Settings {
   std::vector<std::string> uniform_formats;
   std::string plot_x;
 };
-
-void write_atomic(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f) throw std::runtime_error(path + ": cannot write");
-    f << text;
-    if (!f.flush()) throw std::runtime_error(path + ": write failed");
-  }
-  fs::rename(tmp, path);
-}
 
 MxFormat need_format(const std::string& s, const char* what) {
   auto f = parse_format(s);
@@ -381,8 +371,8 @@ json run_one(Context& c, const std::string& method, const std::string& budget_te
   m["seed"] = s.seed;
   m["wall_seconds"] = wall;
   m["settings"] = run_settings(s);
-  write_atomic(dir + "/assignment.json", assignment_json(a, cm).dump(2) + "\n");
-  write_atomic(dir + "/metrics.json", m.dump(2) + "\n");
+  write_file_atomic(dir + "/assignment.json", assignment_json(a, cm).dump(2) + "\n");
+  write_file_atomic(dir + "/metrics.json", m.dump(2) + "\n");
   std::fprintf(
       stderr,
       "dmx-search: %s budget %s: ppl %.4f, %.3f bits, cost %.6g %s (%.3f of range), %.1f s\n",
@@ -480,7 +470,7 @@ int run_sweep(Context& c) {
         << num(m.value("cost_fraction", json())) << "," << num(m.value("steps_per_s", json()))
         << "," << num(m["wall_seconds"]) << "\n";
   }
-  write_atomic(s.out + "/sweep.csv", csv.str());
+  write_file_atomic(s.out + "/sweep.csv", csv.str());
   std::cerr << "dmx-search: wrote " << s.out << "/sweep.csv\n";
   // Pareto plot (gnuplot, SVG): perplexity against achieved bits or cost fraction.
   const std::string xcol = s.plot_x.empty() ? (sim ? "cost_fraction" : "achieved_bits") : s.plot_x;
@@ -508,7 +498,7 @@ int run_sweep(Context& c) {
     }
     gp << "\n";
     const std::string script = s.out + "/pareto.gp";
-    write_atomic(script, gp.str());
+    write_file_atomic(script, gp.str());
     if (std::system(("gnuplot '" + script + "' 2>/dev/null").c_str()) == 0) {
       fs::rename(svg + ".tmp", svg);
       std::cerr << "dmx-search: wrote " << svg << "\n";

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 namespace dmx {
 
@@ -23,8 +24,9 @@ int open_regular_file(const std::string& path, const char* what);
 std::string read_regular_file(const std::string& path, const char* what,
                               int64_t max_bytes = int64_t(256) << 20);
 
-// Writes `text` to `path` through a temporary file in the same directory and a rename, so that a
-// reader never sees a half-written file and a failed write leaves no file behind.
-void write_file_atomic(const std::string& path, const std::string& text);
+// Writes `text` to `path` through a temporary file in the same directory (named with the process
+// id, so concurrent writers never share one) and a rename, so that a reader never sees a
+// half-written file and a failed write leaves no file behind. Throws std::runtime_error.
+void write_file_atomic(const std::string& path, std::string_view text);
 
 }  // namespace dmx

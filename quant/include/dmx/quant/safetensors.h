@@ -5,6 +5,8 @@
 // the file and the problem.
 #pragma once
 
+#include <dmx/util.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -122,6 +124,6 @@ void write_safetensors(const std::string& path, const std::vector<TensorToWrite>
                        const std::map<std::string, std::string>& metadata = {});
 
 // Writes `text` to `path` through a temporary file and a rename.
-void write_file_atomic(const std::string& path, std::string_view text);
+using ::dmx::write_file_atomic;  // dmx/util.h
 
 }  // namespace dmx::quant
