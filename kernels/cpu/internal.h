@@ -207,3 +207,54 @@ void dequantize_row_avx2(MxFormat f, const uint8_t* codes, const uint8_t* scales
                          float* out);
 
 }  // namespace dmx::kernels::detail
+
+namespace dmx::kernels::detail {
+
+// ---- M = 1 MX x MX GEMV straight from the packed weights (gemv_mx.cc drives, the kernels are in
+// simd_avx512_gemv.cc / simd_avx2_gemv.cc). Each weight row is read once; A is prepared once per
+// call for the route:
+//   I8   (W in E2M1/E2M3/INT8, A in E2M1/E2M3/INT8): W codes -> u8 = w + 128 (w in quanta) by a
+//        64-entry byte table, A as s8 in quanta, int32 block sums (vpdpbusd); acorr[j] =
+//        128 * sum of A's block j is subtracted.
+//   I16  (W in E2M1/E2M3/E3M2, A in any integer format): W -> int16 via low/high byte tables, A as
+//        int16 in the kernel's element order (a64_order), int32 block sums (vpdpwssd).
+//   F64  (W and A in E4M3/E5M2): W -> FP16 bit patterns -> FP32 -> FP64, A as exact doubles; FP64
+//        block sums, exact where the block pair's exponent span fits 53 bits (every E4M3 pair;
+//        for E5M2 the driver flags A blocks whose span could exceed it as unsafe: those r_j come
+//        from patch()).
+// Block step (all routes): r_j = float(double(s) * 2^(ea + eb)) (exact product, one rounding),
+// acc += r_j in FP32 in increasing j, acc starting at -0. Zero integer sums give +0 (the driver
+// recomputes zero results exactly).
+enum class GemvRoute : uint8_t { I8, I16, F64 };
+struct MxGemvArgs {
+  GemvRoute route;
+  MxFormat wf;
+  size_t nb;             // blocks per row
+  const void* a;         // A for the route, nb rounded up to even, zero padded
+  const int32_t* acorr;  // I8: per block, subtracted from the sums; else null
+  const int32_t* aexp;   // per block: ea, or kNaNExp for a NaN scale
+  int wexp_off;          // eb = sb - 127 + wexp_off
+  const uint8_t* lut;    // I8: 64 bytes (u8 codes); I16: 64 low bytes then 64 high bytes
+  const uint8_t* rows[8];
+  const uint8_t* wsc;      // the 8 rows' scales transposed: wsc[j * 8 + r], nb rounded up to even
+  const uint8_t* unsafe;   // per block (null: none): r_j of the 8 rows from patch
+  const std::function<void(size_t j, float* r8)>* patch;
+  float* out;  // 8 results
+};
+// Needs avx512 f/bw/vl/vnni/vbmi (I8, I16) and f/bw/vl (F64).
+void mx_gemv_rows8_avx512(const MxGemvArgs& t);
+// I16 kernel order of A for one pair of blocks (64 elements): position p holds element
+// a64_order(p) (the low/high byte interleave of vpunpck{l,h}bw within 128-bit lanes).
+inline int a64_order(int p) {
+  const int half = p / 32, q = p % 32, lane = q / 8, i = q % 8;
+  return lane * 16 + half * 8 + i;
+}
+bool cpu_has_avx512_vbmi();  // and avx512dq: the GEMV kernels' extra features
+// The route of a format pair (false: no M = 1 kernel for it).
+bool gemv_route(MxFormat fa, MxFormat fw, GemvRoute* route);
+// gemv_mx serves this pair on this path (the CPU has every feature its kernel uses).
+bool gemv_mx_available(MxFormat fa, MxFormat fw, KernelPath path);
+// y[N] = W x (A: one row), bit-exact to dot_blocked; threads over tiles of 8 weight rows.
+void gemv_mx(const MxMatrixView& A, const MxMatrixView& W, float* y, int threads);
+
+}  // namespace dmx::kernels::detail

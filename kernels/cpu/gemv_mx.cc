@@ -1,0 +1,180 @@
+// M = 1 MX x MX GEMV driver: picks the route of a format pair (internal.h, GemvRoute), prepares A
+// once, runs the 8-row kernels over the weight rows on the pool (each weight row read once,
+// straight from its packed codes), patches the blocks whose FP64 sum could be inexact and
+// recomputes zero results exactly. The scalar reference of every route is the exact block step
+// (detail::exact_block), which is what each route computes bit for bit.
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "internal.h"
+
+namespace dmx::kernels::detail {
+namespace {
+
+constexpr int kRows = 8;
+
+bool int_format(MxFormat f) { return f != MxFormat::E4M3 && f != MxFormat::E5M2; }
+bool s8_format(MxFormat f) {
+  return f == MxFormat::E2M1 || f == MxFormat::E2M3 || f == MxFormat::INT8;
+}
+
+// floor(log2 m) + 1 for m > 0.
+int bit_len(uint32_t m) { return 32 - __builtin_clz(m); }
+
+}  // namespace
+
+bool cpu_has_avx512_vbmi() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("avx512dq");
+}
+
+bool gemv_route(MxFormat fa, MxFormat fw, GemvRoute* route) {
+  if (s8_format(fa) && s8_format(fw)) {
+    *route = GemvRoute::I8;
+    return true;
+  }
+  if (int_format(fa) && int_format(fw) && fw != MxFormat::INT8) {
+    *route = GemvRoute::I16;
+    return true;
+  }
+  if (!int_format(fa) && !int_format(fw)) {
+    *route = GemvRoute::F64;
+    return true;
+  }
+  return false;
+}
+
+bool gemv_mx_available(MxFormat fa, MxFormat fw, KernelPath path) {
+  GemvRoute route;
+  return path == KernelPath::AVX512 && path_available(path) && cpu_has_avx512_vbmi() &&
+         gemv_route(fa, fw, &route);
+}
+
+void gemv_mx(const MxMatrixView& A, const MxMatrixView& W, float* y, int threads) {
+  GemvRoute route{};
+  gemv_route(A.format, W.format, &route);
+  const size_t N = W.rows, K = W.cols, nb = K / kBlockSize, nbe = (nb + 1) / 2 * 2;
+  const FormatTable& ta = table(A.format);
+  const FormatTable& tw = table(W.format);
+  const int qa = format_info(A.format).quantum_exp, qw = format_info(W.format).quantum_exp;
+
+  // A, once: codes, per-block exponents, the route's values.
+  std::vector<uint8_t> ac(nbe * kBlockSize, 0);
+  unpack_range(A.format, A.codes, 0, K, ac.data());
+  std::vector<int32_t> aexp(nbe, 0), acorr(nbe, 0);
+  std::vector<int8_t> a8;
+  std::vector<int16_t> a16;
+  std::vector<double> a64;
+  std::vector<uint8_t> unsafe;
+  alignas(64) uint8_t lut[128] = {};
+  int wexp_off = qw;
+  for (size_t j = 0; j < nb; ++j) {
+    const uint8_t s = A.scales[j];
+    aexp[j] = route == GemvRoute::F64 ? scale_exp(s, 0) : scale_exp(s, qa);
+  }
+  if (route == GemvRoute::I8) {
+    a8.assign(nbe * kBlockSize, 0);
+    for (size_t k = 0; k < K; ++k) a8[k] = int8_t(ta.q16[ac[k]]);
+    for (size_t j = 0; j < nb; ++j) {
+      int32_t sum = 0;
+      for (int i = 0; i < kBlockSize; ++i) sum += a8[j * kBlockSize + i];
+      acorr[j] = 128 * sum;
+    }
+    const int ncodes = 1 << format_bits(W.format);
+    for (int c = 0; c < 64; ++c) lut[c] = uint8_t(tw.q16[c % std::min(ncodes, 64)] + 128);
+  } else if (route == GemvRoute::I16) {
+    a16.assign(nbe * kBlockSize, 0);
+    for (size_t j = 0; j < nbe; j += 2)
+      for (int p = 0; p < 2 * kBlockSize; ++p) {
+        const size_t k = j * kBlockSize + a64_order(p);
+        a16[j * kBlockSize + p] = k < K ? ta.q16[ac[k]] : 0;
+      }
+    const int ncodes = 1 << format_bits(W.format);
+    for (int c = 0; c < 64; ++c) {
+      const uint16_t v = uint16_t(tw.q16[c % ncodes]);
+      lut[c] = uint8_t(v & 0xFF);
+      lut[64 + c] = uint8_t(v >> 8);
+    }
+  } else {
+    a64.assign(nbe * kBlockSize, 0.0);
+    for (size_t k = 0; k < K; ++k) a64[k] = ta.unit_d[ac[k]];
+    // The kernel's W values are FP16 patterns: E4M3 at 2^-8 of the value, E5M2 the value.
+    wexp_off = W.format == MxFormat::E4M3 ? 8 : 0;
+    // FP64 block sums are exact when hi_a + hi_w + 5 - lo_a - lo_w <= 53 (magnitudes in quanta:
+    // hi = bit length of the largest, lo = fewest trailing zeros of the nonzero finite ones).
+    // W's span is taken at its format's worst; A blocks past the limit are unsafe.
+    const uint32_t wmax = format_info(W.format).max_magnitude;
+    const int span_w = bit_len(wmax);  // lo_w = 0 (the smallest subnormal)
+    unsafe.assign(nbe, 0);
+    bool any = false;
+    for (size_t j = 0; j < nb; ++j) {
+      int hi = 0, lo = 64;
+      for (int i = 0; i < kBlockSize; ++i) {
+        const uint8_t c = ac[j * kBlockSize + i];
+        if (ta.special[c] || ta.mag[c] == 0) continue;
+        hi = std::max(hi, bit_len(ta.mag[c]));
+        lo = std::min(lo, __builtin_ctz(ta.mag[c]));
+      }
+      if (hi > 0 && hi - lo + span_w + 5 > 53) unsafe[j] = 1, any = true;
+    }
+    if (!any) unsafe.clear();
+  }
+
+  const size_t rb = packed_row_bytes(W.format, K);
+  const size_t tiles = (N + kRows - 1) / kRows;
+  constexpr size_t kTilesPerTask = 4;
+  parallel_for((tiles + kTilesPerTask - 1) / kTilesPerTask, threads, [&](size_t task) {
+    std::vector<uint8_t> wsc(nbe * kRows, 0);
+    std::vector<uint8_t> wcodes(kBlockSize);
+    for (size_t t = task * kTilesPerTask; t < std::min(tiles, (task + 1) * kTilesPerTask); ++t) {
+      const size_t n0 = t * kRows;
+      size_t rown[kRows];
+      MxGemvArgs args{};
+      for (int r = 0; r < kRows; ++r) {
+        rown[r] = std::min(n0 + r, N - 1);  // rows past N repeat the last, discarded
+        args.rows[r] = W.codes + rown[r] * rb;
+        const uint8_t* s = W.scales + rown[r] * nb;
+        for (size_t j = 0; j < nb; ++j) wsc[j * kRows + r] = s[j];
+      }
+      const std::function<void(size_t, float*)> patch = [&](size_t j, float* r8) {
+        for (int r = 0; r < kRows; ++r) {
+          unpack_range(W.format, args.rows[r], j * kBlockSize, kBlockSize, wcodes.data());
+          r8[r] = exact_block(A.format, A.scales[j], &ac[j * kBlockSize], W.format,
+                              W.scales[rown[r] * nb + j], wcodes.data());
+        }
+      };
+      float out[kRows];
+      args.route = route;
+      args.wf = W.format;
+      args.nb = nb;
+      args.a = route == GemvRoute::I8    ? static_cast<const void*>(a8.data())
+               : route == GemvRoute::I16 ? static_cast<const void*>(a16.data())
+                                         : static_cast<const void*>(a64.data());
+      args.acorr = acorr.data();
+      args.aexp = aexp.data();
+      args.wexp_off = wexp_off;
+      args.lut = lut;
+      args.wsc = wsc.data();
+      args.unsafe = unsafe.empty() ? nullptr : unsafe.data();
+      args.patch = &patch;
+      args.out = out;
+      mx_gemv_rows8_avx512(args);
+      for (int r = 0; r < kRows && n0 + r < N; ++r) {
+        if (out[r] == 0.0f) {
+          // Zero sums gave +0 where dot_blocked may give -0: recompute exactly.
+          float acc = -0.0f;
+          for (size_t j = 0; j < nb; ++j) {
+            unpack_range(W.format, args.rows[r], j * kBlockSize, kBlockSize, wcodes.data());
+            acc += exact_block(A.format, A.scales[j], &ac[j * kBlockSize], W.format,
+                               W.scales[rown[r] * nb + j], wcodes.data());
+          }
+          out[r] = acc;
+        }
+        y[n0 + r] = out[r];
+      }
+    }
+  });
+}
+
+}  // namespace dmx::kernels::detail

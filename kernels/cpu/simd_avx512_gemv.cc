@@ -1,0 +1,213 @@
+// AVX-512 M = 1 MX x MX GEMV kernels over 8 weight rows read straight from the packed codes
+// (driven by gemv_mx.cc; routes and block step in internal.h, MxGemvArgs): VBMI byte permutes and
+// vpmultishiftqb unpack FP4/FP6 codes, VNNI vpdpbusd / vpdpwssd give exact int32 block sums, FP8
+// weights go through FP16 bit patterns to exact FP64 products. Only called when the CPU has
+// avx512 f/bw/vl/vnni/vbmi.
+#include <cstring>
+
+#include "internal.h"
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx512dq")
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+
+namespace dmx::kernels::detail {
+namespace {
+
+// Packed FP4 (32 bytes) / FP6 (48 bytes) of a block pair -> 64 codes in element order, each in
+// the low bits of its byte (bits above the code are garbage: the 64-entry tables repeat).
+inline __m512i unpack_pair(int bits, const uint8_t* p, __mmask64 m) {
+  if (bits == 8) return _mm512_maskz_loadu_epi8(m, p);
+  const __m512i raw = _mm512_maskz_loadu_epi8(m, p);
+  if (bits == 4) {
+    // qword q <- bytes 4q..4q+3; byte i of it <- bits [4i, 4i+8).
+    const __m512i spread = _mm512_set_epi8(
+        31, 30, 29, 28, 31, 30, 29, 28, 27, 26, 25, 24, 27, 26, 25, 24, 23, 22, 21, 20, 23, 22, 21,
+        20, 19, 18, 17, 16, 19, 18, 17, 16, 15, 14, 13, 12, 15, 14, 13, 12, 11, 10, 9, 8, 11, 10, 9,
+        8, 7, 6, 5, 4, 7, 6, 5, 4, 3, 2, 1, 0, 3, 2, 1, 0);
+    const __m512i shifts = _mm512_set1_epi64(0x1C1814100C080400LL);
+    return _mm512_multishift_epi64_epi8(shifts, _mm512_permutexvar_epi8(spread, raw));
+  }
+  // FP6: qword q <- bytes 6q..6q+5; byte i of it <- bits [6i, 6i+8).
+  const __m512i spread = _mm512_set_epi8(
+      47, 47, 47, 46, 45, 44, 43, 42, 41, 41, 41, 40, 39, 38, 37, 36, 35, 35, 35, 34, 33, 32, 31,
+      30, 29, 29, 29, 28, 27, 26, 25, 24, 23, 23, 23, 22, 21, 20, 19, 18, 17, 17, 17, 16, 15, 14,
+      13, 12, 11, 11, 11, 10, 9, 8, 7, 6, 5, 5, 5, 4, 3, 2, 1, 0);
+  const __m512i shifts = _mm512_set1_epi64(0x2A241E18120C0600LL);
+  return _mm512_multishift_epi64_epi8(shifts, _mm512_permutexvar_epi8(spread, raw));
+}
+
+inline __mmask64 bytes_mask(size_t n) { return n >= 64 ? ~__mmask64(0) : (__mmask64(1) << n) - 1; }
+
+// 8 rows x 16 dwords (dwords 0-7: block j, 8-15: block j+1) -> [rows 0-7 of j, rows 0-7 of j+1].
+inline __m512i reduce8_pairs(const __m512i* v) {
+  __m512i a[4];
+  for (int i = 0; i < 4; ++i)
+    a[i] = _mm512_add_epi32(_mm512_unpacklo_epi32(v[2 * i], v[2 * i + 1]),
+                            _mm512_unpackhi_epi32(v[2 * i], v[2 * i + 1]));
+  // a[i] per 128-bit lane: [r2i x, r2i+1 x, r2i y, r2i+1 y]
+  const __m512i b0 = _mm512_add_epi32(_mm512_unpacklo_epi64(a[0], a[1]),
+                                      _mm512_unpackhi_epi64(a[0], a[1]));  // lane: rows 0-3
+  const __m512i b1 = _mm512_add_epi32(_mm512_unpacklo_epi64(a[2], a[3]),
+                                      _mm512_unpackhi_epi64(a[2], a[3]));  // lane: rows 4-7
+  // lanes 0, 1 belong to block j, lanes 2, 3 to block j + 1.
+  const __m512i c = _mm512_shuffle_i32x4(b0, b1, _MM_SHUFFLE(2, 0, 2, 0));
+  const __m512i d = _mm512_shuffle_i32x4(b0, b1, _MM_SHUFFLE(3, 1, 3, 1));
+  const __m512i e = _mm512_add_epi32(c, d);  // [r0-3 j, r0-3 j+1, r4-7 j, r4-7 j+1]
+  return _mm512_shuffle_i32x4(e, e, _MM_SHUFFLE(3, 1, 2, 0));
+}
+
+// 8 rows x 8 doubles -> the 8 row sums.
+inline __m512d reduce8_pd(const __m512d* v) {
+  __m512d u[4];
+  for (int i = 0; i < 4; ++i)
+    u[i] = _mm512_add_pd(_mm512_unpacklo_pd(v[2 * i], v[2 * i + 1]),
+                         _mm512_unpackhi_pd(v[2 * i], v[2 * i + 1]));
+  // u[i] per lane: [r2i, r2i+1]
+  __m512d w[2];
+  for (int i = 0; i < 2; ++i)
+    w[i] = _mm512_add_pd(_mm512_shuffle_f64x2(u[2 * i], u[2 * i + 1], _MM_SHUFFLE(2, 0, 2, 0)),
+                         _mm512_shuffle_f64x2(u[2 * i], u[2 * i + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+  // w[0] = [r01 (L0+L1), r01 (L2+L3), r23 (..), r23 (..)]
+  return _mm512_add_pd(_mm512_shuffle_f64x2(w[0], w[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                       _mm512_shuffle_f64x2(w[0], w[1], _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
+// r_j of the 8 rows: float(s * 2^(ea + eb)), NaN where a scale is NaN.
+inline __m256 block_step(__m512d s, const MxGemvArgs& t, size_t j) {
+  const __m256i sb =
+      _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(t.wsc + j * 8)));
+  const int ea = t.aexp[j];
+  const __m256i e = _mm256_add_epi32(sb, _mm256_set1_epi32(ea - kScaleBias + t.wexp_off + 1023));
+  __m512d fac = _mm512_castsi512_pd(_mm512_slli_epi64(_mm512_cvtepi32_epi64(e), 52));
+  __mmask8 nan = _mm256_cmpeq_epi32_mask(sb, _mm256_set1_epi32(kScaleNaN));
+  if (ea == kNaNExp) nan = 0xFF;
+  fac = _mm512_mask_mov_pd(fac, nan, _mm512_set1_pd(__builtin_nan("")));
+  return _mm512_cvtpd_ps(_mm512_mul_pd(s, fac));
+}
+
+inline void finish_block(__m256& acc, __m256 r, const MxGemvArgs& t, size_t j) {
+  if (t.unsafe && t.unsafe[j]) {
+    alignas(32) float r8[8];
+    _mm256_store_ps(r8, r);
+    (*t.patch)(j, r8);
+    r = _mm256_load_ps(r8);
+  }
+  acc = _mm256_add_ps(acc, r);
+}
+
+template <int kBits>
+void gemv_i8(const MxGemvArgs& t) {
+  const int8_t* a = static_cast<const int8_t*>(t.a);
+  const size_t rb = size_t(kBits) * kBlockSize / 8;  // packed bytes per block
+  const __m512i lut = _mm512_loadu_si512(t.lut);
+  __m256 acc = _mm256_set1_ps(-0.0f);
+  for (size_t j = 0; j < t.nb; j += 2) {
+    const size_t nblk = j + 1 < t.nb ? 2 : 1;
+    const __mmask64 m = bytes_mask(nblk * rb);
+    const __m512i av = _mm512_loadu_si512(a + j * kBlockSize);
+    __m512i s[8];
+    for (int r = 0; r < 8; ++r) {
+      const __m512i c = unpack_pair(kBits, t.rows[r] + j * rb, m);
+      const __m512i w = kBits == 8 ? _mm512_xor_si512(c, _mm512_set1_epi8(char(0x80)))
+                                   : _mm512_permutexvar_epi8(c, lut);
+      s[r] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, av);
+    }
+    __m512i sum = reduce8_pairs(s);
+    sum = _mm512_sub_epi32(sum,
+                           _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi32(t.acorr[j])),
+                                              _mm256_set1_epi32(t.acorr[j + 1]), 1));
+    finish_block(acc, block_step(_mm512_cvtepi32_pd(_mm512_castsi512_si256(sum)), t, j), t, j);
+    if (nblk == 2)
+      finish_block(acc, block_step(_mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(sum, 1)), t, j + 1),
+                   t, j + 1);
+  }
+  _mm256_storeu_ps(t.out, acc);
+}
+
+template <int kBits>
+void gemv_i16(const MxGemvArgs& t) {
+  const int16_t* a = static_cast<const int16_t*>(t.a);
+  const size_t rb = size_t(kBits) * kBlockSize / 8;
+  const __m512i lut_lo = _mm512_loadu_si512(t.lut), lut_hi = _mm512_loadu_si512(t.lut + 64);
+  __m256 acc = _mm256_set1_ps(-0.0f);
+  for (size_t j = 0; j < t.nb; j += 2) {
+    const size_t nblk = j + 1 < t.nb ? 2 : 1;
+    const __mmask64 m = bytes_mask(nblk * rb);
+    const __m512i a0 = _mm512_loadu_si512(a + j * kBlockSize);
+    const __m512i a1 = _mm512_loadu_si512(a + j * kBlockSize + 32);
+    __m512i s[8];
+    for (int r = 0; r < 8; ++r) {
+      const __m512i c = unpack_pair(kBits, t.rows[r] + j * rb, m);
+      const __m512i lo = _mm512_permutexvar_epi8(c, lut_lo),
+                    hi = _mm512_permutexvar_epi8(c, lut_hi);
+      s[r] = _mm512_dpwssd_epi32(
+          _mm512_dpwssd_epi32(_mm512_setzero_si512(), _mm512_unpacklo_epi8(lo, hi), a0),
+          _mm512_unpackhi_epi8(lo, hi), a1);
+    }
+    const __m512i sum = reduce8_pairs(s);
+    finish_block(acc, block_step(_mm512_cvtepi32_pd(_mm512_castsi512_si256(sum)), t, j), t, j);
+    if (nblk == 2)
+      finish_block(acc, block_step(_mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(sum, 1)), t, j + 1),
+                   t, j + 1);
+  }
+  _mm256_storeu_ps(t.out, acc);
+}
+
+// 32 FP8 codes -> FP16 bit patterns (E4M3: the value times 2^-8, NaN codes mapped to NaN; E5M2:
+// the value itself).
+template <bool kE4M3>
+inline __m512i fp8_to_fp16(const uint8_t* p) {
+  const __m512i c = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  if (!kE4M3) return _mm512_slli_epi16(c, 8);
+  const __m512i h = _mm512_and_si512(_mm512_slli_epi16(c, 7), _mm512_set1_epi16(short(0xBF80)));
+  const __mmask32 nan = _mm512_cmpeq_epi16_mask(_mm512_and_si512(h, _mm512_set1_epi16(0x7FFF)),
+                                                _mm512_set1_epi16(0x3F80));
+  return _mm512_mask_mov_epi16(h, nan, _mm512_set1_epi16(0x7E00));
+}
+
+template <bool kE4M3>
+void gemv_f64(const MxGemvArgs& t) {
+  const double* a = static_cast<const double*>(t.a);
+  __m256 acc = _mm256_set1_ps(-0.0f);
+  for (size_t j = 0; j < t.nb; ++j) {
+    const double* aj = a + j * kBlockSize;
+    const __m512d a0 = _mm512_loadu_pd(aj), a1 = _mm512_loadu_pd(aj + 8),
+                  a2 = _mm512_loadu_pd(aj + 16), a3 = _mm512_loadu_pd(aj + 24);
+    __m512d s[8];
+    for (int r = 0; r < 8; ++r) {
+      const __m512i h = fp8_to_fp16<kE4M3>(t.rows[r] + j * kBlockSize);
+      const __m512 f0 = _mm512_cvtph_ps(_mm512_castsi512_si256(h));
+      const __m512 f1 = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(h, 1));
+      __m512d x = _mm512_mul_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(f0)), a0);
+      x = _mm512_fmadd_pd(_mm512_cvtps_pd(_mm512_extractf32x8_ps(f0, 1)), a1, x);
+      x = _mm512_fmadd_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(f1)), a2, x);
+      s[r] = _mm512_fmadd_pd(_mm512_cvtps_pd(_mm512_extractf32x8_ps(f1, 1)), a3, x);
+    }
+    finish_block(acc, block_step(reduce8_pd(s), t, j), t, j);
+  }
+  _mm256_storeu_ps(t.out, acc);
+}
+
+}  // namespace
+
+void mx_gemv_rows8_avx512(const MxGemvArgs& t) {
+  const int bits = format_bits(t.wf);
+  switch (t.route) {
+    case GemvRoute::I8:
+      if (bits == 4) return gemv_i8<4>(t);
+      if (bits == 6) return gemv_i8<6>(t);
+      return gemv_i8<8>(t);
+    case GemvRoute::I16:
+      if (bits == 4) return gemv_i16<4>(t);
+      return gemv_i16<6>(t);
+    case GemvRoute::F64:
+      if (t.wf == MxFormat::E4M3) return gemv_f64<true>(t);
+      return gemv_f64<false>(t);
+  }
+}
+
+}  // namespace dmx::kernels::detail
+
+#pragma GCC pop_options
