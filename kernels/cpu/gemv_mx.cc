@@ -69,9 +69,12 @@ void gemv_mx(const MxMatrixView& A, const MxMatrixView& W, float* y, int threads
   std::vector<uint8_t> unsafe;
   alignas(64) uint8_t lut[128] = {};
   int wexp_off = qw;
+  int amin = kNaNExp, amax = -kNaNExp;  // ea range (kNaNExp if a scale is NaN)
   for (size_t j = 0; j < nb; ++j) {
     const uint8_t s = A.scales[j];
     aexp[j] = route == GemvRoute::F64 ? scale_exp(s, 0) : scale_exp(s, qa);
+    amin = std::min(amin, aexp[j]);
+    amax = std::max(amax, aexp[j]);
   }
   if (route == GemvRoute::I8) {
     a8.assign(nbe * kBlockSize, 0);
@@ -131,19 +134,24 @@ void gemv_mx(const MxMatrixView& A, const MxMatrixView& W, float* y, int threads
       const size_t n0 = t * kRows;
       size_t rown[kRows];
       MxGemvArgs args{};
+      const uint8_t* sc[kRows];
       for (int r = 0; r < kRows; ++r) {
         rown[r] = std::min(n0 + r, N - 1);  // rows past N repeat the last, discarded
         args.rows[r] = W.codes + rown[r] * rb;
-        const uint8_t* s = W.scales + rown[r] * nb;
-        for (size_t j = 0; j < nb; ++j) wsc[j * kRows + r] = s[j];
+        sc[r] = W.scales + rown[r] * nb;
       }
-      const std::function<void(size_t, float*)> patch = [&](size_t j, float* r8) {
+      int smin = 0, smax = 0;
+      transpose_scales8_avx512(sc, nb, wsc.data(), &smin, &smax);
+      args.fast = route != GemvRoute::F64 && amax != kNaNExp && smax != kScaleNaN &&
+                  amin + smin - kScaleBias + qw >= -126 && amax + smax - kScaleBias + qw <= 103;
+      const auto patch_fn = [&](size_t j, float* r8) {
         for (int r = 0; r < kRows; ++r) {
           unpack_range(W.format, args.rows[r], j * kBlockSize, kBlockSize, wcodes.data());
           r8[r] = exact_block(A.format, A.scales[j], &ac[j * kBlockSize], W.format,
                               W.scales[rown[r] * nb + j], wcodes.data());
         }
       };
+      const std::function<void(size_t, float*)> patch = patch_fn;
       float out[kRows];
       args.route = route;
       args.wf = W.format;
@@ -159,6 +167,10 @@ void gemv_mx(const MxMatrixView& A, const MxMatrixView& W, float* y, int threads
       args.unsafe = unsafe.empty() ? nullptr : unsafe.data();
       args.patch = &patch;
       args.out = out;
+      if (n0 + kRows < N) {  // the next tile's rows are contiguous
+        args.pf = W.codes + (n0 + kRows) * rb;
+        args.pf_bytes = std::min<size_t>(kRows, N - n0 - kRows) * rb;
+      }
       mx_gemv_rows8_avx512(args);
       for (int r = 0; r < kRows && n0 + r < N; ++r) {
         if (out[r] == 0.0f) {

@@ -236,13 +236,22 @@ struct MxGemvArgs {
   int wexp_off;          // eb = sb - 127 + wexp_off
   const uint8_t* lut;    // I8: 64 bytes (u8 codes); I16: 64 low bytes then 64 high bytes
   const uint8_t* rows[8];
-  const uint8_t* wsc;      // the 8 rows' scales transposed: wsc[j * 8 + r], nb rounded up to even
-  const uint8_t* unsafe;   // per block (null: none): r_j of the 8 rows from patch
+  const uint8_t* wsc;     // the 8 rows' scales transposed: wsc[j * 8 + r], nb rounded up to even
+  const uint8_t* unsafe;  // per block (null: none): r_j of the 8 rows from patch
   const std::function<void(size_t j, float* r8)>* patch;
   float* out;  // 8 results
+  // Integer routes: every ea + eb of the tile lies in [-126, 103] (no NaN scale), so r_j =
+  // float(s) * 2^(ea+eb) exactly (|s| < 2^24) with the factor built from FP32 exponent fields.
+  bool fast;
+  // Optional: the next tile's codes (contiguous, pf_bytes), prefetched linearly alongside.
+  const uint8_t* pf;
+  size_t pf_bytes;
 };
 // Needs avx512 f/bw/vl/vnni/vbmi (I8, I16) and f/bw/vl (F64).
 void mx_gemv_rows8_avx512(const MxGemvArgs& t);
+// wsc[j * 8 + r] = sc[r][j], j < nb; *smin / *smax: the smallest / largest code.
+void transpose_scales8_avx512(const uint8_t* const* sc, size_t nb, uint8_t* wsc, int* smin,
+                              int* smax);
 // I16 kernel order of A for one pair of blocks (64 elements): position p holds element
 // a64_order(p) (the low/high byte interleave of vpunpck{l,h}bw within 128-bit lanes).
 inline int a64_order(int p) {

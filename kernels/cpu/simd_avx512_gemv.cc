@@ -3,6 +3,7 @@
 // vpmultishiftqb unpack FP4/FP6 codes, VNNI vpdpbusd / vpdpwssd give exact int32 block sums, FP8
 // weights go through FP16 bit patterns to exact FP64 products. Only called when the CPU has
 // avx512 f/bw/vl/vnni/vbmi.
+#include <algorithm>
 #include <cstring>
 
 #include "internal.h"
@@ -87,6 +88,23 @@ inline __m256 block_step(__m512d s, const MxGemvArgs& t, size_t j) {
   return _mm512_cvtpd_ps(_mm512_mul_pd(s, fac));
 }
 
+// Prefetches the share of the next tile that belongs to step i of n.
+struct Prefetcher {
+  const char* p = nullptr;
+  size_t step = 0, end = 0;
+  Prefetcher(const MxGemvArgs& t, size_t n) {
+    if (!t.pf || !t.pf_bytes || !n) return;
+    p = reinterpret_cast<const char*>(t.pf);
+    step = ((t.pf_bytes + n - 1) / n + 63) / 64 * 64;
+    end = t.pf_bytes;
+  }
+  void operator()(size_t i) const {
+    if (!p) return;
+    for (size_t o = i * step; o < std::min(end, (i + 1) * step); o += 64)
+      _mm_prefetch(p + o, _MM_HINT_T0);
+  }
+};
+
 inline void finish_block(__m256& acc, __m256 r, const MxGemvArgs& t, size_t j) {
   if (t.unsafe && t.unsafe[j]) {
     alignas(32) float r8[8];
@@ -97,13 +115,36 @@ inline void finish_block(__m256& acc, __m256 r, const MxGemvArgs& t, size_t j) {
   acc = _mm256_add_ps(acc, r);
 }
 
+// The integer routes' block step for a pair of blocks: sums [rows of j, rows of j + 1].
+inline void int_pair_step(__m256& acc, __m512i sum, const MxGemvArgs& t, size_t j, size_t nblk) {
+  if (t.fast) {
+    // ea + eb in [-126, 103], |s| < 2^24: float(s) * 2^(ea+eb) is exact, so it is r_j.
+    const __m512i sb =
+        _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(t.wsc + j * 8)));
+    const __m512i ea =
+        _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi32(t.aexp[j] + t.wexp_off)),
+                           _mm256_set1_epi32(t.aexp[j + 1] + t.wexp_off), 1);
+    const __m512 fac = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(sb, ea), 23));
+    const __m512 r = _mm512_mul_ps(_mm512_cvtepi32_ps(sum), fac);
+    acc = _mm256_add_ps(acc, _mm512_castps512_ps256(r));
+    if (nblk == 2) acc = _mm256_add_ps(acc, _mm512_extractf32x8_ps(r, 1));
+    return;
+  }
+  finish_block(acc, block_step(_mm512_cvtepi32_pd(_mm512_castsi512_si256(sum)), t, j), t, j);
+  if (nblk == 2)
+    finish_block(acc, block_step(_mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(sum, 1)), t, j + 1),
+                 t, j + 1);
+}
+
 template <int kBits>
 void gemv_i8(const MxGemvArgs& t) {
   const int8_t* a = static_cast<const int8_t*>(t.a);
   const size_t rb = size_t(kBits) * kBlockSize / 8;  // packed bytes per block
   const __m512i lut = _mm512_loadu_si512(t.lut);
   __m256 acc = _mm256_set1_ps(-0.0f);
+  const Prefetcher prefetch(t, (t.nb + 1) / 2);
   for (size_t j = 0; j < t.nb; j += 2) {
+    prefetch(j / 2);
     const size_t nblk = j + 1 < t.nb ? 2 : 1;
     const __mmask64 m = bytes_mask(nblk * rb);
     const __m512i av = _mm512_loadu_si512(a + j * kBlockSize);
@@ -118,10 +159,7 @@ void gemv_i8(const MxGemvArgs& t) {
     sum = _mm512_sub_epi32(sum,
                            _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi32(t.acorr[j])),
                                               _mm256_set1_epi32(t.acorr[j + 1]), 1));
-    finish_block(acc, block_step(_mm512_cvtepi32_pd(_mm512_castsi512_si256(sum)), t, j), t, j);
-    if (nblk == 2)
-      finish_block(acc, block_step(_mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(sum, 1)), t, j + 1),
-                   t, j + 1);
+    int_pair_step(acc, sum, t, j, nblk);
   }
   _mm256_storeu_ps(t.out, acc);
 }
@@ -132,7 +170,9 @@ void gemv_i16(const MxGemvArgs& t) {
   const size_t rb = size_t(kBits) * kBlockSize / 8;
   const __m512i lut_lo = _mm512_loadu_si512(t.lut), lut_hi = _mm512_loadu_si512(t.lut + 64);
   __m256 acc = _mm256_set1_ps(-0.0f);
+  const Prefetcher prefetch(t, (t.nb + 1) / 2);
   for (size_t j = 0; j < t.nb; j += 2) {
+    prefetch(j / 2);
     const size_t nblk = j + 1 < t.nb ? 2 : 1;
     const __mmask64 m = bytes_mask(nblk * rb);
     const __m512i a0 = _mm512_loadu_si512(a + j * kBlockSize);
@@ -147,10 +187,7 @@ void gemv_i16(const MxGemvArgs& t) {
           _mm512_unpackhi_epi8(lo, hi), a1);
     }
     const __m512i sum = reduce8_pairs(s);
-    finish_block(acc, block_step(_mm512_cvtepi32_pd(_mm512_castsi512_si256(sum)), t, j), t, j);
-    if (nblk == 2)
-      finish_block(acc, block_step(_mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(sum, 1)), t, j + 1),
-                   t, j + 1);
+    int_pair_step(acc, sum, t, j, nblk);
   }
   _mm256_storeu_ps(t.out, acc);
 }
@@ -171,7 +208,9 @@ template <bool kE4M3>
 void gemv_f64(const MxGemvArgs& t) {
   const double* a = static_cast<const double*>(t.a);
   __m256 acc = _mm256_set1_ps(-0.0f);
+  const Prefetcher prefetch(t, t.nb);
   for (size_t j = 0; j < t.nb; ++j) {
+    prefetch(j);
     const double* aj = a + j * kBlockSize;
     const __m512d a0 = _mm512_loadu_pd(aj), a1 = _mm512_loadu_pd(aj + 8),
                   a2 = _mm512_loadu_pd(aj + 16), a3 = _mm512_loadu_pd(aj + 24);
@@ -191,6 +230,39 @@ void gemv_f64(const MxGemvArgs& t) {
 }
 
 }  // namespace
+
+void transpose_scales8_avx512(const uint8_t* const* sc, size_t nb, uint8_t* wsc, int* smin,
+                              int* smax) {
+  // out byte jj * 8 + r <- in byte r * 8 + jj (8 rows x 8 blocks per step).
+  alignas(64) static const uint8_t kIdx[64] = {
+      0,  8,  16, 24, 32, 40, 48, 56, 1,  9,  17, 25, 33, 41, 49, 57, 2,  10, 18, 26, 34, 42,
+      50, 58, 3,  11, 19, 27, 35, 43, 51, 59, 4,  12, 20, 28, 36, 44, 52, 60, 5,  13, 21, 29,
+      37, 45, 53, 61, 6,  14, 22, 30, 38, 46, 54, 62, 7,  15, 23, 31, 39, 47, 55, 63};
+  const __m512i idx = _mm512_load_si512(kIdx);
+  __m512i vmin = _mm512_set1_epi8(char(0xFF)), vmax = _mm512_setzero_si512();
+  size_t j = 0;
+  for (; j + 8 <= nb; j += 8) {
+    uint64_t q[8];
+    for (int r = 0; r < 8; ++r) std::memcpy(&q[r], sc[r] + j, 8);
+    const __m512i v = _mm512_loadu_si512(q);
+    vmin = _mm512_min_epu8(vmin, v);
+    vmax = _mm512_max_epu8(vmax, v);
+    _mm512_storeu_si512(wsc + j * 8, _mm512_permutexvar_epi8(idx, v));
+  }
+  alignas(64) uint8_t lo[64], hi[64];
+  _mm512_store_si512(lo, vmin);
+  _mm512_store_si512(hi, vmax);
+  int mn = 255, mx = 0;
+  for (int i = 0; i < 64; ++i) mn = std::min<int>(mn, lo[i]), mx = std::max<int>(mx, hi[i]);
+  for (; j < nb; ++j)
+    for (int r = 0; r < 8; ++r) {
+      wsc[j * 8 + r] = sc[r][j];
+      mn = std::min<int>(mn, sc[r][j]);
+      mx = std::max<int>(mx, sc[r][j]);
+    }
+  *smin = mn;
+  *smax = mx;
+}
 
 void mx_gemv_rows8_avx512(const MxGemvArgs& t) {
   const int bits = format_bits(t.wf);
