@@ -880,7 +880,7 @@ void gemm_impl(const MxMatrixView& A, const MxMatrixView& W, detail::PackedInt* 
   }
   const KernelPath path = usable(cfg.path);
   if (M == 1 && detail::gemv_mx_available(A.format, W.format, path)) {
-    detail::gemv_mx(A, W, C, cfg.threads);  // weights streamed once from the packed codes
+    detail::gemv_mx(A, W, C, cfg.threads, path);  // weights streamed once from the packed codes
     return;
   }
   const BlockSumKind kind = block_sum_kind(A.format, W.format);

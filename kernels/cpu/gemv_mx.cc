@@ -29,17 +29,22 @@ bool cpu_has_avx512_vbmi() {
   return __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("avx512dq");
 }
 
-bool gemv_route(MxFormat fa, MxFormat fw, GemvRoute* route) {
+bool gemv_route(MxFormat fa, MxFormat fw, KernelPath path, GemvRoute* route) {
+  if (!int_format(fa) && !int_format(fw)) {
+    *route = GemvRoute::F64;
+    return true;
+  }
+  if (!int_format(fa) || !int_format(fw)) return false;
+  if (path == KernelPath::AVX2) {
+    *route = GemvRoute::I16;
+    return true;
+  }
   if (s8_format(fa) && s8_format(fw)) {
     *route = GemvRoute::I8;
     return true;
   }
-  if (int_format(fa) && int_format(fw) && fw != MxFormat::INT8) {
+  if (fw != MxFormat::INT8) {
     *route = GemvRoute::I16;
-    return true;
-  }
-  if (!int_format(fa) && !int_format(fw)) {
-    *route = GemvRoute::F64;
     return true;
   }
   return false;
@@ -47,13 +52,18 @@ bool gemv_route(MxFormat fa, MxFormat fw, GemvRoute* route) {
 
 bool gemv_mx_available(MxFormat fa, MxFormat fw, KernelPath path) {
   GemvRoute route;
-  return path == KernelPath::AVX512 && path_available(path) && cpu_has_avx512_vbmi() &&
-         gemv_route(fa, fw, &route);
+  if (!path_available(path) || !gemv_route(fa, fw, path, &route)) return false;
+  if (path == KernelPath::AVX512) return cpu_has_avx512_vbmi();
+  // AVX2, FP4 weights with an s8-range A: the packed-nibble int8 GEMV (gemm.cc) is faster
+  // (measured: reports/kernels_cpu.md).
+  if (format_bits(fw) == 4 && s8_format(fa)) return false;
+  return path == KernelPath::AVX2;
 }
 
-void gemv_mx(const MxMatrixView& A, const MxMatrixView& W, float* y, int threads) {
+void gemv_mx(const MxMatrixView& A, const MxMatrixView& W, float* y, int threads, KernelPath path) {
   GemvRoute route{};
-  gemv_route(A.format, W.format, &route);
+  gemv_route(A.format, W.format, path, &route);
+  const bool avx2 = path == KernelPath::AVX2;
   const size_t N = W.rows, K = W.cols, nb = K / kBlockSize, nbe = (nb + 1) / 2 * 2;
   const FormatTable& ta = table(A.format);
   const FormatTable& tw = table(W.format);
@@ -68,6 +78,7 @@ void gemv_mx(const MxMatrixView& A, const MxMatrixView& W, float* y, int threads
   std::vector<double> a64;
   std::vector<uint8_t> unsafe;
   alignas(64) uint8_t lut[128] = {};
+  alignas(64) int16_t lut16w[64] = {};
   int wexp_off = qw;
   int amin = kNaNExp, amax = -kNaNExp;  // ea range (kNaNExp if a scale is NaN)
   for (size_t j = 0; j < nb; ++j) {
@@ -90,12 +101,13 @@ void gemv_mx(const MxMatrixView& A, const MxMatrixView& W, float* y, int threads
     a16.assign(nbe * kBlockSize, 0);
     for (size_t j = 0; j < nbe; j += 2)
       for (int p = 0; p < 2 * kBlockSize; ++p) {
-        const size_t k = j * kBlockSize + a64_order(p);
+        const size_t k = j * kBlockSize + (avx2 ? p : a64_order(p));
         a16[j * kBlockSize + p] = k < K ? ta.q16[ac[k]] : 0;
       }
-    const int ncodes = 1 << format_bits(W.format);
+    const int ncodes = std::min(64, 1 << format_bits(W.format));
     for (int c = 0; c < 64; ++c) {
       const uint16_t v = uint16_t(tw.q16[c % ncodes]);
+      lut16w[c] = int16_t(v);
       lut[c] = uint8_t(v & 0xFF);
       lut[64 + c] = uint8_t(v >> 8);
     }
@@ -141,7 +153,10 @@ void gemv_mx(const MxMatrixView& A, const MxMatrixView& W, float* y, int threads
         sc[r] = W.scales + rown[r] * nb;
       }
       int smin = 0, smax = 0;
-      transpose_scales8_avx512(sc, nb, wsc.data(), &smin, &smax);
+      if (avx2)
+        transpose_scales8_avx2(sc, nb, wsc.data(), &smin, &smax);
+      else
+        transpose_scales8_avx512(sc, nb, wsc.data(), &smin, &smax);
       args.fast = route != GemvRoute::F64 && amax != kNaNExp && smax != kScaleNaN &&
                   amin + smin - kScaleBias + qw >= -126 && amax + smax - kScaleBias + qw <= 103;
       const auto patch_fn = [&](size_t j, float* r8) {
@@ -163,6 +178,7 @@ void gemv_mx(const MxMatrixView& A, const MxMatrixView& W, float* y, int threads
       args.aexp = aexp.data();
       args.wexp_off = wexp_off;
       args.lut = lut;
+      args.lut16w = lut16w;
       args.wsc = wsc.data();
       args.unsafe = unsafe.empty() ? nullptr : unsafe.data();
       args.patch = &patch;
@@ -171,7 +187,10 @@ void gemv_mx(const MxMatrixView& A, const MxMatrixView& W, float* y, int threads
         args.pf = W.codes + (n0 + kRows) * rb;
         args.pf_bytes = std::min<size_t>(kRows, N - n0 - kRows) * rb;
       }
-      mx_gemv_rows8_avx512(args);
+      if (avx2)
+        mx_gemv_rows8_avx2(args);
+      else
+        mx_gemv_rows8_avx512(args);
       for (int r = 0; r < kRows && n0 + r < N; ++r) {
         if (out[r] == 0.0f) {
           // Zero sums gave +0 where dot_blocked may give -0: recompute exactly.

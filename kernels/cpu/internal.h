@@ -229,12 +229,13 @@ enum class GemvRoute : uint8_t { I8, I16, F64 };
 struct MxGemvArgs {
   GemvRoute route;
   MxFormat wf;
-  size_t nb;             // blocks per row
-  const void* a;         // A for the route, nb rounded up to even, zero padded
-  const int32_t* acorr;  // I8: per block, subtracted from the sums; else null
-  const int32_t* aexp;   // per block: ea, or kNaNExp for a NaN scale
-  int wexp_off;          // eb = sb - 127 + wexp_off
-  const uint8_t* lut;    // I8: 64 bytes (u8 codes); I16: 64 low bytes then 64 high bytes
+  size_t nb;              // blocks per row
+  const void* a;          // A for the route, nb rounded up to even, zero padded
+  const int32_t* acorr;   // I8: per block, subtracted from the sums; else null
+  const int32_t* aexp;    // per block: ea, or kNaNExp for a NaN scale
+  int wexp_off;           // eb = sb - 127 + wexp_off
+  const uint8_t* lut;     // I8: 64 bytes (u8 codes); I16: 64 low bytes then 64 high bytes
+  const int16_t* lut16w;  // AVX2: W's values in quanta per code (64 entries, FP4 repeated)
   const uint8_t* rows[8];
   const uint8_t* wsc;     // the 8 rows' scales transposed: wsc[j * 8 + r], nb rounded up to even
   const uint8_t* unsafe;  // per block (null: none): r_j of the 8 rows from patch
@@ -249,6 +250,10 @@ struct MxGemvArgs {
 };
 // Needs avx512 f/bw/vl/vnni/vbmi (I8, I16) and f/bw/vl (F64).
 void mx_gemv_rows8_avx512(const MxGemvArgs& t);
+// AVX2 (+F16C): routes I16 (A int16 in element order, every integer pair) and F64.
+void mx_gemv_rows8_avx2(const MxGemvArgs& t);
+void transpose_scales8_avx2(const uint8_t* const* sc, size_t nb, uint8_t* wsc, int* smin,
+                            int* smax);
 // wsc[j * 8 + r] = sc[r][j], j < nb; *smin / *smax: the smallest / largest code.
 void transpose_scales8_avx512(const uint8_t* const* sc, size_t nb, uint8_t* wsc, int* smin,
                               int* smax);
@@ -259,11 +264,11 @@ inline int a64_order(int p) {
   return lane * 16 + half * 8 + i;
 }
 bool cpu_has_avx512_vbmi();  // and avx512dq: the GEMV kernels' extra features
-// The route of a format pair (false: no M = 1 kernel for it).
-bool gemv_route(MxFormat fa, MxFormat fw, GemvRoute* route);
+// The route of a format pair on a path (false: no M = 1 kernel for it).
+bool gemv_route(MxFormat fa, MxFormat fw, KernelPath path, GemvRoute* route);
 // gemv_mx serves this pair on this path (the CPU has every feature its kernel uses).
 bool gemv_mx_available(MxFormat fa, MxFormat fw, KernelPath path);
 // y[N] = W x (A: one row), bit-exact to dot_blocked; threads over tiles of 8 weight rows.
-void gemv_mx(const MxMatrixView& A, const MxMatrixView& W, float* y, int threads);
+void gemv_mx(const MxMatrixView& A, const MxMatrixView& W, float* y, int threads, KernelPath path);
 
 }  // namespace dmx::kernels::detail
