@@ -1045,6 +1045,10 @@ void gemm_f32(const float* A, size_t M, size_t lda, const MxMatrixView& W, float
     const float s0 = v[0] + v[4], s1 = v[1] + v[5], s2 = v[2] + v[6], s3 = v[3] + v[7];
     C[m * ldc + n] = (s0 + s2) + (s1 + s3);
   };
+  if (M == 1 && path == KernelPath::AVX512 && detail::cpu_has_avx512_vbmi()) {
+    detail::gemv_f32_avx512(A, W, C, cfg.threads);  // every format, two rows per vector
+    return;
+  }
   if (M == 1 && path != KernelPath::Scalar && format_bits(W.format) != 6) {
     // GEMV: the packed weights streamed once, decoded in registers (same lanes, same order).
     constexpr size_t kTilesPerTask = 4;  // 32 rows a task

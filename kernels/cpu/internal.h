@@ -250,6 +250,24 @@ struct MxGemvArgs {
 };
 // Needs avx512 f/bw/vl/vnni/vbmi (I8, I16) and f/bw/vl (F64).
 void mx_gemv_rows8_avx512(const MxGemvArgs& t);
+// FP32 activations x MX weights, M = 1, 8 weight rows (the mixed contract's lanes, as
+// mixed_gemv_rows8_avx2): lanes[r * 8 + l]. wsc: the rows' scales transposed ([j * 8 + r]);
+// table: element values (scale 2^0) of codes 0-15 (FP4) or of the magnitudes 0-31 (FP6).
+struct MixedGemvArgs {
+  MxFormat f;
+  const float* a;
+  const uint8_t* rows[8];
+  const uint8_t* wsc;
+  size_t nb;
+  const float* table;
+  float* lanes;
+  const uint8_t* pf;
+  size_t pf_bytes;
+};
+void mixed_gemv_rows8_avx512(const MixedGemvArgs& t);  // avx512 f/bw/vl/vbmi/dq
+// gemm_f32 with M = 1 on the AVX-512 path (gemv_fp.cc).
+void gemv_f32_avx512(const float* x, const MxMatrixView& W, float* y, int threads);
+
 // AVX2 (+F16C): routes I16 (A int16 in element order, every integer pair) and F64.
 void mx_gemv_rows8_avx2(const MxGemvArgs& t);
 void transpose_scales8_avx2(const uint8_t* const* sc, size_t nb, uint8_t* wsc, int* smin,

@@ -229,7 +229,125 @@ void gemv_f64(const MxGemvArgs& t) {
   _mm256_storeu_ps(t.out, acc);
 }
 
+// ---- FP32 activations x MX weights (the mixed contract's 8 lanes) -----------------------------
+// One zmm = 2 weight rows x 8 lanes (row 2p in lanes 0-7, row 2p + 1 in 8-15), so each lane l of
+// each row still takes k = l mod 8 in increasing k with one FMA per element.
+
+// Element values (scale 2^0) of group i (elements 8i..8i+7 of the block) of both rows of a pair:
+// `both` holds the pair's packed block codes, row 2p at byte 0, row 2p + 1 at byte 32.
+template <int kBits>
+inline __m512 pair_group_values(__m512i both, int i, const __m512& tlo, const __m512& thi,
+                                MxFormat f) {
+  (void)f;
+  if constexpr (kBits == 4) {
+    // dword d <- packed byte 4i + d / 2 of its row, the odd elements' nibble shifted down.
+    const __m512i idx = _mm512_add_epi32(_mm512_set_epi32(32 + 3, 32 + 3, 32 + 2, 32 + 2, 32 + 1,
+                                                          32 + 1, 32, 32, 3, 3, 2, 2, 1, 1, 0, 0),
+                                         _mm512_set1_epi32(4 * i));
+    const __m512i c = _mm512_permutexvar_epi8(idx, both);  // byte 0 of each dword (others junk)
+    const __m512i sh = _mm512_set_epi32(4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0);
+    return _mm512_permutexvar_ps(_mm512_srlv_epi32(c, sh), tlo);  // low 4 bits index
+  } else if constexpr (kBits == 6) {
+    // element e = 8i + d at bits [6e, 6e + 6): bytes 6e / 8 and the next, shifted by 6e mod 8.
+    const int base = 6 * i;  // bytes of group i start at 6i
+    // dword d: bytes (base + (6d) / 8) and +1 in its low 16 bits; shift (6d) mod 8.
+    const __m512i lo_b = _mm512_set_epi32(32 + 5, 32 + 4, 32 + 3, 32 + 3, 32 + 2, 32 + 1, 32 + 0,
+                                          32 + 0, 5, 4, 3, 3, 2, 1, 0, 0);
+    const __m512i b0 = _mm512_add_epi32(lo_b, _mm512_set1_epi32(base));
+    // byte k of dword: b0 + k (k = 0, 1).
+    const __m512i idx = _mm512_add_epi32(b0, _mm512_slli_epi32(b0, 8));
+    const __m512i idx2 = _mm512_add_epi32(idx, _mm512_set1_epi32(0x0100));
+    const __m512i c = _mm512_permutexvar_epi8(idx2, both);
+    const __m512i sh = _mm512_set_epi32(2, 4, 6, 0, 2, 4, 6, 0, 2, 4, 6, 0, 2, 4, 6, 0);
+    const __m512i code = _mm512_srlv_epi32(c, sh);  // 6-bit code in bits 0-5 (junk above)
+    const __m512 mag = _mm512_permutex2var_ps(tlo, code, thi);  // 5-bit magnitude index
+    const __m512i sign =
+        _mm512_and_si512(_mm512_slli_epi32(code, 26), _mm512_set1_epi32(INT32_MIN));
+    return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(mag), sign));
+  } else {
+    // 8-bit: bytes 8i..8i+7 of each row -> 16 codes.
+    const __m512i idx =
+        _mm512_add_epi32(_mm512_set_epi32(39, 38, 37, 36, 35, 34, 33, 32, 7, 6, 5, 4, 3, 2, 1, 0),
+                         _mm512_set1_epi32(8 * i));
+    const __m512i c = _mm512_permutexvar_epi8(idx, both);  // code in byte 0 of each dword
+    (void)tlo;
+    (void)thi;
+    if (f == MxFormat::INT8) {
+      const __m512i v = _mm512_srai_epi32(_mm512_slli_epi32(c, 24), 24);
+      return _mm512_mul_ps(_mm512_cvtepi32_ps(v), _mm512_set1_ps(1.0f / 64));  // exact
+    }
+    // FP16 patterns in the low 16 bits of each dword, then exact FP32.
+    const __m256i w = _mm512_cvtepi32_epi16(c);  // code in the low byte of each word
+    __m256i h;
+    if (f == MxFormat::E5M2) {
+      h = _mm256_slli_epi16(w, 8);
+    } else {
+      const __m256i sx = _mm256_srai_epi16(_mm256_slli_epi16(w, 8), 8);  // sign-extend the byte
+      h = _mm256_and_si256(_mm256_slli_epi16(sx, 7), _mm256_set1_epi16(short(0xBF80)));
+      const __mmask16 nan = _mm256_cmpeq_epi16_mask(_mm256_and_si256(h, _mm256_set1_epi16(0x7FFF)),
+                                                    _mm256_set1_epi16(0x3F80));
+      h = _mm256_mask_mov_epi16(h, nan, _mm256_set1_epi16(0x7E00));
+    }
+    const __m512 v = _mm512_cvtph_ps(h);
+    return f == MxFormat::E5M2 ? v : _mm512_mul_ps(v, _mm512_set1_ps(256.0f));  // exact
+  }
+}
+
+template <int kBits>
+void mixed_gemv_impl(const MixedGemvArgs& t) {
+  const size_t rb = size_t(kBits) * kBlockSize / 8;
+  const __m512 tlo = _mm512_loadu_ps(t.table), thi = _mm512_loadu_ps(t.table + 16);
+  __m512 acc[4];
+  for (int p = 0; p < 4; ++p) acc[p] = _mm512_set1_ps(-0.0f);
+  const __mmask64 m = bytes_mask(rb);
+  const __m512i pair_idx[4] = {_mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0),
+                               _mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2),
+                               _mm512_set_epi32(5, 5, 5, 5, 5, 5, 5, 5, 4, 4, 4, 4, 4, 4, 4, 4),
+                               _mm512_set_epi32(7, 7, 7, 7, 7, 7, 7, 7, 6, 6, 6, 6, 6, 6, 6, 6)};
+  MxGemvArgs pfa{};
+  pfa.pf = t.pf;
+  pfa.pf_bytes = t.pf_bytes;
+  const Prefetcher prefetch(pfa, t.nb);
+  for (size_t j = 0; j < t.nb; ++j) {
+    prefetch(j);
+    // The 8 rows' scale factors 2^(s - 127) as FP32 (decode_scale: 2^-127 subnormal, NaN).
+    const __m256i s =
+        _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(t.wsc + j * 8)));
+    __m256i fb = _mm256_slli_epi32(s, 23);
+    fb = _mm256_mask_mov_epi32(fb, _mm256_cmpeq_epi32_mask(s, _mm256_setzero_si256()),
+                               _mm256_set1_epi32(0x00400000));
+    fb = _mm256_mask_mov_epi32(fb, _mm256_cmpeq_epi32_mask(s, _mm256_set1_epi32(kScaleNaN)),
+                               _mm256_set1_epi32(0x7FC00000));
+    const __m512i f8 = _mm512_castsi256_si512(fb);
+    const float* aj = t.a + j * kBlockSize;
+    for (int p = 0; p < 4; ++p) {
+      const __m512 sf = _mm512_castsi512_ps(_mm512_permutexvar_epi32(pair_idx[p], f8));
+      const __m512i both = _mm512_inserti64x4(
+          _mm512_castsi256_si512(_mm256_maskz_loadu_epi8(__mmask32(m), t.rows[2 * p] + j * rb)),
+          _mm256_maskz_loadu_epi8(__mmask32(m), t.rows[2 * p + 1] + j * rb), 1);
+      for (int i = 0; i < 4; ++i) {
+        const __m512 w = _mm512_mul_ps(pair_group_values<kBits>(both, i, tlo, thi, t.f), sf);
+        const __m512 a =
+            _mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_castps_pd(_mm256_loadu_ps(aj + 8 * i))));
+        acc[p] = _mm512_fmadd_ps(a, w, acc[p]);
+      }
+    }
+  }
+  for (int p = 0; p < 4; ++p) _mm512_storeu_ps(t.lanes + p * 16, acc[p]);
+}
+
 }  // namespace
+
+void mixed_gemv_rows8_avx512(const MixedGemvArgs& t) {
+  switch (format_bits(t.f)) {
+    case 4:
+      return mixed_gemv_impl<4>(t);
+    case 6:
+      return mixed_gemv_impl<6>(t);
+    default:
+      return mixed_gemv_impl<8>(t);
+  }
+}
 
 void transpose_scales8_avx512(const uint8_t* const* sc, size_t nb, uint8_t* wsc, int* smin,
                               int* smax) {
