@@ -1,6 +1,7 @@
-// FP32-activation GEMV (gemm_f32 with M = 1) on the AVX-512 path: the weight rows streamed once
+// FP32-activation GEMVs: gemm_f32 with M = 1 on the AVX-512 path (the weight rows streamed once
 // from their packed codes in tiles of 8 (mixed_gemv_rows8_avx512, two rows per 512-bit vector),
-// the mixed contract's 8 lanes per row finished as in gemm_f32.
+// the mixed contract's 8 lanes per row finished as in gemm_f32), and gemv_quantized (x quantized
+// once, then the MX x MX GEMV).
 #include <algorithm>
 #include <vector>
 
@@ -51,3 +52,17 @@ void gemv_f32_avx512(const float* x, const MxMatrixView& W, float* y, int thread
 }
 
 }  // namespace dmx::kernels::detail
+
+namespace dmx::kernels {
+
+void gemv_quantized(const float* x, MxFormat a_format, const MxMatrixView& W, float* y,
+                    const QuantizeOptions& opt, const KernelConfig& cfg) {
+  const size_t K = W.cols;
+  std::vector<uint8_t> codes(packed_row_bytes(a_format, K)), scales(K / kBlockSize);
+  // One row: quantized on the caller (a pool wake-up costs more than K elements).
+  quantize(a_format, x, 1, K, codes.data(), scales.data(), opt, {cfg.path, 1});
+  const MxMatrixView A{a_format, 1, K, codes.data(), scales.data()};
+  gemv(A, W, y, cfg);
+}
+
+}  // namespace dmx::kernels

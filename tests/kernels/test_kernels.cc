@@ -572,6 +572,35 @@ TEST_P(KernelPathTest, GemvEveryPairRaggedLongRows) {
   }
 }
 
+// gemv_quantized == golden quantize_row of x, then dot_blocked with every weight row, for every
+// activation format against the weight formats of every route; x with FP32 edge values (NaN,
+// Inf, subnormals: NaN-scale blocks) and a non-default quantize option.
+TEST_P(KernelPathTest, GemvQuantizedActivationMatchesGolden) {
+  const uint32_t seed = kSeed + 22;
+  std::mt19937 rng(seed);
+  const size_t N = 19, K = 37 * kBlockSize;
+  for (MxFormat fa : kAllFormats)
+    for (MxFormat fw : kAllFormats) {
+      const MxMat W = quantized_mx(fw, N, K, rng);
+      const std::vector<float> x = random_values(K, rng, true);
+      for (int variant = 0; variant < 2; ++variant) {
+        QuantizeOptions opt;
+        if (variant == 1) opt.scale_rule = ScaleRule::RCEIL;
+        MxMat A{fa, 1, K, {}, {}, std::vector<uint8_t>(K)};
+        A.scales.resize(K / kBlockSize);
+        quantize_row(fa, x.data(), K, A.scales.data(), A.unpacked.data(), opt);
+        std::vector<float> y(N, 12345.0f);
+        gemv_quantized(x.data(), fa, W.view(), y.data(), opt, cfg());
+        for (size_t n = 0; n < N; ++n) {
+          const float ref = dot_blocked(A.vec(0), W.vec(n), K);
+          ASSERT_TRUE(same_float(y[n], ref))
+              << "A=" << format_name(fa) << " W=" << format_name(fw) << " variant " << variant
+              << " n " << n << ": " << y[n] << " vs golden " << ref << " seed " << seed;
+        }
+      }
+    }
+}
+
 // Back-to-back small calls on the thread pool with more threads than cores (workers that wake
 // late find the tasks done, and must not touch the next call's tasks): the same bits as 1 thread.
 TEST_P(KernelPathTest, ManySmallCallsOnThePool) {

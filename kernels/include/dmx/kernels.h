@@ -125,6 +125,12 @@ inline void gemv_f32(const float* x, const MxMatrixView& W, float* y,
                      const KernelConfig& cfg = {}) {
   gemm_f32(x, 1, W.cols, W, y, W.rows, cfg);
 }
+// Decode GEMV with the activation quantized in the same call: y = W * Q(x), Q(x) = quantize(
+// a_format, x) with `opt` (K = W.cols elements). Bit-identical to quantize() then gemv(); x is
+// quantized once per call (at M = 1 every weight tile reuses it) into a per-call buffer of K
+// codes, which the GEMV then prepares for its route without leaving the caches.
+void gemv_quantized(const float* x, MxFormat a_format, const MxMatrixView& W, float* y,
+                    const QuantizeOptions& opt = {}, const KernelConfig& cfg = {});
 
 // How a format pair's exact block sums are computed (documented choice, reported by tests/bench):
 //   Int16   both formats' magnitudes are small integers (E2M1, E2M3, INT8, E3M2), block sum
