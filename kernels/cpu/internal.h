@@ -281,7 +281,9 @@ inline int a64_order(int p) {
   const int half = p / 32, q = p % 32, lane = q / 8, i = q % 8;
   return lane * 16 + half * 8 + i;
 }
-bool cpu_has_avx512_vbmi();  // and avx512dq: the GEMV kernels' extra features
+bool cpu_has_avx512_vbmi();
+bool s8_range(MxFormat f);  // values in quanta fit s8 (E2M1, E2M3, INT8)  // and avx512dq: the GEMV
+                            // kernels' extra features
 // The route of a format pair on a path (false: no M = 1 kernel for it).
 bool gemv_route(MxFormat fa, MxFormat fw, KernelPath path, GemvRoute* route);
 // gemv_mx serves this pair on this path (the CPU has every feature its kernel uses).

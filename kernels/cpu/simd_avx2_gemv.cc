@@ -91,6 +91,13 @@ void gemv_i16(const MxGemvArgs& t) {
   alignas(32) int16_t w[8][kChunk * kBlockSize];
   alignas(32) uint8_t codes[kChunk * kBlockSize];
   alignas(16) int8_t lut16[16];
+  alignas(32) uint8_t lut8[64];  // FP6 values as s8 bytes where they fit (E2M3)
+  alignas(32) int8_t bytes[kChunk * kBlockSize];
+  bool s8 = true;
+  for (int c = 0; c < 64; ++c) {
+    lut8[c] = uint8_t(int8_t(t.lut16w[c]));
+    s8 = s8 && t.lut16w[c] >= -128 && t.lut16w[c] <= 127;
+  }
   for (int c = 0; c < 16; ++c) lut16[c] = int8_t(t.lut16w[c]);
   __m256 acc = _mm256_set1_ps(-0.0f);
   const Prefetcher prefetch(t, (t.nb + kChunk - 1) / kChunk);
@@ -105,7 +112,12 @@ void gemv_i16(const MxGemvArgs& t) {
         decode_fp4_blocks_avx2(p, nj, lut16, true, w[r], kBlockSize);
       } else {
         unpack_fp6_avx2(p, nj, codes);
-        lut64_i16_avx2(codes, nj * kBlockSize, t.lut16w, w[r]);
+        if (s8) {  // one byte table, then widened
+          lut64_bytes_avx2(codes, nj * kBlockSize, lut8, reinterpret_cast<uint8_t*>(bytes));
+          widen_i8_blocks_avx2(bytes, nj, w[r], kBlockSize);
+        } else {
+          lut64_i16_avx2(codes, nj * kBlockSize, t.lut16w, w[r]);
+        }
       }
     }
     for (size_t jj = 0; jj < nj; ++jj) {

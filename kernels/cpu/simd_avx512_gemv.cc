@@ -385,8 +385,7 @@ void transpose_scales8_avx512(const uint8_t* const* sc, size_t nb, uint8_t* wsc,
 void mx_gemv_rows8_avx512(const MxGemvArgs& t) {
   const int bits = format_bits(t.wf);
   switch (t.route) {
-    case GemvRoute::I8:
-      if (bits == 4) return gemv_i8<4>(t);
+    case GemvRoute::I8:  // FP4 weights with s8 A take the packed-nibble GEMV (gemv_mx.cc)
       if (bits == 6) return gemv_i8<6>(t);
       return gemv_i8<8>(t);
     case GemvRoute::I16:

@@ -141,6 +141,12 @@ void gemv_quantized(const float* x, MxFormat a_format, const MxMatrixView& W, fl
 //   Wide    more (E5M2 x E5M2, E5M2 x E4M3): FP64 for the blocks whose exponent span keeps the
 //           sum within 53 bits (checked per block), exact 128-bit integer block sums otherwise
 enum class BlockSumKind : uint8_t { Int16, Double, Wide };
+// The kernel gemm() (a_format MX, or FP32 activations with a_fp32) runs for M activation rows on
+// `path` after per-kernel dispatch, as a short name for reports: "gemv-i8-vnni", "gemv-i16-vnni",
+// "gemv-f64", "gemv-i16", "gemv-fp4-int8", "gemv-f32" (M = 1 kernels) or the block-sum kind /
+// "mixed" of the general kernels.
+const char* gemm_kernel_name(MxFormat a_format, bool a_fp32, MxFormat w_format, size_t M,
+                             KernelPath path);
 BlockSumKind block_sum_kind(MxFormat a, MxFormat b);
 const char* block_sum_kind_name(BlockSumKind k);
 
