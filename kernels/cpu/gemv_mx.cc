@@ -33,7 +33,9 @@ bool cpu_has_avx512_vbmi() {
 
 bool gemv_route(MxFormat fa, MxFormat fw, KernelPath path, GemvRoute* route) {
   if (!int_format(fa) && !int_format(fw)) {
-    *route = GemvRoute::F64;
+    *route = path == KernelPath::AVX512 && fa == MxFormat::E4M3 && fw == MxFormat::E4M3
+                 ? GemvRoute::I16S
+                 : GemvRoute::F64;
     return true;
   }
   if (!int_format(fa) || !int_format(fw)) return false;
@@ -76,10 +78,16 @@ void gemv_mx(const MxMatrixView& A, const MxMatrixView& W, float* y, int threads
   // A, once: codes, per-block exponents, the route's values.
   std::vector<uint8_t> ac(nbe * kBlockSize, 0);
   unpack_range(A.format, A.codes, 0, K, ac.data());
+  if (route == GemvRoute::I16S)  // NaN codes in A: the F64 route carries them
+    for (size_t k = 0; k < K; ++k)
+      if (ta.special[ac[k]]) route = GemvRoute::F64;
   std::vector<int32_t> aexp(nbe, 0), acorr(nbe, 0);
   std::vector<int8_t> a8;
   std::vector<int16_t> a16;
   std::vector<double> a64;
+  std::vector<int16_t> alo, ahi;        // I16S parts
+  std::vector<int32_t> aexp_f(nbe, 0);  // I16S: the F64 route's exponents (NaN-tile fallback)
+  alignas(64) uint8_t lut4[512] = {};
   std::vector<uint8_t> unsafe;
   alignas(64) uint8_t lut[128] = {};
   alignas(64) int16_t lut16w[64] = {};
@@ -88,6 +96,7 @@ void gemv_mx(const MxMatrixView& A, const MxMatrixView& W, float* y, int threads
   for (size_t j = 0; j < nb; ++j) {
     const uint8_t s = A.scales[j];
     aexp[j] = route == GemvRoute::F64 ? scale_exp(s, 0) : scale_exp(s, qa);
+    aexp_f[j] = scale_exp(s, 0);
     amin = std::min(amin, aexp[j]);
     amax = std::max(amax, aexp[j]);
   }
@@ -115,11 +124,37 @@ void gemv_mx(const MxMatrixView& A, const MxMatrixView& W, float* y, int threads
       lut[c] = uint8_t(v & 0xFF);
       lut[64 + c] = uint8_t(v >> 8);
     }
-  } else {
+  }
+  if (route == GemvRoute::I16S) {
+    // Binade split: lo = values below 2^11 quanta, hi = the others / 2^8 (exact: multiples).
+    const auto split = [](uint32_t mag, bool hi) -> int16_t {
+      if (mag < 2048) return hi ? 0 : int16_t(mag);
+      return hi ? int16_t(mag >> 8) : 0;
+    };
+    alo.assign(nbe * kBlockSize, 0);
+    ahi.assign(nbe * kBlockSize, 0);
+    for (size_t j = 0; j < nbe; j += 2)
+      for (int p = 0; p < 2 * kBlockSize; ++p) {
+        const size_t k = j * kBlockSize + a64_order(p);
+        if (k >= K) continue;
+        const uint8_t c = ac[k];
+        const int sg = ta.neg[c] ? -1 : 1;
+        alo[j * kBlockSize + p] = int16_t(sg * split(ta.mag[c], false));
+        ahi[j * kBlockSize + p] = int16_t(sg * split(ta.mag[c], true));
+      }
+    for (int c = 0; c < 128; ++c) {
+      const uint16_t lo = uint16_t(split(tw.mag[c], false)), hi = uint16_t(split(tw.mag[c], true));
+      lut4[c] = uint8_t(lo & 0xFF);
+      lut4[128 + c] = uint8_t(lo >> 8);
+      lut4[256 + c] = uint8_t(hi & 0xFF);
+      lut4[384 + c] = uint8_t(hi >> 8);
+    }
+  }
+  if (route == GemvRoute::F64 || route == GemvRoute::I16S) {
     a64.assign(nbe * kBlockSize, 0.0);
     for (size_t k = 0; k < K; ++k) a64[k] = ta.unit_d[ac[k]];
     // The kernel's W values are FP16 patterns: E4M3 at 2^-8 of the value, E5M2 the value.
-    wexp_off = W.format == MxFormat::E4M3 ? 8 : 0;
+    if (route == GemvRoute::F64) wexp_off = W.format == MxFormat::E4M3 ? 8 : 0;
     // FP64 block sums are exact when hi_a + hi_w + 5 - lo_a - lo_w <= 53 (magnitudes in quanta:
     // hi = bit length of the largest, lo = fewest trailing zeros of the nonzero finite ones).
     // W's span is taken at its format's worst; A blocks past the limit are unsafe.
@@ -161,8 +196,9 @@ void gemv_mx(const MxMatrixView& A, const MxMatrixView& W, float* y, int threads
         transpose_scales8_avx2(sc, nb, wsc.data(), &smin, &smax);
       else
         transpose_scales8_avx512(sc, nb, wsc.data(), &smin, &smax);
-      args.fast = route != GemvRoute::F64 && amax != kNaNExp && smax != kScaleNaN &&
-                  amin + smin - kScaleBias + qw >= -126 && amax + smax - kScaleBias + qw <= 103;
+      args.fast = (route == GemvRoute::I8 || route == GemvRoute::I16) && amax != kNaNExp &&
+                  smax != kScaleNaN && amin + smin - kScaleBias + qw >= -126 &&
+                  amax + smax - kScaleBias + qw <= 103;
       const auto patch_fn = [&](size_t j, float* r8) {
         for (int r = 0; r < kRows; ++r) {
           unpack_range(W.format, args.rows[r], j * kBlockSize, kBlockSize, wcodes.data());
@@ -177,9 +213,14 @@ void gemv_mx(const MxMatrixView& A, const MxMatrixView& W, float* y, int threads
       args.route = route;
       args.wf = W.format;
       args.nb = nb;
-      args.a = route == GemvRoute::I8    ? static_cast<const void*>(a8.data())
-               : route == GemvRoute::I16 ? static_cast<const void*>(a16.data())
-                                         : static_cast<const void*>(a64.data());
+      args.a = route == GemvRoute::I8     ? static_cast<const void*>(a8.data())
+               : route == GemvRoute::I16  ? static_cast<const void*>(a16.data())
+               : route == GemvRoute::I16S ? static_cast<const void*>(alo.data())
+                                          : static_cast<const void*>(a64.data());
+      args.a2 = ahi.data();
+      args.lut4 = lut4;
+      bool saw_nan = false;
+      args.saw_nan = &saw_nan;
       args.acorr = acorr.data();
       args.aexp = aexp.data();
       args.wexp_off = wexp_off;
@@ -197,6 +238,14 @@ void gemv_mx(const MxMatrixView& A, const MxMatrixView& W, float* y, int threads
         mx_gemv_rows8_avx2(args);
       else
         mx_gemv_rows8_avx512(args);
+      if (saw_nan) {  // a W NaN code: the tile again on the F64 route (NaN propagates there)
+        args.route = GemvRoute::F64;
+        args.a = a64.data();
+        args.aexp = aexp_f.data();
+        args.wexp_off = 8;
+        args.fast = false;
+        mx_gemv_rows8_avx512(args);
+      }
       for (int r = 0; r < kRows && n0 + r < N; ++r) {
         if (out[r] == 0.0f) {
           // Zero sums gave +0 where dot_blocked may give -0: recompute exactly.

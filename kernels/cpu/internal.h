@@ -225,7 +225,12 @@ namespace dmx::kernels::detail {
 // Block step (all routes): r_j = float(double(s) * 2^(ea + eb)) (exact product, one rounding),
 // acc += r_j in FP32 in increasing j, acc starting at -0. Zero integer sums give +0 (the driver
 // recomputes zero results exactly).
-enum class GemvRoute : uint8_t { I8, I16, F64 };
+//   I16S (AVX-512, E4M3 x E4M3, A without NaN codes): each E4M3 magnitude in quanta (< 2^18) is
+//        split by binade into lo (values < 2^11) or hi (values >= 2^11, stored / 2^8), both int16;
+//        T0 = lo*lo, T8 = lo*hi + hi*lo, T16 = hi*hi summed with vpdpwssd (each element pair
+//        lands in exactly one, |T| < 2^27), s = T0 + 2^8 T8 + 2^16 T16 exactly in FP64. A tile
+//        holding a W NaN code reports it (saw_nan) and the driver reruns it on the F64 route.
+enum class GemvRoute : uint8_t { I8, I16, F64, I16S };
 struct MxGemvArgs {
   GemvRoute route;
   MxFormat wf;
@@ -236,6 +241,9 @@ struct MxGemvArgs {
   int wexp_off;           // eb = sb - 127 + wexp_off
   const uint8_t* lut;     // I8: 64 bytes (u8 codes); I16: 64 low bytes then 64 high bytes
   const int16_t* lut16w;  // AVX2: W's values in quanta per code (64 entries, FP4 repeated)
+  const void* a2;         // I16S: A's hi parts (a holds the lo parts), same order as I16
+  const uint8_t* lut4;    // I16S: 4 x 128 bytes: lo part low / high bytes, hi part low / high
+  bool* saw_nan;          // I16S: set when a W NaN code was seen (the results are then invalid)
   const uint8_t* rows[8];
   const uint8_t* wsc;     // the 8 rows' scales transposed: wsc[j * 8 + r], nb rounded up to even
   const uint8_t* unsafe;  // per block (null: none): r_j of the 8 rows from patch

@@ -230,7 +230,8 @@ void transpose_scales8_avx2(const uint8_t* const* sc, size_t nb, uint8_t* wsc, i
 
 void mx_gemv_rows8_avx2(const MxGemvArgs& t) {
   switch (t.route) {
-    case GemvRoute::I8:  // not an AVX2 route (the driver asks for I16 here)
+    case GemvRoute::I8:  // not AVX2 routes (the driver asks for I16 / F64 here)
+    case GemvRoute::I16S:
     case GemvRoute::I16:
       return gemv_i16(t);
     case GemvRoute::F64:

@@ -192,6 +192,61 @@ void gemv_i16(const MxGemvArgs& t) {
   _mm256_storeu_ps(t.out, acc);
 }
 
+// E4M3 x E4M3 through exact int16 parts (I16S, internal.h).
+void gemv_i16s(const MxGemvArgs& t) {
+  const int16_t* alo = static_cast<const int16_t*>(t.a);
+  const int16_t* ahi = static_cast<const int16_t*>(t.a2);
+  __m512i tab[8];
+  for (int i = 0; i < 8; ++i) tab[i] = _mm512_loadu_si512(t.lut4 + 64 * i);
+  const __m512i m7f = _mm512_set1_epi8(0x7F), zero = _mm512_setzero_si512();
+  __mmask64 nan = 0;
+  __m256 acc = _mm256_set1_ps(-0.0f);
+  const Prefetcher prefetch(t, (t.nb + 1) / 2);
+  for (size_t j = 0; j < t.nb; j += 2) {
+    prefetch(j / 2);
+    const size_t nblk = j + 1 < t.nb ? 2 : 1;
+    const __mmask64 m = bytes_mask(nblk * kBlockSize);
+    const __m512i al0 = _mm512_loadu_si512(alo + j * kBlockSize);
+    const __m512i al1 = _mm512_loadu_si512(alo + j * kBlockSize + 32);
+    const __m512i ah0 = _mm512_loadu_si512(ahi + j * kBlockSize);
+    const __m512i ah1 = _mm512_loadu_si512(ahi + j * kBlockSize + 32);
+    __m512i t0[8], t8[8], t16[8];
+    for (int r = 0; r < 8; ++r) {
+      const __m512i c = _mm512_maskz_loadu_epi8(m, t.rows[r] + j * kBlockSize);
+      nan |= _mm512_cmpeq_epi8_mask(_mm512_and_si512(c, m7f), m7f);
+      const __m512i l0 = _mm512_permutex2var_epi8(tab[0], c, tab[1]);
+      const __m512i l1 = _mm512_permutex2var_epi8(tab[2], c, tab[3]);
+      const __m512i h0 = _mm512_permutex2var_epi8(tab[4], c, tab[5]);
+      const __m512i h1 = _mm512_permutex2var_epi8(tab[6], c, tab[7]);
+      // Signs from the codes, in the same interleaved order.
+      const __mmask32 sl = _mm512_movepi16_mask(_mm512_unpacklo_epi8(c, c));
+      const __mmask32 sh = _mm512_movepi16_mask(_mm512_unpackhi_epi8(c, c));
+      __m512i wl0 = _mm512_unpacklo_epi8(l0, l1), wl1 = _mm512_unpackhi_epi8(l0, l1);
+      __m512i wh0 = _mm512_unpacklo_epi8(h0, h1), wh1 = _mm512_unpackhi_epi8(h0, h1);
+      wl0 = _mm512_mask_sub_epi16(wl0, sl, zero, wl0);
+      wl1 = _mm512_mask_sub_epi16(wl1, sh, zero, wl1);
+      wh0 = _mm512_mask_sub_epi16(wh0, sl, zero, wh0);
+      wh1 = _mm512_mask_sub_epi16(wh1, sh, zero, wh1);
+      t0[r] = _mm512_dpwssd_epi32(_mm512_dpwssd_epi32(zero, wl0, al0), wl1, al1);
+      t16[r] = _mm512_dpwssd_epi32(_mm512_dpwssd_epi32(zero, wh0, ah0), wh1, ah1);
+      __m512i x = _mm512_dpwssd_epi32(_mm512_dpwssd_epi32(zero, wl0, ah0), wl1, ah1);
+      t8[r] = _mm512_dpwssd_epi32(_mm512_dpwssd_epi32(x, wh0, al0), wh1, al1);
+    }
+    const __m512i s0 = reduce8_pairs(t0), s8 = reduce8_pairs(t8), s16 = reduce8_pairs(t16);
+    for (size_t b = 0; b < nblk; ++b) {
+      const auto half = [b](__m512i v) {
+        return _mm512_cvtepi32_pd(b ? _mm512_extracti64x4_epi64(v, 1) : _mm512_castsi512_si256(v));
+      };
+      // |s| < 2^44: every step exact in FP64.
+      const __m512d s = _mm512_fmadd_pd(half(s16), _mm512_set1_pd(65536.0),
+                                        _mm512_fmadd_pd(half(s8), _mm512_set1_pd(256.0), half(s0)));
+      finish_block(acc, block_step(s, t, j + b), t, j + b);
+    }
+  }
+  *t.saw_nan = nan != 0;
+  _mm256_storeu_ps(t.out, acc);
+}
+
 // 32 FP8 codes -> FP16 bit patterns (E4M3: the value times 2^-8, NaN codes mapped to NaN; E5M2:
 // the value itself).
 template <bool kE4M3>
@@ -394,6 +449,8 @@ void mx_gemv_rows8_avx512(const MxGemvArgs& t) {
     case GemvRoute::F64:
       if (t.wf == MxFormat::E4M3) return gemv_f64<true>(t);
       return gemv_f64<false>(t);
+    case GemvRoute::I16S:
+      return gemv_i16s(t);
   }
 }
 
