@@ -569,6 +569,28 @@ TEST_P(KernelPathTest, GemvEveryPairRaggedLongRows) {
     for (size_t r = 0; r < N; ++r)
       pack_codes(fw, &Wz.unpacked[r * K], K, &Wz.codes[r * packed_bytes(fw, K)]);
     check_gemm(Az, Wz, cfg(), what + " cancelling blocks");
+    if (format_info(fw).has_nan) {
+      // A NaN element code in one weight row with a finite A (a tile rerun on another route).
+      MxMat Wn = W;
+      Wn.unpacked[5 * K + 100] = 0x7F;
+      pack_codes(fw, &Wn.unpacked[5 * K], K, &Wn.codes[5 * packed_bytes(fw, K)]);
+      check_gemm(A, Wn, cfg(), what + " NaN weight code");
+    }
+    if (format_info(fa).has_nan && format_info(fw).has_nan) {
+      // Every element at the largest finite magnitude, signs equal / alternating: the largest
+      // block sums of each route.
+      MxMat Am = A, Wm = W;
+      const uint8_t amax = fa == MxFormat::E4M3 ? 0x7E : 0x7B;
+      const uint8_t wmax = fw == MxFormat::E4M3 ? 0x7E : 0x7B;
+      for (size_t k = 0; k < K; ++k) Am.unpacked[k] = amax;
+      for (size_t r = 0; r < N; ++r)
+        for (size_t k = 0; k < K; ++k)
+          Wm.unpacked[r * K + k] = uint8_t(wmax | ((r % 2) && (k % 2) ? 0x80 : 0));
+      pack_codes(fa, Am.unpacked.data(), K, Am.codes.data());
+      for (size_t r = 0; r < N; ++r)
+        pack_codes(fw, &Wm.unpacked[r * K], K, &Wm.codes[r * packed_bytes(fw, K)]);
+      check_gemm(Am, Wm, cfg(), what + " largest magnitudes");
+    }
   }
 }
 
