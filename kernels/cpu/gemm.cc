@@ -1096,9 +1096,15 @@ void gemm_f32(const float* A, size_t M, size_t lda, const MxMatrixView& W, float
                                       W.scales + row * nb + k0 / kBlockSize, n, dst);
           continue;
         }
-        detail::unpack_range(W.format, row_codes(W, row), k0, n, wc.data());
-        for (size_t i = 0; i < n; ++i)
-          dst[i] = tw.unit[wc[i]] * decode_scale(W.scales[row * nb + (k0 + i) / kBlockSize]);
+        if (path == KernelPath::Scalar)
+          detail::unpack_range(W.format, row_codes(W, row), k0, n, wc.data());
+        else  // FP6: the AVX2 unpacker
+          unpack_codes_simd(W.format, row_codes(W, row), k0, n, wc.data());
+        for (size_t b = 0; b < n / kBlockSize; ++b) {  // unit * scale, as dequantize_row
+          const float sc = decode_scale(W.scales[row * nb + k0 / kBlockSize + b]);
+          for (size_t i = b * kBlockSize; i < (b + 1) * kBlockSize; ++i)
+            dst[i] = tw.unit[wc[i]] * sc;
+        }
       }
       if (path == KernelPath::Scalar) {
         for (size_t m = 0; m < M; ++m)
