@@ -278,6 +278,7 @@ const char* gemm_kernel_name(MxFormat a_format, bool a_fp32, MxFormat w_format, 
   if (M == 1 && detail::gemv_mx_available(a_format, w_format, path) &&
       detail::gemv_route(a_format, w_format, path, &route)) {
     if (route == detail::GemvRoute::F64) return "gemv-f64";
+    if (route == detail::GemvRoute::I16S) return "gemv-i16s-vnni";
     if (path == KernelPath::AVX2) return "gemv-i16";
     return route == detail::GemvRoute::I8 ? "gemv-i8-vnni" : "gemv-i16-vnni";
   }

@@ -143,8 +143,8 @@ void gemv_quantized(const float* x, MxFormat a_format, const MxMatrixView& W, fl
 enum class BlockSumKind : uint8_t { Int16, Double, Wide };
 // The kernel gemm() (a_format MX, or FP32 activations with a_fp32) runs for M activation rows on
 // `path` after per-kernel dispatch, as a short name for reports: "gemv-i8-vnni", "gemv-i16-vnni",
-// "gemv-f64", "gemv-i16", "gemv-fp4-int8", "gemv-f32" (M = 1 kernels) or the block-sum kind /
-// "mixed" of the general kernels.
+// "gemv-i16s-vnni", "gemv-f64", "gemv-i16", "gemv-fp4-int8", "gemv-f32" (M = 1 kernels) or the
+// block-sum kind / "mixed" of the general kernels.
 const char* gemm_kernel_name(MxFormat a_format, bool a_fp32, MxFormat w_format, size_t M,
                              KernelPath path);
 BlockSumKind block_sum_kind(MxFormat a, MxFormat b);
