@@ -879,9 +879,13 @@ void gemm_impl(const MxMatrixView& A, const MxMatrixView& W, detail::PackedInt* 
     return;
   }
   const KernelPath path = usable(cfg.path);
-  if (M == 1 && detail::gemv_mx_available(A.format, W.format, path)) {
-    detail::gemv_mx(A, W, C, cfg.threads, path);  // weights streamed once from the packed codes
-    return;
+  if (M == 1) {
+    // AVX-512 without VBMI / DQ: the AVX2 GEMV kernels.
+    const KernelPath gp = detail::gemv_path(path);
+    if (detail::gemv_mx_available(A.format, W.format, gp)) {
+      detail::gemv_mx(A, W, C, cfg.threads, gp);  // weights streamed once from the packed codes
+      return;
+    }
   }
   const BlockSumKind kind = block_sum_kind(A.format, W.format);
   const size_t tiles = (N + kTileRows - 1) / kTileRows;

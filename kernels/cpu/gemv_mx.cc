@@ -275,6 +275,7 @@ const char* gemm_kernel_name(MxFormat a_format, bool a_fp32, MxFormat w_format, 
     return "mixed";
   }
   detail::GemvRoute route{};
+  path = M == 1 ? detail::gemv_path(path) : path;
   if (M == 1 && detail::gemv_mx_available(a_format, w_format, path) &&
       detail::gemv_route(a_format, w_format, path, &route)) {
     if (route == detail::GemvRoute::F64) return "gemv-f64";

@@ -294,6 +294,10 @@ bool s8_range(MxFormat f);  // values in quanta fit s8 (E2M1, E2M3, INT8)  // an
                             // kernels' extra features
 // The route of a format pair on a path (false: no M = 1 kernel for it).
 bool gemv_route(MxFormat fa, MxFormat fw, KernelPath path, GemvRoute* route);
+// The path whose M = 1 MX x MX kernels run for `path` (AVX-512 without VBMI / DQ: AVX2).
+inline KernelPath gemv_path(KernelPath path) {
+  return path == KernelPath::AVX512 && !cpu_has_avx512_vbmi() ? KernelPath::AVX2 : path;
+}
 // gemv_mx serves this pair on this path (the CPU has every feature its kernel uses).
 bool gemv_mx_available(MxFormat fa, MxFormat fw, KernelPath path);
 // y[N] = W x (A: one row), bit-exact to dot_blocked; threads over tiles of 8 weight rows.
