@@ -139,11 +139,12 @@ void BM_Dequantize(benchmark::State& state) {
   state.SetLabel(format_name(f));
 }
 
-// args: M, N, K, weight format, activation format (0..5 MX, 6 = FP32)
+// args: M, N, K, weight format, activation format (0..5 MX, 6 = FP32), path (1 avx2, 2 avx512)
 void BM_Gemm(benchmark::State& state) {
   const size_t M = state.range(0), N = state.range(1), K = state.range(2);
   const MxFormat fw = MxFormat(state.range(3));
   const bool f32 = state.range(4) == 6;
+  const KernelPath path = KernelPath(state.range(5));
   const MxData W = make_mx(fw, N, K, 11);
   std::vector<float> C(M * N), Af;
   MxData A;
@@ -155,7 +156,7 @@ void BM_Gemm(benchmark::State& state) {
   } else {
     A = make_mx(MxFormat(state.range(4)), M, K, 12);
   }
-  const KernelConfig cfg{default_path(), g_threads};
+  const KernelConfig cfg{path, g_threads};
   // A Linear layer's weights are packed once (pack_weights); gemm(A, packed) == gemm(A, W).
   const PackedWeights pw = !f32 && g_prepack ? pack_weights(W.view(), A.f, cfg) : PackedWeights();
   for (auto _ : state) {
@@ -173,11 +174,35 @@ void BM_Gemm(benchmark::State& state) {
   state.counters["xread"] = benchmark::Counter(wgbs / g_read_gbs, benchmark::Counter::kIsRate);
   state.counters["GFLOP/s"] =
       benchmark::Counter(2.0 * M * N * K * state.iterations() / 1e9, benchmark::Counter::kIsRate);
-  state.SetLabel(
-      std::string("W=") + format_name(fw) +
-      " A=" + (f32 ? "FP32" : format_name(MxFormat(state.range(4)))) + " " +
-      (f32 ? "mixed" : block_sum_kind_name(block_sum_kind(MxFormat(state.range(4)), fw))) +
-      (pw.prepacked() && M >= 2 ? " prepacked W" : ""));
+  const MxFormat fa = f32 ? MxFormat::E2M1 : MxFormat(state.range(4));
+  state.SetLabel(std::string("W=") + format_name(fw) + " A=" + (f32 ? "FP32" : format_name(fa)) +
+                 " " + path_name(path) + " " + gemm_kernel_name(fa, f32, fw, M, path) +
+                 (pw.prepacked() && M >= 2 ? " prepacked W" : ""));
+}
+
+// Decode GEMV with the activation quantized in the call (gemv_quantized). args: N, K, weight
+// format, activation format, path.
+void BM_GemvQuantized(benchmark::State& state) {
+  const size_t N = state.range(0), K = state.range(1);
+  const MxFormat fw = MxFormat(state.range(2)), fa = MxFormat(state.range(3));
+  const KernelPath path = KernelPath(state.range(4));
+  const MxData W = make_mx(fw, N, K, 11);
+  std::vector<float> x(K), y(N);
+  std::mt19937 rng(12);
+  std::normal_distribution<float> nd(0, 1);
+  for (auto& v : x) v = nd(rng);
+  const KernelConfig cfg{path, g_threads};
+  for (auto _ : state) {
+    gemv_quantized(x.data(), fa, W.view(), y.data(), {}, cfg);
+    benchmark::ClobberMemory();
+  }
+  const double wgbs = double(W.codes.size() + W.scales.size()) * state.iterations() / 1e9;
+  state.counters["W_GB/s"] = benchmark::Counter(wgbs, benchmark::Counter::kIsRate);
+  state.counters["xread"] = benchmark::Counter(wgbs / g_read_gbs, benchmark::Counter::kIsRate);
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(2.0 * N * K * state.iterations() / 1e9, benchmark::Counter::kIsRate);
+  state.SetLabel(std::string("W=") + format_name(fw) + " A=FP32->" + format_name(fa) + " " +
+                 path_name(path) + " " + gemm_kernel_name(fa, false, fw, 1, path));
 }
 
 }  // namespace
@@ -235,25 +260,47 @@ int main(int argc, char** argv) {
             : std::vector<Shape>{
                   {14336, 4096}, {4096, 14336}, {8192, 2048}, {1536, 576}, {3072, 1024}};
   const int64_t E2M1 = int64_t(MxFormat::E2M1), FP32 = 6;
+  // Every SIMD path the CPU has, each benchmark on each (ratios between paths from one run).
+  std::vector<int64_t> paths;
+  for (KernelPath p : {KernelPath::AVX2, KernelPath::AVX512})
+    if (path_available(p)) paths.push_back(int64_t(p));
   for (const Shape& s : shapes) {
     for (int64_t M : {1, 8, 64, 512}) {
       if (M == 512 && quick && s.N > 2000) continue;
-      // MXFP4 weights with MXFP4 and with FP32 activations, every shape and M.
-      for (int64_t act : {E2M1, FP32})
-        benchmark::RegisterBenchmark("Gemm", BM_Gemm)
-            ->Args({M, s.N, s.K, E2M1, act})
-            ->UseRealTime()
-            ->Unit(benchmark::kMillisecond)
-            ->MinTime(M >= 64 ? 0.5 : 0.2);
-      // Every format (W and A in the same format) at M = 1 and 512 on the smaller shapes.
-      if ((M == 1 || M == 512) && s.K <= 2048 && s.N <= 8192)
-        for (int64_t f = 0; f < kNumFormats; ++f)
-          if (f != E2M1)
-            benchmark::RegisterBenchmark("Gemm", BM_Gemm)
-                ->Args({M, s.N, s.K, f, f})
+      for (int64_t path : paths) {
+        // MXFP4 weights with MXFP4 and with FP32 activations, every shape and M.
+        for (int64_t act : {E2M1, FP32})
+          benchmark::RegisterBenchmark("Gemm", BM_Gemm)
+              ->Args({M, s.N, s.K, E2M1, act, path})
+              ->UseRealTime()
+              ->Unit(benchmark::kMillisecond)
+              ->MinTime(M >= 64 ? 0.5 : 0.2);
+        // Every format (W and A in the same format, and W with FP32 activations at M = 1) at
+        // M = 1 and 512 on the smaller shapes.
+        if ((M == 1 || M == 512) && s.K <= 2048 && s.N <= 8192)
+          for (int64_t f = 0; f < kNumFormats; ++f) {
+            if (f != E2M1)
+              benchmark::RegisterBenchmark("Gemm", BM_Gemm)
+                  ->Args({M, s.N, s.K, f, f, path})
+                  ->UseRealTime()
+                  ->Unit(benchmark::kMillisecond)
+                  ->MinTime(0.2);
+            if (f != E2M1 && M == 1)
+              benchmark::RegisterBenchmark("Gemm", BM_Gemm)
+                  ->Args({M, s.N, s.K, f, FP32, path})
+                  ->UseRealTime()
+                  ->Unit(benchmark::kMillisecond)
+                  ->MinTime(0.2);
+          }
+        // Decode with the activation quantized in the call.
+        if (M == 1)
+          for (int64_t f : {E2M1, int64_t(MxFormat::INT8)})
+            benchmark::RegisterBenchmark("GemvQuantized", BM_GemvQuantized)
+                ->Args({s.N, s.K, f, f, path})
                 ->UseRealTime()
                 ->Unit(benchmark::kMillisecond)
                 ->MinTime(0.2);
+      }
 #ifdef DMX_BENCH_TORCH
       benchmark::RegisterBenchmark(
           "TorchMatmulFP32", [](benchmark::State& st) { dmx_bench::torch_matmul(st, g_threads); })

@@ -15,6 +15,8 @@ trap 'rm -f "$raw"' EXIT
 DMX_THREADS="$threads" "$bin" --threads "$threads" --benchmark_repetitions=5 \
   --benchmark_enable_random_interleaving=true "$@" --benchmark_format=json --benchmark_out="$raw" \
   --benchmark_out_format=json >/dev/null
+DMX_BENCH_CPU_MODEL="$(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ *//')" \
+DMX_BENCH_CPU_FLAGS="$(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null | tr ' ' '\n' | grep -E '^(sse4_2|avx|avx2|fma|f16c|avx512[a-z_0-9]*|avx_vnni|amx[a-z_0-9]*)$' | tr '\n' ' ' | sed 's/ $//')" \
 DMX_BENCH_COMMAND="kernels/bench/run_bench.sh $(basename "$build") $threads $*" \
 DMX_BENCH_COMMIT="$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
   python3 "$root/kernels/bench/render_report.py" "$raw" "$root/reports/kernels_cpu.json" "$root/reports/kernels_cpu.md"

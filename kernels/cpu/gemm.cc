@@ -879,6 +879,14 @@ void gemm_impl(const MxMatrixView& A, const MxMatrixView& W, detail::PackedInt* 
     return;
   }
   const KernelPath path = usable(cfg.path);
+  if (M == 1) {
+    // AVX-512 without VBMI / DQ: the AVX2 GEMV kernels.
+    const KernelPath gp = detail::gemv_path(path);
+    if (detail::gemv_mx_available(A.format, W.format, gp)) {
+      detail::gemv_mx(A, W, C, cfg.threads, gp);  // weights streamed once from the packed codes
+      return;
+    }
+  }
   const BlockSumKind kind = block_sum_kind(A.format, W.format);
   const size_t tiles = (N + kTileRows - 1) / kTileRows;
 
@@ -1041,6 +1049,10 @@ void gemm_f32(const float* A, size_t M, size_t lda, const MxMatrixView& W, float
     const float s0 = v[0] + v[4], s1 = v[1] + v[5], s2 = v[2] + v[6], s3 = v[3] + v[7];
     C[m * ldc + n] = (s0 + s2) + (s1 + s3);
   };
+  if (M == 1 && path == KernelPath::AVX512 && detail::cpu_has_avx512_vbmi()) {
+    detail::gemv_f32_avx512(A, W, C, cfg.threads);  // every format, two rows per vector
+    return;
+  }
   if (M == 1 && path != KernelPath::Scalar && format_bits(W.format) != 6) {
     // GEMV: the packed weights streamed once, decoded in registers (same lanes, same order).
     constexpr size_t kTilesPerTask = 4;  // 32 rows a task
@@ -1088,9 +1100,15 @@ void gemm_f32(const float* A, size_t M, size_t lda, const MxMatrixView& W, float
                                       W.scales + row * nb + k0 / kBlockSize, n, dst);
           continue;
         }
-        detail::unpack_range(W.format, row_codes(W, row), k0, n, wc.data());
-        for (size_t i = 0; i < n; ++i)
-          dst[i] = tw.unit[wc[i]] * decode_scale(W.scales[row * nb + (k0 + i) / kBlockSize]);
+        if (path == KernelPath::Scalar)
+          detail::unpack_range(W.format, row_codes(W, row), k0, n, wc.data());
+        else  // FP6: the AVX2 unpacker
+          unpack_codes_simd(W.format, row_codes(W, row), k0, n, wc.data());
+        for (size_t b = 0; b < n / kBlockSize; ++b) {  // unit * scale, as dequantize_row
+          const float sc = decode_scale(W.scales[row * nb + k0 / kBlockSize + b]);
+          for (size_t i = b * kBlockSize; i < (b + 1) * kBlockSize; ++i)
+            dst[i] = tw.unit[wc[i]] * sc;
+        }
       }
       if (path == KernelPath::Scalar) {
         for (size_t m = 0; m < M; ++m)

@@ -207,3 +207,100 @@ void dequantize_row_avx2(MxFormat f, const uint8_t* codes, const uint8_t* scales
                          float* out);
 
 }  // namespace dmx::kernels::detail
+
+namespace dmx::kernels::detail {
+
+// ---- M = 1 MX x MX GEMV straight from the packed weights (gemv_mx.cc drives, the kernels are in
+// simd_avx512_gemv.cc / simd_avx2_gemv.cc). Each weight row is read once; A is prepared once per
+// call for the route:
+//   I8   (W in E2M1/E2M3/INT8, A in E2M1/E2M3/INT8): W codes -> u8 = w + 128 (w in quanta) by a
+//        64-entry byte table, A as s8 in quanta, int32 block sums (vpdpbusd); acorr[j] =
+//        128 * sum of A's block j is subtracted.
+//   I16  (W in E2M1/E2M3/E3M2, A in any integer format): W -> int16 via low/high byte tables, A as
+//        int16 in the kernel's element order (a64_order), int32 block sums (vpdpwssd).
+//   F64  (W and A in E4M3/E5M2): W -> FP16 bit patterns -> FP32 -> FP64, A as exact doubles; FP64
+//        block sums, exact where the block pair's exponent span fits 53 bits (every E4M3 pair;
+//        for E5M2 the driver flags A blocks whose span could exceed it as unsafe: those r_j come
+//        from patch()).
+// Block step (all routes): r_j = float(double(s) * 2^(ea + eb)) (exact product, one rounding),
+// acc += r_j in FP32 in increasing j, acc starting at -0. Zero integer sums give +0 (the driver
+// recomputes zero results exactly).
+//   I16S (AVX-512, E4M3 x E4M3, A without NaN codes): each E4M3 magnitude in quanta (< 2^18) is
+//        split by binade into lo (values < 2^11) or hi (values >= 2^11, stored / 2^8), both int16;
+//        T0 = lo*lo, T8 = lo*hi + hi*lo, T16 = hi*hi summed with vpdpwssd (each element pair
+//        lands in exactly one, |T| < 2^27), s = T0 + 2^8 T8 + 2^16 T16 exactly in FP64. A tile
+//        holding a W NaN code reports it (saw_nan) and the driver reruns it on the F64 route.
+enum class GemvRoute : uint8_t { I8, I16, F64, I16S };
+struct MxGemvArgs {
+  GemvRoute route;
+  MxFormat wf;
+  size_t nb;              // blocks per row
+  const void* a;          // A for the route, nb rounded up to even, zero padded
+  const int32_t* acorr;   // I8: per block, subtracted from the sums; else null
+  const int32_t* aexp;    // per block: ea, or kNaNExp for a NaN scale
+  int wexp_off;           // eb = sb - 127 + wexp_off
+  const uint8_t* lut;     // I8: 64 bytes (u8 codes); I16: 64 low bytes then 64 high bytes
+  const int16_t* lut16w;  // AVX2: W's values in quanta per code (64 entries, FP4 repeated)
+  const void* a2;         // I16S: A's hi parts (a holds the lo parts), same order as I16
+  const uint8_t* lut4;    // I16S: 4 x 128 bytes: lo part low / high bytes, hi part low / high
+  bool* saw_nan;          // I16S: set when a W NaN code was seen (the results are then invalid)
+  const uint8_t* rows[8];
+  const uint8_t* wsc;     // the 8 rows' scales transposed: wsc[j * 8 + r], nb rounded up to even
+  const uint8_t* unsafe;  // per block (null: none): r_j of the 8 rows from patch
+  const std::function<void(size_t j, float* r8)>* patch;
+  float* out;  // 8 results
+  // Integer routes: every ea + eb of the tile lies in [-126, 103] (no NaN scale), so r_j =
+  // float(s) * 2^(ea+eb) exactly (|s| < 2^24) with the factor built from FP32 exponent fields.
+  bool fast;
+  // Optional: the next tile's codes (contiguous, pf_bytes), prefetched linearly alongside.
+  const uint8_t* pf;
+  size_t pf_bytes;
+};
+// Needs avx512 f/bw/vl/vnni/vbmi (I8, I16) and f/bw/vl (F64).
+void mx_gemv_rows8_avx512(const MxGemvArgs& t);
+// FP32 activations x MX weights, M = 1, 8 weight rows (the mixed contract's lanes, as
+// mixed_gemv_rows8_avx2): lanes[r * 8 + l]. wsc: the rows' scales transposed ([j * 8 + r]);
+// table: element values (scale 2^0) of codes 0-15 (FP4) or of the magnitudes 0-31 (FP6).
+struct MixedGemvArgs {
+  MxFormat f;
+  const float* a;
+  const uint8_t* rows[8];
+  const uint8_t* wsc;
+  size_t nb;
+  const float* table;
+  float* lanes;
+  const uint8_t* pf;
+  size_t pf_bytes;
+};
+void mixed_gemv_rows8_avx512(const MixedGemvArgs& t);  // avx512 f/bw/vl/vbmi/dq
+// gemm_f32 with M = 1 on the AVX-512 path (gemv_fp.cc).
+void gemv_f32_avx512(const float* x, const MxMatrixView& W, float* y, int threads);
+
+// AVX2 (+F16C): routes I16 (A int16 in element order, every integer pair) and F64.
+void mx_gemv_rows8_avx2(const MxGemvArgs& t);
+void transpose_scales8_avx2(const uint8_t* const* sc, size_t nb, uint8_t* wsc, int* smin,
+                            int* smax);
+// wsc[j * 8 + r] = sc[r][j], j < nb; *smin / *smax: the smallest / largest code.
+void transpose_scales8_avx512(const uint8_t* const* sc, size_t nb, uint8_t* wsc, int* smin,
+                              int* smax);
+// I16 kernel order of A for one pair of blocks (64 elements): position p holds element
+// a64_order(p) (the low/high byte interleave of vpunpck{l,h}bw within 128-bit lanes).
+inline int a64_order(int p) {
+  const int half = p / 32, q = p % 32, lane = q / 8, i = q % 8;
+  return lane * 16 + half * 8 + i;
+}
+bool cpu_has_avx512_vbmi();
+bool s8_range(MxFormat f);  // values in quanta fit s8 (E2M1, E2M3, INT8)  // and avx512dq: the GEMV
+                            // kernels' extra features
+// The route of a format pair on a path (false: no M = 1 kernel for it).
+bool gemv_route(MxFormat fa, MxFormat fw, KernelPath path, GemvRoute* route);
+// The path whose M = 1 MX x MX kernels run for `path` (AVX-512 without VBMI / DQ: AVX2).
+inline KernelPath gemv_path(KernelPath path) {
+  return path == KernelPath::AVX512 && !cpu_has_avx512_vbmi() ? KernelPath::AVX2 : path;
+}
+// gemv_mx serves this pair on this path (the CPU has every feature its kernel uses).
+bool gemv_mx_available(MxFormat fa, MxFormat fw, KernelPath path);
+// y[N] = W x (A: one row), bit-exact to dot_blocked; threads over tiles of 8 weight rows.
+void gemv_mx(const MxMatrixView& A, const MxMatrixView& W, float* y, int threads, KernelPath path);
+
+}  // namespace dmx::kernels::detail

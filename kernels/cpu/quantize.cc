@@ -139,9 +139,14 @@ void dequantize(const MxMatrixView& m, float* out, const KernelConfig& cfg) {
         detail::dequantize_row_avx2(m.format, m.codes + r * rb, m.scales + r * nb, m.cols, o);
         continue;
       }
-      detail::unpack_range(m.format, m.codes + r * rb, 0, m.cols, c.data());
-      for (size_t k = 0; k < m.cols; ++k)
-        o[k] = tb.unit[c[k]] * scale_value(m.scales[r * nb + k / kBlockSize]);
+      if (path == KernelPath::Scalar)
+        detail::unpack_range(m.format, m.codes + r * rb, 0, m.cols, c.data());
+      else  // FP6 on a SIMD path: the AVX2 unpacker
+        detail::unpack_fp6_avx2(m.codes + r * rb, nb, c.data());
+      for (size_t j = 0; j < nb; ++j) {  // the scale once per block
+        const float sc = scale_value(m.scales[r * nb + j]);
+        for (size_t k = j * kBlockSize; k < (j + 1) * kBlockSize; ++k) o[k] = tb.unit[c[k]] * sc;
+      }
     }
   });
 }

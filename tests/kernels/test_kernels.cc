@@ -495,6 +495,134 @@ TEST_P(KernelPathTest, GemvFp4LongRows) {
   }
 }
 
+// An MX matrix of golden-quantized normal values (per-block magnitudes 2^-30..2^30).
+MxMat quantized_mx(MxFormat f, size_t rows, size_t cols, std::mt19937& rng) {
+  MxMat x{f, rows, cols, {}, {}, {}};
+  std::vector<float> v = random_values(rows * cols, rng, false);
+  x.unpacked.resize(v.size());
+  x.scales.resize(v.size() / kBlockSize);
+  x.codes.resize(rows * packed_bytes(f, cols));
+  quantize_row(f, v.data(), v.size(), x.scales.data(), x.unpacked.data());
+  for (size_t r = 0; r < rows; ++r)
+    pack_codes(f, &x.unpacked[r * cols], cols, &x.codes[r * packed_bytes(f, cols)]);
+  return x;
+}
+
+// The M = 1 GEMV kernels (gemm / gemv with one A row) on every diagonal pair and the mixed
+// pairs of each route: a ragged tile (N = 21), an odd block count above 64 (vector and tail
+// scale transposes, the last single block of a block pair), realistic data and random codes
+// (NaN / Inf elements), NaN scales in A and W, scales at both ends of the range (the FP64 block
+// step next to the FP32 one), and a row cancelling to an exact zero.
+TEST_P(KernelPathTest, GemvEveryPairRaggedLongRows) {
+  const uint32_t seed = kSeed + 21;
+  std::mt19937 rng(seed);
+  const size_t N = 21, K = 67 * kBlockSize, nb = K / kBlockSize;
+  std::vector<std::pair<MxFormat, MxFormat>> pairs;
+  for (MxFormat f : kAllFormats) pairs.push_back({f, f});
+  pairs.push_back({MxFormat::E2M1, MxFormat::E2M3});
+  pairs.push_back({MxFormat::INT8, MxFormat::E2M1});
+  pairs.push_back({MxFormat::E3M2, MxFormat::INT8});
+  pairs.push_back({MxFormat::E3M2, MxFormat::E2M1});
+  pairs.push_back({MxFormat::E4M3, MxFormat::E5M2});
+  pairs.push_back({MxFormat::E5M2, MxFormat::E4M3});
+  const std::string what = "GEMV seed " + std::to_string(seed);
+  for (const auto& [fa, fw] : pairs) {
+    MxMat A = quantized_mx(fa, 1, K, rng);
+    MxMat W = quantized_mx(fw, N, K, rng);
+    check_gemm(A, W, cfg(), what + " quantized");
+    check_gemm(A, W, cfg(1), what + " quantized, 1 thread");
+    // Row 20 (the partial tile) = -row 0 where the format is symmetric: exact zero results.
+    const MxMat Ar = random_mx(fa, 1, K, rng, 100, 150);
+    const MxMat Wr = random_mx(fw, N, K, rng, 100, 150);
+    check_gemm(Ar, Wr, cfg(), what + " random codes");
+    MxMat We = Wr;
+    We.scales[3 * nb + 66] = 1;  // extreme scales: the FP64 block step in tiles 0 and 2
+    We.scales[17 * nb + 64] = 253;
+    We.scales[18 * nb + 2] = kScaleNaN;
+    MxMat Ae = A;
+    Ae.scales[65] = 254;
+    check_gemm(Ae, We, cfg(), what + " extreme / NaN scales");
+    Ae.scales[7] = kScaleNaN;
+    check_gemm(Ae, W, cfg(), what + " NaN scale in A");
+    // A zero result from cancelling blocks: A's block 1 = block 0 negated (same scale), W's
+    // blocks 0 and 1 equal, everything else zero.
+    MxMat Az = A, Wz = W;
+    const uint8_t sign = uint8_t(1u << (format_bits(fa) - 1));
+    for (size_t k = 0; k < K; ++k) {
+      if (k >= 2 * kBlockSize) Az.unpacked[k] = 0;
+      for (size_t r = 0; r < N; ++r)
+        if (k >= 2 * kBlockSize)
+          Wz.unpacked[r * K + k] = 0;
+        else if (k >= kBlockSize)
+          Wz.unpacked[r * K + k] = Wz.unpacked[r * K + k - kBlockSize];
+    }
+    for (size_t k = 0; k < kBlockSize; ++k) {
+      const uint8_t c = Az.unpacked[k];
+      // INT8 is two's complement: negate the value; the float formats flip the sign bit.
+      Az.unpacked[kBlockSize + k] =
+          format_info(fa).is_int ? uint8_t(c == 0x80 ? 0x81 : -int8_t(c)) : uint8_t(c ^ sign);
+      if (format_info(fa).is_int && c == 0x80) Az.unpacked[k] = 0x7F;
+    }
+    Az.scales[1] = Az.scales[0];
+    for (size_t r = 0; r < N; ++r) Wz.scales[r * nb + 1] = Wz.scales[r * nb];
+    pack_codes(fa, Az.unpacked.data(), K, Az.codes.data());
+    for (size_t r = 0; r < N; ++r)
+      pack_codes(fw, &Wz.unpacked[r * K], K, &Wz.codes[r * packed_bytes(fw, K)]);
+    check_gemm(Az, Wz, cfg(), what + " cancelling blocks");
+    if (format_info(fw).has_nan) {
+      // A NaN element code in one weight row with a finite A (a tile rerun on another route).
+      MxMat Wn = W;
+      Wn.unpacked[5 * K + 100] = 0x7F;
+      pack_codes(fw, &Wn.unpacked[5 * K], K, &Wn.codes[5 * packed_bytes(fw, K)]);
+      check_gemm(A, Wn, cfg(), what + " NaN weight code");
+    }
+    if (format_info(fa).has_nan && format_info(fw).has_nan) {
+      // Every element at the largest finite magnitude, signs equal / alternating: the largest
+      // block sums of each route.
+      MxMat Am = A, Wm = W;
+      const uint8_t amax = fa == MxFormat::E4M3 ? 0x7E : 0x7B;
+      const uint8_t wmax = fw == MxFormat::E4M3 ? 0x7E : 0x7B;
+      for (size_t k = 0; k < K; ++k) Am.unpacked[k] = amax;
+      for (size_t r = 0; r < N; ++r)
+        for (size_t k = 0; k < K; ++k)
+          Wm.unpacked[r * K + k] = uint8_t(wmax | ((r % 2) && (k % 2) ? 0x80 : 0));
+      pack_codes(fa, Am.unpacked.data(), K, Am.codes.data());
+      for (size_t r = 0; r < N; ++r)
+        pack_codes(fw, &Wm.unpacked[r * K], K, &Wm.codes[r * packed_bytes(fw, K)]);
+      check_gemm(Am, Wm, cfg(), what + " largest magnitudes");
+    }
+  }
+}
+
+// gemv_quantized == golden quantize_row of x, then dot_blocked with every weight row, for every
+// activation format against the weight formats of every route; x with FP32 edge values (NaN,
+// Inf, subnormals: NaN-scale blocks) and a non-default quantize option.
+TEST_P(KernelPathTest, GemvQuantizedActivationMatchesGolden) {
+  const uint32_t seed = kSeed + 22;
+  std::mt19937 rng(seed);
+  const size_t N = 19, K = 37 * kBlockSize;
+  for (MxFormat fa : kAllFormats)
+    for (MxFormat fw : kAllFormats) {
+      const MxMat W = quantized_mx(fw, N, K, rng);
+      const std::vector<float> x = random_values(K, rng, true);
+      for (int variant = 0; variant < 2; ++variant) {
+        QuantizeOptions opt;
+        if (variant == 1) opt.scale_rule = ScaleRule::RCEIL;
+        MxMat A{fa, 1, K, {}, {}, std::vector<uint8_t>(K)};
+        A.scales.resize(K / kBlockSize);
+        quantize_row(fa, x.data(), K, A.scales.data(), A.unpacked.data(), opt);
+        std::vector<float> y(N, 12345.0f);
+        gemv_quantized(x.data(), fa, W.view(), y.data(), opt, cfg());
+        for (size_t n = 0; n < N; ++n) {
+          const float ref = dot_blocked(A.vec(0), W.vec(n), K);
+          ASSERT_TRUE(same_float(y[n], ref))
+              << "A=" << format_name(fa) << " W=" << format_name(fw) << " variant " << variant
+              << " n " << n << ": " << y[n] << " vs golden " << ref << " seed " << seed;
+        }
+      }
+    }
+}
+
 // Back-to-back small calls on the thread pool with more threads than cores (workers that wake
 // late find the tasks done, and must not touch the next call's tasks): the same bits as 1 thread.
 TEST_P(KernelPathTest, ManySmallCallsOnThePool) {

@@ -125,6 +125,12 @@ inline void gemv_f32(const float* x, const MxMatrixView& W, float* y,
                      const KernelConfig& cfg = {}) {
   gemm_f32(x, 1, W.cols, W, y, W.rows, cfg);
 }
+// Decode GEMV with the activation quantized in the same call: y = W * Q(x), Q(x) = quantize(
+// a_format, x) with `opt` (K = W.cols elements). Bit-identical to quantize() then gemv(); x is
+// quantized once per call (at M = 1 every weight tile reuses it) into a per-call buffer of K
+// codes, which the GEMV then prepares for its route without leaving the caches.
+void gemv_quantized(const float* x, MxFormat a_format, const MxMatrixView& W, float* y,
+                    const QuantizeOptions& opt = {}, const KernelConfig& cfg = {});
 
 // How a format pair's exact block sums are computed (documented choice, reported by tests/bench):
 //   Int16   both formats' magnitudes are small integers (E2M1, E2M3, INT8, E3M2), block sum
@@ -135,6 +141,12 @@ inline void gemv_f32(const float* x, const MxMatrixView& W, float* y,
 //   Wide    more (E5M2 x E5M2, E5M2 x E4M3): FP64 for the blocks whose exponent span keeps the
 //           sum within 53 bits (checked per block), exact 128-bit integer block sums otherwise
 enum class BlockSumKind : uint8_t { Int16, Double, Wide };
+// The kernel gemm() (a_format MX, or FP32 activations with a_fp32) runs for M activation rows on
+// `path` after per-kernel dispatch, as a short name for reports: "gemv-i8-vnni", "gemv-i16-vnni",
+// "gemv-i16s-vnni", "gemv-f64", "gemv-i16", "gemv-fp4-int8", "gemv-f32" (M = 1 kernels) or the
+// block-sum kind / "mixed" of the general kernels.
+const char* gemm_kernel_name(MxFormat a_format, bool a_fp32, MxFormat w_format, size_t M,
+                             KernelPath path);
 BlockSumKind block_sum_kind(MxFormat a, MxFormat b);
 const char* block_sum_kind_name(BlockSumKind k);
 
