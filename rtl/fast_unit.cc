@@ -44,7 +44,8 @@ inline void set_codes(VlWide<8>& wide, const std::array<uint8_t, kBlockSize>& co
 
 std::string FastUnit::run(const BlockStep* steps, size_t n, uint32_t* out) {
   Vmx_dot_unit_fast& t = impl_->top;
-  const size_t total = n + size_t(unit_stages());
+  // mx_dot_unit_fastsim registers the inputs: one cycle more than the unit's latency.
+  const size_t total = n + size_t(unit_stages()) + 1;
   size_t produced = 0;
   t.out_ready = 1;
   for (size_t c = 0; c < total; ++c) {
@@ -65,7 +66,7 @@ std::string FastUnit::run(const BlockStep* steps, size_t n, uint32_t* out) {
       t.in_valid = 0;
     }
     t.eval();
-    if (c < n && !t.in_ready) return "in_ready low at full rate, cycle " + std::to_string(c);
+    if (!t.in_ready) return "in_ready low at full rate, cycle " + std::to_string(c);
     if (t.out_valid) {
       if (produced >= n)
         return "output without an input (duplicate?) at cycle " + std::to_string(c);

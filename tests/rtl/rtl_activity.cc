@@ -31,7 +31,7 @@ namespace {
 struct Toggles {
   uint64_t bits = 0;      // toggle-covered signal bits
   uint64_t total = 0;     // value changes summed over all of them
-  uint64_t reg_bits = 0;  // the pipeline registers' data bits (u_stage_*.data_q)
+  uint64_t reg_bits = 0;  // the pipeline registers' data bits (u_stage_*.out_data)
   uint64_t reg_total = 0;
 };
 
@@ -63,7 +63,9 @@ Toggles read_coverage(const std::string& path) {
     t.total += count;
     const std::string& h = kv["h"];
     const std::string& o = kv["o"];
-    if (h.find("u_stage_") != std::string::npos && o.rfind("data_q", 0) == 0) {
+    // The register slices' data: out_data of u_stage_a .. u_stage_d, which is the register
+    // data_q at STAGES = 4 (Verilator puts no toggle points on the generate block's regs).
+    if (h.find("u_stage_") != std::string::npos && o.rfind("out_data", 0) == 0) {
       ++t.reg_bits;
       t.reg_total += count;
     }
@@ -90,6 +92,9 @@ struct Driver {
   VerilatedContext context;
   Vmx_dot_unit_cov top{&context, "mx_dot_unit"};
   Driver() {
+    // One counter set per instance (by default Verilator merges the 64 decoders' counters into
+    // one module's, which keeps the toggle sum but not the number of watched bits).
+    context.coveragep()->forcePerInstance(true);
     top.out_ready = 1;
     top.in_valid = 0;
     top.rst_n = 0;

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -381,6 +382,8 @@ TEST_P(PairCampaign, RandomAndCodeSweep) {
               name.c_str(), (unsigned long long)seed, (unsigned long long)n, kNumDists);
   std::fflush(stdout);
   constexpr size_t kBatch = 4096;
+  // Wall times are printed for the campaign note (information only, nothing is asserted on them).
+  const auto t0 = std::chrono::steady_clock::now();
   StepGenerator gen(fa, fb, seed);
   FastUnit unit;
   CampaignResult res;
@@ -392,6 +395,7 @@ TEST_P(PairCampaign, RandomAndCodeSweep) {
     check_batch(unit, batch, done, res);
     done += m;
   }
+  const auto t1 = std::chrono::steady_clock::now();
   // Exhaustive code-pair sweep: every pair in every lane.
   const uint32_t na = 1u << format_info(fa).bits, nb = 1u << format_info(fb).bits;
   static const uint8_t kScales[8][2] = {{127, 127}, {120, 131}, {3, 20},    {230, 240},
@@ -421,6 +425,7 @@ TEST_P(PairCampaign, RandomAndCodeSweep) {
     }
     check_batch(unit, batch, n + first, res);
   }
+  const auto t2 = std::chrono::steady_clock::now();
   for (const std::string& f : res.failures) ADD_FAILURE() << "seed " << seed << ": " << f;
   if (res.mismatches) {
     ADD_FAILURE() << "replay (writes the first mismatch's waveform): DMX_RTL_VCD=/tmp/" << name
@@ -432,9 +437,11 @@ TEST_P(PairCampaign, RandomAndCodeSweep) {
   EXPECT_EQ(res.steps, n + sweep) << "seed " << seed;
   std::printf(
       "[ campaign ] %s: seed %llu, %llu random + %llu code-pair sweep steps, %llu "
-      "mismatches, %llu cycles\n",
+      "mismatches, %llu cycles, wall %.1f s random + %.1f s sweep\n",
       name.c_str(), (unsigned long long)seed, (unsigned long long)n, (unsigned long long)sweep,
-      (unsigned long long)res.mismatches, (unsigned long long)unit.cycles());
+      (unsigned long long)res.mismatches, (unsigned long long)unit.cycles(),
+      std::chrono::duration<double>(t1 - t0).count(),
+      std::chrono::duration<double>(t2 - t1).count());
 }
 
 INSTANTIATE_TEST_SUITE_P(Campaign, PairCampaign, testing::ValuesIn(all_pairs()), pair_name);

@@ -58,9 +58,10 @@ class RtlUnit {
   uint64_t cycles_ = 0;
 };
 
-// The fast testbench's driver: the model Verilated without tracing (Vmx_dot_unit_fast), fed a whole
-// array of steps at one block per cycle with out_ready held high, outputs collected into an array.
-// No per-cycle callback, no handshake randomisation (StreamChecker + RtlUnit cover those).
+// The fast testbench's driver: the unit Verilated without tracing inside mx_dot_unit_fastsim.v (its
+// inputs registered, one cycle of extra latency; class Vmx_dot_unit_fast), fed a whole array of
+// steps at one block per cycle with out_ready held high, outputs collected into an array. No
+// per-cycle callback, no handshake randomisation (StreamChecker + RtlUnit cover those).
 class FastUnit {
  public:
   FastUnit();
