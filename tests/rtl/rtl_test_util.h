@@ -15,7 +15,7 @@
 
 namespace dmx::rtl::test {
 
-// Environment knobs: DMX_RTL_STEPS (random block steps per format pair, default 30000),
+// Environment knobs: DMX_RTL_STEPS (random block steps per format pair, default 20000),
 // DMX_RTL_SEED (base seed, default 20240601), DMX_RTL_VCD (waveform file for a failing case).
 uint64_t env_u64(const char* name, uint64_t fallback);
 

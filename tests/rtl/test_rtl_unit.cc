@@ -176,7 +176,7 @@ class RandomBlocks : public testing::TestWithParam<Pair> {};
 TEST_P(RandomBlocks, MatchGolden) {
   const auto [fa, fb] = GetParam();
   const uint64_t seed = base_seed() + 1000 + 16 * uint64_t(fa) + uint64_t(fb);
-  const uint64_t n = env_u64("DMX_RTL_STEPS", 30000);
+  const uint64_t n = env_u64("DMX_RTL_STEPS", 20000);
   StepGenerator gen(fa, fb, seed);
   RtlUnit unit;
   StreamChecker checker(unit, seed);
@@ -337,7 +337,7 @@ INSTANTIATE_TEST_SUITE_P(AllPairs, CodePairs, testing::ValuesIn(all_pairs()), pa
 
 // ---- The per-pair campaign on the fast testbench ----------------------------------------------
 //
-// DMX_RTL_CAMPAIGN_STEPS random block steps (default 40000; the `long` ctest entries run 10M),
+// DMX_RTL_CAMPAIGN_STEPS random block steps (default 10000; the `long` ctest entries run 10M),
 // drawn in turn from Gaussian data quantized by golden, uniform random codes and scales, tie-heavy
 // powers of two, extreme and NaN scales, and cancellation-heavy blocks; then the exhaustive
 // element code-pair sweep: every (code_a, code_b) in every one of the 32 lanes (the others 0),
@@ -376,7 +376,7 @@ void check_batch(FastUnit& unit, const std::vector<BlockStep>& steps, uint64_t f
 TEST_P(PairCampaign, RandomAndCodeSweep) {
   const auto [fa, fb] = GetParam();
   const uint64_t seed = base_seed() + 5000 + 16 * uint64_t(fa) + uint64_t(fb);
-  const uint64_t n = env_u64("DMX_RTL_CAMPAIGN_STEPS", 40000);
+  const uint64_t n = env_u64("DMX_RTL_CAMPAIGN_STEPS", 10000);
   const std::string name = std::string(format_name(fa)) + "_x_" + format_name(fb);
   std::printf("[ campaign ] %s: seed %llu, %llu random blocks (%d distributions in turn)\n",
               name.c_str(), (unsigned long long)seed, (unsigned long long)n, kNumDists);
