@@ -100,6 +100,10 @@ uint32_t golden_step(const BlockStep& s) {
   return fp32_bits(acc + r);
 }
 
+void golden_steps(const BlockStep* steps, size_t n, uint32_t* out) {
+  for (size_t i = 0; i < n; ++i) out[i] = golden_step(steps[i]);
+}
+
 std::string describe(const BlockStep& s) {
   std::ostringstream o;
   char buf[8];

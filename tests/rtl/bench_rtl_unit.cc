@@ -1,5 +1,8 @@
-// Simulation speed of the Verilated mx_dot_unit: block steps per second at full rate
-// (one block per cycle, out_ready high), with and without the golden comparison.
+// Simulation speed of the Verilated mx_dot_unit in block steps per second (items_per_second),
+// today's testbench against the fast one, measured in the same run:
+//   BM_Old*   the traced model driven one cycle per call through RtlUnit (the per-step testbench)
+//   BM_Fast*  the untraced model driven by FastUnit over arrays of steps, golden checked in batches
+// Each benchmark's label names its format pair; all run one core.
 #include <benchmark/benchmark.h>
 
 #include <vector>
@@ -9,17 +12,25 @@
 namespace dmx::rtl::test {
 namespace {
 
+constexpr size_t kBatch = 4096;
+
 std::vector<BlockStep> make_steps(MxFormat fa, MxFormat fb, size_t n) {
   StepGenerator gen(fa, fb, 12345);
-  std::vector<BlockStep> v;
-  for (size_t i = 0; i < n; ++i) v.push_back(gen.next(Dist(i % 4)));
+  std::vector<BlockStep> v(n);
+  gen.fill(v.data(), n);
   return v;
 }
 
+std::string pair_label(MxFormat fa, MxFormat fb) {
+  return std::string(format_name(fa)) + " x " + format_name(fb);
+}
+
+// ---- Today's testbench ---------------------------------------------------------------------
+
 // Raw model speed: one issue per cycle, outputs only counted.
-void BM_VerilatedBlockSteps(benchmark::State& state) {
+void BM_OldVerilatedBlockSteps(benchmark::State& state) {
   const MxFormat fa = MxFormat(state.range(0)), fb = MxFormat(state.range(1));
-  const std::vector<BlockStep> steps = make_steps(fa, fb, 4096);
+  const std::vector<BlockStep> steps = make_steps(fa, fb, kBatch);
   RtlUnit unit;
   size_t i = 0;
   uint64_t produced = 0;
@@ -30,30 +41,93 @@ void BM_VerilatedBlockSteps(benchmark::State& state) {
   }
   benchmark::DoNotOptimize(produced);
   state.SetItemsProcessed(state.iterations());
-  state.SetLabel(std::string(format_name(fa)) + " x " + format_name(fb));
+  state.SetLabel(pair_label(fa, fb));
 }
-BENCHMARK(BM_VerilatedBlockSteps)
-    ->Args({0, 0})
-    ->Args({1, 1})
-    ->Args({4, 4})
-    ->Args({5, 5})
-    ->Args({0, 4});
+BENCHMARK(BM_OldVerilatedBlockSteps)->Args({0, 0})->Args({1, 1})->Args({4, 4})->Args({5, 5});
 
-// What the testbench does per step: drive, clock, and compare against golden.
-void BM_CheckedBlockSteps(benchmark::State& state) {
-  const std::vector<BlockStep> steps = make_steps(MxFormat::E4M3, MxFormat::E2M1, 4096);
+// What the random-block tests did per step: StreamChecker (drive, clock, golden per accepted
+// step, compare in order) over pre-generated steps.
+void BM_OldCheckedBlockSteps(benchmark::State& state) {
+  const MxFormat fa = MxFormat(state.range(0)), fb = MxFormat(state.range(1));
+  const std::vector<BlockStep> steps = make_steps(fa, fb, kBatch);
   RtlUnit unit;
-  size_t i = 0;
   uint64_t bad = 0;
   for (auto _ : state) {
-    unit.cycle(&steps[i], true);
-    bad += golden_step(steps[i]) == 1u;
-    i = (i + 1) % steps.size();
+    StreamChecker checker(unit, 1);
+    size_t i = 0;
+    checker.run([&](BlockStep& s) {
+      if (i == steps.size()) return false;
+      s = steps[i++];
+      return true;
+    });
+    bad += checker.mismatches();
   }
-  benchmark::DoNotOptimize(bad);
-  state.SetItemsProcessed(state.iterations());
+  if (bad) state.SkipWithError("mismatch against golden");
+  state.SetItemsProcessed(state.iterations() * kBatch);
+  state.SetLabel(pair_label(fa, fb));
 }
-BENCHMARK(BM_CheckedBlockSteps);
+BENCHMARK(BM_OldCheckedBlockSteps)->Args({0, 0})->Args({1, 1})->Args({4, 4})->Args({5, 5});
+
+// ---- The fast testbench ----------------------------------------------------------------------
+
+// Raw model speed: FastUnit streaming a batch (the batch's drain cycles included).
+void BM_FastVerilatedBlockSteps(benchmark::State& state) {
+  const MxFormat fa = MxFormat(state.range(0)), fb = MxFormat(state.range(1));
+  const std::vector<BlockStep> steps = make_steps(fa, fb, kBatch);
+  std::vector<uint32_t> out(kBatch);
+  FastUnit unit;
+  for (auto _ : state) {
+    const std::string err = unit.run(steps.data(), steps.size(), out.data());
+    if (!err.empty()) state.SkipWithError(err.c_str());
+  }
+  benchmark::DoNotOptimize(out.data());
+  state.SetItemsProcessed(state.iterations() * kBatch);
+  state.SetLabel(pair_label(fa, fb));
+}
+BENCHMARK(BM_FastVerilatedBlockSteps)->Args({0, 0})->Args({1, 1})->Args({4, 4})->Args({5, 5});
+
+// Fast model + golden for the whole batch + one compare loop (stimulus pre-generated, as in
+// BM_OldCheckedBlockSteps).
+void BM_FastCheckedBlockSteps(benchmark::State& state) {
+  const MxFormat fa = MxFormat(state.range(0)), fb = MxFormat(state.range(1));
+  const std::vector<BlockStep> steps = make_steps(fa, fb, kBatch);
+  std::vector<uint32_t> out(kBatch), want(kBatch);
+  FastUnit unit;
+  uint64_t bad = 0;
+  for (auto _ : state) {
+    const std::string err = unit.run(steps.data(), steps.size(), out.data());
+    if (!err.empty()) state.SkipWithError(err.c_str());
+    golden_steps(steps.data(), steps.size(), want.data());
+    for (size_t i = 0; i < kBatch; ++i) bad += !same_fp32(out[i], want[i]);
+  }
+  if (bad) state.SkipWithError("mismatch against golden");
+  state.SetItemsProcessed(state.iterations() * kBatch);
+  state.SetLabel(pair_label(fa, fb));
+}
+BENCHMARK(BM_FastCheckedBlockSteps)->Args({0, 0})->Args({1, 1})->Args({4, 4})->Args({5, 5});
+
+// The long campaign's whole per-block cost: generate (all five distributions in turn), simulate,
+// golden, compare.
+void BM_FastCampaignBlockSteps(benchmark::State& state) {
+  const MxFormat fa = MxFormat(state.range(0)), fb = MxFormat(state.range(1));
+  StepGenerator gen(fa, fb, 777);
+  std::vector<BlockStep> steps(kBatch);
+  std::vector<uint32_t> out(kBatch), want(kBatch);
+  FastUnit unit;
+  uint64_t bad = 0, first = 0;
+  for (auto _ : state) {
+    gen.fill(steps.data(), kBatch, first);
+    first += kBatch;
+    const std::string err = unit.run(steps.data(), steps.size(), out.data());
+    if (!err.empty()) state.SkipWithError(err.c_str());
+    golden_steps(steps.data(), steps.size(), want.data());
+    for (size_t i = 0; i < kBatch; ++i) bad += !same_fp32(out[i], want[i]);
+  }
+  if (bad) state.SkipWithError("mismatch against golden");
+  state.SetItemsProcessed(state.iterations() * kBatch);
+  state.SetLabel(pair_label(fa, fb));
+}
+BENCHMARK(BM_FastCampaignBlockSteps)->Args({0, 0})->Args({1, 1})->Args({4, 4})->Args({5, 5});
 
 }  // namespace
 }  // namespace dmx::rtl::test

@@ -22,6 +22,8 @@ const char* dist_name(Dist d) {
       return "tie-heavy";
     case Dist::kExtremeScales:
       return "extreme-scales";
+    case Dist::kCancellation:
+      return "cancellation";
   }
   return "?";
 }
@@ -170,8 +172,40 @@ BlockStep StepGenerator::next(Dist d) {
       s.acc_in = extreme_acc();
       break;
     }
+    case Dist::kCancellation: {
+      gaussian_operand(fa_, s.scale_a, s.codes_a);
+      gaussian_operand(fb_, s.scale_b, s.codes_b);
+      const FormatInfo& ia = format_info(fa_);
+      for (int i = kBlockSize / 2; i < kBlockSize; ++i) {
+        const uint8_t c = s.codes_a[i - kBlockSize / 2];
+        // -c: the sign bit for floats; two's complement for INT8 (-(-128) is kept as -127).
+        s.codes_a[i] =
+            ia.is_int ? uint8_t(c == 0x80 ? 0x81 : -c) : uint8_t(c ^ (1u << (ia.bits - 1)));
+        s.codes_b[i] = s.codes_b[i - kBlockSize / 2];
+      }
+      const int redraw = int(rng_() % 4);  // 0: the sum is exactly zero
+      for (int k = 0; k < redraw; ++k) {
+        const int lane = int(rng_() % kBlockSize);
+        if (rng_() & 1)
+          s.codes_a[lane] = uint8_t(s.codes_a[lane] ^ 1);  // one quantum of one element
+        else
+          s.codes_b[lane] = random_code(fb_);
+      }
+      const float r = dot_block(fa_, s.scale_a, s.codes_a.data(), fb_, s.scale_b, s.codes_b.data());
+      if (std::isfinite(r) && rng_() % 2 == 0) {
+        // acc_in a few ulps from -r: the accumulation cancels as well.
+        s.acc_in = fp32_bits(-r) ^ uint32_t(rng_() % 8);
+      } else {
+        s.acc_in = rng_() % 2 ? 0x80000000u : random_acc();
+      }
+      break;
+    }
   }
   return s;
+}
+
+void StepGenerator::fill(BlockStep* out, size_t n, uint64_t first) {
+  for (size_t i = 0; i < n; ++i) out[i] = next(Dist((first + i) % kNumDists));
 }
 
 std::string replay_into_waveform(const BlockStep& s) {

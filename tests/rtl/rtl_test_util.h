@@ -15,18 +15,24 @@
 
 namespace dmx::rtl::test {
 
-// Environment knobs: DMX_RTL_STEPS (random block steps per format pair, default 100000),
+// Environment knobs: DMX_RTL_STEPS (random block steps per format pair, default 20000),
 // DMX_RTL_SEED (base seed, default 20240601), DMX_RTL_VCD (waveform file for a failing case).
 uint64_t env_u64(const char* name, uint64_t fallback);
 
 // Value distributions of the random block generator.
-enum class Dist { kGaussian, kRandomBits, kTieHeavy, kExtremeScales };
+// kCancellation: Gaussian blocks whose second half repeats the first with the sign of a flipped, a
+// few lanes then redrawn, so the exact sum is a small residual of large terms; acc_in often near
+// -r.
+enum class Dist { kGaussian, kRandomBits, kTieHeavy, kExtremeScales, kCancellation };
+inline constexpr int kNumDists = 5;
 const char* dist_name(Dist d);
 
 class StepGenerator {
  public:
   StepGenerator(MxFormat fa, MxFormat fb, uint64_t seed) : fa_(fa), fb_(fb), rng_(seed) {}
   BlockStep next(Dist d);
+  // Bulk stimulus: n steps, distribution i % kNumDists for the i-th (counted from `first`).
+  void fill(BlockStep* out, size_t n, uint64_t first = 0);
   std::mt19937_64& rng() { return rng_; }
 
  private:

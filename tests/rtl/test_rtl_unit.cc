@@ -1,6 +1,8 @@
 // Verilated mx_dot_unit against golden: every output bit compared with acc_in + dot_block(...).
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -174,7 +176,7 @@ class RandomBlocks : public testing::TestWithParam<Pair> {};
 TEST_P(RandomBlocks, MatchGolden) {
   const auto [fa, fb] = GetParam();
   const uint64_t seed = base_seed() + 1000 + 16 * uint64_t(fa) + uint64_t(fb);
-  const uint64_t n = env_u64("DMX_RTL_STEPS", 100000);
+  const uint64_t n = env_u64("DMX_RTL_STEPS", 20000);
   StepGenerator gen(fa, fb, seed);
   RtlUnit unit;
   StreamChecker checker(unit, seed);
@@ -332,6 +334,117 @@ TEST_P(CodePairs, SingleLaneThenAllLanes) {
 }
 
 INSTANTIATE_TEST_SUITE_P(AllPairs, CodePairs, testing::ValuesIn(all_pairs()), pair_name);
+
+// ---- The per-pair campaign on the fast testbench ----------------------------------------------
+//
+// DMX_RTL_CAMPAIGN_STEPS random block steps (default 10000; the `long` ctest entries run 10M),
+// drawn in turn from Gaussian data quantized by golden, uniform random codes and scales, tie-heavy
+// powers of two, extreme and NaN scales, and cancellation-heavy blocks; then the exhaustive
+// element code-pair sweep: every (code_a, code_b) in every one of the 32 lanes (the others 0),
+// under a rotation of scale pairs (NaN and both ends of E8M0 included) and accumulators. Generated
+// in batches, run through FastUnit, checked against golden per batch.
+
+class PairCampaign : public testing::TestWithParam<Pair> {};
+
+struct CampaignResult {
+  uint64_t steps = 0, mismatches = 0;
+  std::vector<std::string> failures;
+};
+
+void check_batch(FastUnit& unit, const std::vector<BlockStep>& steps, uint64_t first_index,
+                 CampaignResult& res) {
+  std::vector<uint32_t> out(steps.size()), want(steps.size());
+  const std::string err = unit.run(steps.data(), steps.size(), out.data());
+  if (!err.empty()) {
+    ++res.mismatches;
+    res.failures.push_back("protocol: " + err);
+    return;
+  }
+  golden_steps(steps.data(), steps.size(), want.data());
+  for (size_t i = 0; i < steps.size(); ++i) {
+    if (same_fp32(out[i], want[i])) continue;
+    if (++res.mismatches > 5) continue;
+    char buf[128];
+    std::snprintf(buf, sizeof buf, "step %llu: acc_out 0x%08x, golden 0x%08x",
+                  (unsigned long long)(first_index + i), out[i], want[i]);
+    res.failures.push_back(std::string(buf) + "\n  vector: " + describe(steps[i]) + "\n  " +
+                           (res.failures.empty() ? replay_into_waveform(steps[i]) : ""));
+  }
+  res.steps += steps.size();
+}
+
+TEST_P(PairCampaign, RandomAndCodeSweep) {
+  const auto [fa, fb] = GetParam();
+  const uint64_t seed = base_seed() + 5000 + 16 * uint64_t(fa) + uint64_t(fb);
+  const uint64_t n = env_u64("DMX_RTL_CAMPAIGN_STEPS", 10000);
+  const std::string name = std::string(format_name(fa)) + "_x_" + format_name(fb);
+  std::printf("[ campaign ] %s: seed %llu, %llu random blocks (%d distributions in turn)\n",
+              name.c_str(), (unsigned long long)seed, (unsigned long long)n, kNumDists);
+  std::fflush(stdout);
+  constexpr size_t kBatch = 4096;
+  // Wall times are printed for the campaign note (information only, nothing is asserted on them).
+  const auto t0 = std::chrono::steady_clock::now();
+  StepGenerator gen(fa, fb, seed);
+  FastUnit unit;
+  CampaignResult res;
+  std::vector<BlockStep> batch;
+  for (uint64_t done = 0; done < n && res.mismatches == 0;) {
+    const size_t m = size_t(std::min<uint64_t>(kBatch, n - done));
+    batch.resize(m);
+    gen.fill(batch.data(), m, done);
+    check_batch(unit, batch, done, res);
+    done += m;
+  }
+  const auto t1 = std::chrono::steady_clock::now();
+  // Exhaustive code-pair sweep: every pair in every lane.
+  const uint32_t na = 1u << format_info(fa).bits, nb = 1u << format_info(fb).bits;
+  static const uint8_t kScales[8][2] = {{127, 127}, {120, 131}, {3, 20},    {230, 240},
+                                        {0, 0},     {254, 254}, {255, 127}, {1, 253}};
+  static const uint32_t kAccs[4] = {0x80000000u, 0x00000000u, 0x3F800000u, 0xC0400000u};
+  // DMX_RTL_CAMPAIGN_LANES lanes per code pair (default 1, rotating; `long`: all 32).
+  const uint64_t lanes = std::clamp<uint64_t>(env_u64("DMX_RTL_CAMPAIGN_LANES", 1), 1, kBlockSize);
+  uint64_t k = 0;
+  const uint64_t sweep = uint64_t(na) * nb * lanes;
+  while (k < sweep && res.mismatches == 0) {
+    batch.clear();
+    const uint64_t first = k;
+    for (; k < sweep && batch.size() < kBatch; ++k) {
+      const uint32_t idx = uint32_t(k / lanes);
+      const int lane = int((k % lanes + idx * 7u) % kBlockSize);
+      const uint8_t ca = uint8_t(idx / nb), cb = uint8_t(idx % nb);
+      BlockStep s;
+      s.fmt_a = fa;
+      s.fmt_b = fb;
+      s.codes_a[lane] = ca;
+      s.codes_b[lane] = cb;
+      const int r = int((k * 2654435761u) >> 7);  // a fixed scramble of the step index
+      s.scale_a = kScales[r & 7][0];
+      s.scale_b = kScales[r & 7][1];
+      s.acc_in = kAccs[(r >> 3) & 3];
+      batch.push_back(s);
+    }
+    check_batch(unit, batch, n + first, res);
+  }
+  const auto t2 = std::chrono::steady_clock::now();
+  for (const std::string& f : res.failures) ADD_FAILURE() << "seed " << seed << ": " << f;
+  if (res.mismatches) {
+    ADD_FAILURE() << "replay (writes the first mismatch's waveform): DMX_RTL_VCD=/tmp/" << name
+                  << ".vcd DMX_RTL_SEED=" << base_seed() << " DMX_RTL_CAMPAIGN_STEPS=" << n
+                  << " DMX_RTL_CAMPAIGN_LANES=" << lanes
+                  << " build/bin/rtl_tests --gtest_filter='Campaign/PairCampaign.*/" << name << "'";
+  }
+  EXPECT_EQ(res.mismatches, 0u) << "seed " << seed;
+  EXPECT_EQ(res.steps, n + sweep) << "seed " << seed;
+  std::printf(
+      "[ campaign ] %s: seed %llu, %llu random + %llu code-pair sweep steps, %llu "
+      "mismatches, %llu cycles, wall %.1f s random + %.1f s sweep\n",
+      name.c_str(), (unsigned long long)seed, (unsigned long long)n, (unsigned long long)sweep,
+      (unsigned long long)res.mismatches, (unsigned long long)unit.cycles(),
+      std::chrono::duration<double>(t1 - t0).count(),
+      std::chrono::duration<double>(t2 - t1).count());
+}
+
+INSTANTIATE_TEST_SUITE_P(Campaign, PairCampaign, testing::ValuesIn(all_pairs()), pair_name);
 
 // ---- Hand-picked edge cases --------------------------------------------------------------------
 

@@ -58,8 +58,34 @@ class RtlUnit {
   uint64_t cycles_ = 0;
 };
 
+// The fast testbench's driver: the unit Verilated without tracing inside mx_dot_unit_fastsim.v (its
+// inputs registered, one cycle of extra latency; class Vmx_dot_unit_fast), fed a whole array of
+// steps at one block per cycle with out_ready held high, outputs collected into an array. No
+// per-cycle callback, no handshake randomisation (StreamChecker + RtlUnit cover those).
+class FastUnit {
+ public:
+  FastUnit();
+  ~FastUnit();
+  FastUnit(const FastUnit&) = delete;
+  FastUnit& operator=(const FastUnit&) = delete;
+
+  // Streams steps[0..n) back to back and drains the pipeline; out[i] receives step i's acc_out.
+  // Tags are assigned here (i mod 2^16) and checked on the way out. Returns an empty string, or a
+  // description of the first protocol error (in_ready low at full rate, a missing/extra/reordered
+  // output); acc values are compared by the caller.
+  std::string run(const BlockStep* steps, size_t n, uint32_t* out);
+  uint64_t cycles() const { return cycles_; }
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  uint64_t cycles_ = 0;
+};
+
 // The expected acc_out of one step from golden: acc_in + dot_block(...) in FP32 RNE.
 uint32_t golden_step(const BlockStep& s);
+// golden_step over an array (the fast testbench's batch check).
+void golden_steps(const BlockStep* steps, size_t n, uint32_t* out);
 
 // One line describing a step (formats, scales, codes in hex, acc), for failure messages.
 std::string describe(const BlockStep& s);
