@@ -141,37 +141,53 @@ void save_checkpoint(const std::string& path, const std::string& fp, const Check
   fs::rename(tmp, path);  // a kill mid-write leaves the previous checkpoint intact
 }
 
+// The archive container is LibTorch's (torch::serialize); everything read out of it is checked
+// here before use, and a LibTorch error becomes one line naming the file.
 Checkpoint load_checkpoint(const std::string& path, const std::string& fp, CausalLM& model,
                            torch::optim::Optimizer& opt) {
-  torch::serialize::InputArchive ar;
-  ar.load_from(path);
-  // InputArchive::read set_()s into a defined tensor (keeping its dtype): read into fresh ones.
-  auto get = [&](const std::string& key) {
-    torch::Tensor t;
-    ar.read(key, t);
-    return t;
-  };
-  if (tensor_string(get("fingerprint")) != fp)
-    throw UsageError(path +
-                     ": checkpoint of a run with other settings (pass --fresh to discard it)");
-  Checkpoint ck;
-  ck.step = get("step").item<int64_t>();
-  ck.seconds = get("seconds").item<double>();
-  const torch::Tensor log = get("log").contiguous();
-  const double* l = log.data_ptr<double>();
-  for (int64_t i = 0; i < log.size(0); ++i, l += 5)
-    ck.log.push_back({static_cast<int64_t>(l[0]), l[1], l[2], l[3], l[4]});
-  torch::NoGradGuard no_grad;
-  for (auto& [name, p] : model.named_parameters()) {
-    const torch::Tensor t = get("param/" + name);
-    if (t.sizes() != p.sizes())
-      throw std::runtime_error(path + ": tensor " + name + " has another shape");
-    p.copy_(t);
+  try {
+    torch::serialize::InputArchive ar;
+    ar.load_from(path);
+    // InputArchive::read set_()s into a defined tensor (keeping its dtype): read into fresh ones.
+    auto get = [&](const std::string& key, torch::ScalarType type, int64_t dims) {
+      torch::Tensor t;
+      ar.read(key, t);
+      if (t.scalar_type() != type || t.dim() != dims)
+        throw std::runtime_error(path + ": checkpoint entry " + key +
+                                 " has the wrong type or rank");
+      return t.contiguous();
+    };
+    const torch::Tensor fpt = get("fingerprint", torch::kUInt8, 1);
+    if (tensor_string(fpt) != fp)
+      throw UsageError(path +
+                       ": checkpoint of a run with other settings (pass --fresh to discard it)");
+    Checkpoint ck;
+    ck.step = get("step", torch::kLong, 0).item<int64_t>();
+    ck.seconds = get("seconds", torch::kDouble, 0).item<double>();
+    if (ck.step < 0 || !(ck.seconds >= 0))
+      throw std::runtime_error(path + ": checkpoint step or time out of range");
+    const torch::Tensor log = get("log", torch::kDouble, 2);
+    if (log.size(1) != 5 || log.size(0) > ck.step)
+      throw std::runtime_error(path + ": checkpoint log is not [rows <= step, 5]");
+    const double* l = log.data_ptr<double>();
+    for (int64_t i = 0; i < log.size(0); ++i, l += 5)
+      ck.log.push_back({static_cast<int64_t>(l[0]), l[1], l[2], l[3], l[4]});
+    torch::NoGradGuard no_grad;
+    for (auto& [name, p] : model.named_parameters()) {
+      const torch::Tensor t = get("param/" + name, p.scalar_type(), p.dim());
+      if (t.sizes() != p.sizes())
+        throw std::runtime_error(path + ": tensor " + name + " has another shape");
+      p.copy_(t);
+    }
+    torch::serialize::InputArchive opt_ar;
+    ar.read("optimizer", opt_ar);
+    opt.load(opt_ar);
+    return ck;
+  } catch (const c10::Error& e) {
+    const std::string msg = e.what_without_backtrace();
+    throw std::runtime_error(path + ": not a dmx-train checkpoint (" +
+                             msg.substr(0, msg.find('\n')) + ")");
   }
-  torch::serialize::InputArchive opt_ar;
-  ar.read("optimizer", opt_ar);
-  opt.load(opt_ar);
-  return ck;
 }
 
 std::vector<int32_t> tokens_of(const dmx::quant::Tokenizer& tok, const std::string& path) {
@@ -205,8 +221,7 @@ int run(const Args& a) {
   torch::Tensor train_t = torch::empty({N}, torch::kLong);
   std::copy(train_ids.begin(), train_ids.end(), train_t.data_ptr<int64_t>());
 
-  dmx::quant::check_pass_fits(cfg, a.batch, a.seq, dmx::quant::Pass::Train,
-                              "training " + a.config);
+  dmx::quant::check_pass_fits(cfg, a.batch, a.seq, dmx::quant::Pass::Train, "training " + a.config);
   CausalLM model = CausalLM::random(cfg, a.seed, a.init_std, at::kFloat);
   model.set_requires_grad(true);
   std::vector<torch::Tensor> decay, no_decay, all;

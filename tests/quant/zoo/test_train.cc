@@ -137,6 +137,20 @@ TEST_F(ZooTrain, RefusesACheckpointOfOtherSettings) {
   EXPECT_EQ(run(command("x", "--clip 0.5 --fresh")).code, 0);
 }
 
+// A checkpoint that is not one (garbage bytes, or a LibTorch archive of another layout) is refused
+// with one line naming it, never read out of bounds (its log was taken as [N, 5] unchecked).
+TEST_F(ZooTrain, RefusesACorruptCheckpointWithOneLine) {
+  fs::create_directories(dir_ / "c/work");
+  std::ofstream(dir_ / "c/work/checkpoint.pt") << "not a zip archive at all";
+  EXPECT_EQ(run(command("c")).code, 1);
+  const std::string log = read_file((dir_ / "c/log.txt").string());
+  const size_t at = log.find("dmx-train: error: ");
+  ASSERT_NE(at, std::string::npos) << log;
+  EXPECT_NE(log.find("checkpoint.pt: not a dmx-train checkpoint", at), std::string::npos) << log;
+  EXPECT_EQ(log.find('\n', at), log.size() - 1) << "one error line, last: " << log;
+  EXPECT_FALSE(fs::exists(dir_ / "c/out/model.safetensors"));
+}
+
 TEST_F(ZooTrain, UsageErrors) {
   EXPECT_EQ(run("'" + kTrain + "' --steps 3 > /dev/null 2>&1").code, 2);  // required options
   EXPECT_EQ(run(command("u", "--warmup 12")).code, 2);                    // warmup >= steps
