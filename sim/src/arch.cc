@@ -162,7 +162,7 @@ ArchConfig parse_arch_json(const std::string& text, const std::string& origin) {
   json j;
   try {
     j = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
     throw ConfigError(origin + ": not valid JSON: " + e.what());
   }
   check_keys(j, origin, "",
@@ -289,13 +289,13 @@ std::string override_arch_key(const std::string& text, const std::string& origin
   json j;
   try {
     j = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
     throw ConfigError(origin + ": not valid JSON: " + e.what());
   }
   json v;
   try {
     v = json::parse(value);
-  } catch (const json::parse_error&) {
+  } catch (const json::exception&) {
     v = value;  // a bare word: a string (e.g. dataflow=weight_stationary)
   }
   json* node = &j;

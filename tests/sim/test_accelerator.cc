@@ -233,6 +233,8 @@ TEST(SimAccel, ConfigErrorsNameFileAndKey) {
             std::string::npos);
   EXPECT_NE(err(R"({"static_mw":-1})").find("key 'static_mw'"), std::string::npos);
   EXPECT_NE(err("{").find("not valid JSON"), std::string::npos);
+  // A number past double's range (found by dmx-fuzz-sim-arch: it escaped as a raw library error).
+  EXPECT_NE(err(R"({"dram":{"gbps":33e333}})").find("bad.json: not valid JSON"), std::string::npos);
   EXPECT_THROW(parse_model_json(R"({"model_type":"llama","hidden_size":100,"intermediate_size":8,)"
                                 R"("num_hidden_layers":1,"num_attention_heads":3,"vocab_size":10})",
                                 "m.json"),

@@ -106,7 +106,7 @@ FormatAssignment parse_assignment(const std::string& text, const std::string& so
   json j;
   try {
     j = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
     throw std::runtime_error(source + ": invalid JSON (" + e.what() + ")");
   }
   if (!j.is_object() || !j.contains("layers") || !j["layers"].is_array())
@@ -296,7 +296,7 @@ PackedCheckpoint load_packed(const std::string& dir) {
   json j;
   try {
     j = json::parse(read_text(cpath));
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
     throw ModelError(cpath + ": invalid JSON (" + e.what() + ")");
   } catch (const std::runtime_error& e) {
     throw ModelError(e.what());
