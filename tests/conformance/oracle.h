@@ -1,5 +1,5 @@
 // Independent oracles for the conformance suite. Nothing here calls golden's arithmetic: values
-// come from the format definitions (DESIGN.md's table) evaluated in double, rounding from a
+// come from the format definitions (the format table of golden/README.md) evaluated in double, rounding from a
 // nearest-neighbour search over the whole grid, and dot products from GMP rationals.
 #pragma once
 
@@ -14,7 +14,7 @@
 
 namespace oracle {
 
-// The format table as DESIGN.md states it, typed in independently of golden.
+// The format table as golden/README.md states it, typed in independently of golden.
 struct Spec {
   int ebits, mbits, bias;
   bool ieee_specials;  // E5M2: all-ones exponent is Inf/NaN

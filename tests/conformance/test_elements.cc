@@ -25,14 +25,14 @@ TEST(Formats, ConstantsMatchDesignTable) {
     EXPECT_EQ(info.bits, s.is_int ? 8 : 1 + s.ebits + s.mbits);
     if (!s.is_int) EXPECT_EQ(info.bias, s.bias);
   }
-  // emax column of DESIGN.md
+  // emax column of golden/README.md's format table
   EXPECT_EQ(dmx::format_info(MxFormat::E4M3).emax, 8);
   EXPECT_EQ(dmx::format_info(MxFormat::E5M2).emax, 15);
   EXPECT_EQ(dmx::format_info(MxFormat::E3M2).emax, 4);
   EXPECT_EQ(dmx::format_info(MxFormat::E2M3).emax, 2);
   EXPECT_EQ(dmx::format_info(MxFormat::E2M1).emax, 2);
   EXPECT_EQ(dmx::format_info(MxFormat::INT8).emax, 0);
-  // max normal codes of DESIGN.md
+  // max normal codes of golden/README.md's format table
   EXPECT_EQ(dmx::encode_element(MxFormat::E4M3, 448.0f), 0x7e);
   EXPECT_EQ(dmx::encode_element(MxFormat::E5M2, 57344.0f), 0x7b);
 }
@@ -61,7 +61,7 @@ TEST(Elements, DecodeEveryCode) {
       }
     }
   }
-  // Special encodings of DESIGN.md's table.
+  // Special encodings of the format table of golden/README.md.
   EXPECT_TRUE(std::isnan(dmx::decode_element(MxFormat::E4M3, 0x7f)));
   EXPECT_TRUE(std::isnan(dmx::decode_element(MxFormat::E4M3, 0xff)));
   EXPECT_EQ(dmx::decode_element(MxFormat::E4M3, 0x78), 256.0f);  // S.1111.000 is finite
@@ -145,7 +145,7 @@ TEST(Elements, FloorLog2FromBitsAgreesWithFrexp) {
     std::frexp(static_cast<double>(x), &fe);
     ASSERT_EQ(dmx::floor_log2(x), fe - 1) << "seed 11 bits 0x" << std::hex << b;
   }
-  // The trap DESIGN.md warns of: log2f rounds 0x1.fffffep+99 up to exactly 100.
+  // The trap golden/README.md warns of: log2f rounds 0x1.fffffep+99 up to exactly 100.
   EXPECT_EQ(dmx::floor_log2(0x1.fffffep+99f), 99);
   EXPECT_EQ(std::floor(std::log2(0x1.fffffep+99f)), 100.0f);
 }

@@ -1,8 +1,8 @@
 // dMX golden: the bit-exact reference model of the OCP Microscaling (MX) v1.0 formats.
 //
 // Every other part of the suite (rtl/, sim/, kernels/, quant/) is checked against this file's
-// functions, and takes its format constants from here. See shared DESIGN.md section A for the
-// numeric contract; golden/README.md for the choices made where the spec leaves freedom.
+// functions, and takes its format constants from here. golden/README.md states the numeric contract
+// ("The numeric contract") and the choices made where the spec leaves freedom.
 #pragma once
 
 #include <array>

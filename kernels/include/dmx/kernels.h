@@ -1,6 +1,6 @@
 // dMX kernels: optimized MX quantize / dequantize / GEMV / GEMM (CPU today; CUDA under cuda/).
 //
-// Data layout is the project's canonical packed layout (DESIGN.md A): row-major along K, per row
+// Data layout is the project's canonical packed layout (golden/README.md): row-major along K, per row
 // the element codes block after block (FP8/INT8 a byte each, FP4 two per byte with the even
 // element in the low nibble, FP6 four in three bytes), and the E8M0 scales in a separate array,
 // one per 32-element block. Every operation takes plain pointers + shapes + formats so a CUDA

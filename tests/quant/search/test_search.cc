@@ -237,7 +237,7 @@ TEST(ContinuousFormat, ForwardEqualsStandardFormatsAtTheRungs) {
 TEST(ContinuousFormat, GradientMatchesFiniteDifference) {
   // The STE gradient of sum(w * q(x, b)) is the exact derivative of the same sum with every
   // element's rounding offset round(x/step) - x/step frozen: q = clamp(x + c * step(b), +-max(b)).
-  // That function is recomputed here from the DESIGN.md F formulas in FP64 (std::pow, not the
+  // That function is recomputed here from the dMX method's formulas (quant/search/README.md) in FP64 (std::pow, not the
   // library) and differentiated by central differences.
   at::manual_seed(5);
   const int64_t rows = 256;

@@ -1,6 +1,6 @@
 // MX fake quantization in LibTorch: the exact operator for the six OCP formats (bit-equal to
 // golden quantize_block + dequantize_block), the continuous formats of the dMX search
-// (DESIGN.md F) with gradients to the format offset b, and a Linear wrapper that quantizes a
+// (quant/search/README.md, "The dMX method") with gradients to the format offset b, and a Linear wrapper that quantizes a
 // decoder Linear's weights and input activations.
 #pragma once
 
@@ -24,7 +24,7 @@ namespace dmx::quant {
 // blocks along `hidden`, scales per token computed at run time. Returns FP32, no gradient.
 at::Tensor mx_fake_quant(const at::Tensor& x, MxFormat f);
 
-// ---- Continuous formats (DESIGN.md F) --------------------------------------------------------
+// ---- Continuous formats (quant/search/README.md, "The dMX method") --------------------------------------------------------
 enum class FormatSpace {
   EM,   // E(2+b)M(1+b): b = 0 E2M1 (MXFP4), b = 1 E3M2 (MXFP6), b = 2 E4M3 (MXFP8); 4 + 2b bits
   E2M,  // E2M(1+b):    b = 0 E2M1 (MXFP4), b = 2 E2M3 (MXFP6); 4 + b bits

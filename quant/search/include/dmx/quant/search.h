@@ -1,4 +1,4 @@
-// dMX search (DESIGN.md F): per-layer MX format assignment for the decoder Linears of a CausalLM
+// dMX search (the dMX method, quant/search/README.md): per-layer MX format assignment for the decoder Linears of a CausalLM
 // under an average-bit or simulator-cost budget, and its baselines (uniform, KL ranking).
 #pragma once
 
