@@ -563,11 +563,14 @@ void gemm_int_interleaved(const MxMatrixView& A, const MxMatrixView& W,
         };
     for (size_t j0 = 0; j0 < nb; j0 += kChunk) {
       const size_t nbc = std::min(kChunk, nb - j0);
-      IntPanelBufs bufs{wp.data(), corr.data(), wexp23.data(), gw.data(), gw.data() + 2 * kChunk};
-      if (pre)
+      // Prepacked panels leave the scratch buffers empty: only index them when packing here.
+      IntPanelBufs bufs;
+      if (pre) {
         bufs = pre->at(task, j0 / kChunk);
-      else
+      } else {
+        bufs = {wp.data(), corr.data(), wexp23.data(), gw.data(), gw.data() + 2 * kChunk};
         pack_int_panel(W, sc, n0, j0, nbc, bufs, wdec.data(), wc.data());
+      }
       // Row groups in batches of up to kGroupBatch full groups per micro-kernel call (the last,
       // partial group alone: its missing rows repeat row M - 1), both column halves per batch.
       constexpr size_t kGroupBatch = 8;
