@@ -16,9 +16,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "dmx/quant/config.h"
 #include "dmx/quant/eval.h"
@@ -26,6 +24,7 @@
 #include "dmx/quant/model.h"
 #include "dmx/quant/safetensors.h"
 #include "dmx/quant/tokenizer.h"
+#include "dmx/quant/train_checkpoint.h"
 
 namespace fs = std::filesystem;
 using dmx::quant::CausalLM;
@@ -47,18 +46,15 @@ struct UsageError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error(path + ": cannot open");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+// Inputs are regular files only; a corpus may be large (the tokenizer holds it in memory anyway).
+std::string read_file(const std::string& path, const char* what) {
+  return dmx::read_regular_file(path, what, int64_t(16) << 30);
 }
 
 // Everything that changes the trajectory: a checkpoint only resumes a run with the same one.
 std::string fingerprint(const Args& a, const std::string& config_json) {
   nlohmann::ordered_json j = {{"config", nlohmann::json::parse(config_json)},
-                              {"tokenizer_bytes", read_file(a.tokenizer).size()},
+                              {"tokenizer_bytes", read_file(a.tokenizer, "tokenizer").size()},
                               {"train_bytes", fs::file_size(a.train)},
                               {"steps", a.steps},
                               {"batch", a.batch},
@@ -83,19 +79,7 @@ double lr_at(const Args& a, int64_t step) {  // step counts from 1
   return min_lr + 0.5 * (a.lr - min_lr) * (1.0 + std::cos(M_PI * std::min(1.0, t)));
 }
 
-torch::Tensor string_tensor(const std::string& s) {
-  torch::Tensor t = torch::empty({static_cast<int64_t>(s.size())}, torch::kUInt8);
-  std::memcpy(t.data_ptr(), s.data(), s.size());
-  return t;
-}
-std::string tensor_string(const torch::Tensor& t) {
-  return std::string(static_cast<const char*>(t.data_ptr()), t.numel());
-}
-
-struct LogRow {
-  int64_t step;
-  double lr, loss, grad_norm, val_loss;  // val_loss NaN when not evaluated at this step
-};
+using LogRow = dmx::quant::TrainLogRow;
 
 void write_log_csv(const std::string& path, const std::vector<LogRow>& rows) {
   std::string s = "step,lr,train_loss,grad_norm,val_loss\n";
@@ -119,79 +103,82 @@ struct Checkpoint {
   std::vector<LogRow> log;
 };
 
-void save_checkpoint(const std::string& path, const std::string& fp, const Checkpoint& ck,
-                     const CausalLM& model, torch::optim::Optimizer& opt) {
-  torch::serialize::OutputArchive ar;
-  ar.write("fingerprint", string_tensor(fp));
-  ar.write("step", torch::tensor(ck.step, torch::kLong));
-  ar.write("seconds", torch::tensor(ck.seconds, torch::kDouble));
-  torch::Tensor log = torch::empty({static_cast<int64_t>(ck.log.size()), 5}, torch::kDouble);
-  for (size_t i = 0; i < ck.log.size(); ++i) {
-    const LogRow& r = ck.log[i];
-    const double row[5] = {static_cast<double>(r.step), r.lr, r.loss, r.grad_norm, r.val_loss};
-    for (int c = 0; c < 5; ++c) log[i][c] = row[c];
-  }
-  ar.write("log", log);
-  for (const auto& [name, t] : model.named_parameters()) ar.write("param/" + name, t.detach());
-  torch::serialize::OutputArchive opt_ar;
-  opt.save(opt_ar);
-  ar.write("optimizer", opt_ar);
-  const std::string tmp = path + ".tmp";
-  ar.save_to(tmp);
-  fs::rename(tmp, path);  // a kill mid-write leaves the previous checkpoint intact
+// The key LibTorch's optimizers file a parameter's state under (torch/optim/serialize.h).
+std::string state_key(const torch::Tensor& p) {
+  return c10::guts::to_string(p.unsafeGetTensorImpl());
 }
 
-// The archive container is LibTorch's (torch::serialize); everything read out of it is checked
-// here before use, and a LibTorch error becomes one line naming the file.
+void save_checkpoint(const std::string& path, const std::string& fp, const Checkpoint& ck,
+                     const CausalLM& model, torch::optim::Optimizer& opt) {
+  std::vector<torch::Tensor> keep;  // contiguous FP32 copies the writer reads from
+  std::vector<dmx::quant::TrainTensor> tensors;
+  for (const auto& [name, p] : model.named_parameters()) {
+    dmx::quant::TrainTensor t;
+    t.name = name;
+    t.shape = p.sizes().vec();
+    keep.push_back(p.detach().to(torch::kFloat).contiguous());
+    t.param = keep.back().data_ptr<float>();
+    const auto it = opt.state().find(state_key(p));
+    if (it != opt.state().end()) {
+      const auto& st = static_cast<const torch::optim::AdamWParamState&>(*it->second);
+      keep.push_back(st.exp_avg().to(torch::kFloat).contiguous());
+      t.exp_avg = keep.back().data_ptr<float>();
+      keep.push_back(st.exp_avg_sq().to(torch::kFloat).contiguous());
+      t.exp_avg_sq = keep.back().data_ptr<float>();
+      t.adam_step = st.step();
+    }
+    tensors.push_back(std::move(t));
+  }
+  dmx::quant::write_train_checkpoint(path, fp, ck.step, ck.seconds, ck.log, tensors);
+}
+
+// Every field is validated by parse_train_checkpoint (fuzzed on its own); what depends on this
+// model (names, shapes) is checked here before anything is copied.
 Checkpoint load_checkpoint(const std::string& path, const std::string& fp, CausalLM& model,
                            torch::optim::Optimizer& opt) {
-  try {
-    torch::serialize::InputArchive ar;
-    ar.load_from(path);
-    // InputArchive::read set_()s into a defined tensor (keeping its dtype): read into fresh ones.
-    auto get = [&](const std::string& key, torch::ScalarType type, int64_t dims) {
-      torch::Tensor t;
-      ar.read(key, t);
-      if (t.scalar_type() != type || t.dim() != dims)
-        throw std::runtime_error(path + ": checkpoint entry " + key +
-                                 " has the wrong type or rank");
-      return t.contiguous();
-    };
-    const torch::Tensor fpt = get("fingerprint", torch::kUInt8, 1);
-    if (tensor_string(fpt) != fp)
-      throw UsageError(path +
-                       ": checkpoint of a run with other settings (pass --fresh to discard it)");
-    Checkpoint ck;
-    ck.step = get("step", torch::kLong, 0).item<int64_t>();
-    ck.seconds = get("seconds", torch::kDouble, 0).item<double>();
-    if (ck.step < 0 || !(ck.seconds >= 0))
-      throw std::runtime_error(path + ": checkpoint step or time out of range");
-    const torch::Tensor log = get("log", torch::kDouble, 2);
-    if (log.size(1) != 5 || log.size(0) > ck.step)
-      throw std::runtime_error(path + ": checkpoint log is not [rows <= step, 5]");
-    const double* l = log.data_ptr<double>();
-    for (int64_t i = 0; i < log.size(0); ++i, l += 5)
-      ck.log.push_back({static_cast<int64_t>(l[0]), l[1], l[2], l[3], l[4]});
-    torch::NoGradGuard no_grad;
-    for (auto& [name, p] : model.named_parameters()) {
-      const torch::Tensor t = get("param/" + name, p.scalar_type(), p.dim());
-      if (t.sizes() != p.sizes())
-        throw std::runtime_error(path + ": tensor " + name + " has another shape");
-      p.copy_(t);
-    }
-    torch::serialize::InputArchive opt_ar;
-    ar.read("optimizer", opt_ar);
-    opt.load(opt_ar);
-    return ck;
-  } catch (const c10::Error& e) {
-    const std::string msg = e.what_without_backtrace();
-    throw std::runtime_error(path + ": not a dmx-train checkpoint (" +
-                             msg.substr(0, msg.find('\n')) + ")");
+  const dmx::quant::SafetensorsFile file(path);
+  dmx::quant::SafetensorsHeader header;  // the file's views (parse reads names, shapes, data)
+  header.metadata = file.metadata();
+  header.tensors = file.tensors();
+  const dmx::quant::TrainCheckpoint saved = dmx::quant::parse_train_checkpoint(header, path);
+  if (saved.fingerprint != fp)
+    throw UsageError(path +
+                     ": checkpoint of a run with other settings (pass --fresh to discard it)");
+  const auto named = model.named_parameters();
+  if (saved.params.size() != named.size())
+    throw std::runtime_error(path + ": checkpoint holds " + std::to_string(saved.params.size()) +
+                             " parameters, the model " + std::to_string(named.size()));
+  auto as_tensor = [&](const dmx::quant::TensorView& v, const torch::Tensor& like) {
+    torch::Tensor t = torch::empty(like.sizes(), torch::kFloat);
+    std::memcpy(t.data_ptr<float>(), v.data, v.nbytes);
+    return t.to(like.scalar_type());
+  };
+  for (const auto& [name, p] : named) {
+    const auto it = saved.params.find(name);
+    if (it == saved.params.end()) throw std::runtime_error(path + ": no tensor of " + name);
+    if (it->second.param.shape != p.sizes().vec())
+      throw std::runtime_error(path + ": tensor " + name + " has another shape");
   }
+  torch::NoGradGuard no_grad;
+  for (auto& [name, p] : named) {
+    const dmx::quant::TrainParamState& s = saved.params.at(name);
+    p.copy_(as_tensor(s.param, p));
+    if (!s.has_adam_state) continue;
+    auto st = std::make_unique<torch::optim::AdamWParamState>();
+    st->step(s.adam_step);
+    st->exp_avg(as_tensor(s.exp_avg, p));
+    st->exp_avg_sq(as_tensor(s.exp_avg_sq, p));
+    opt.state()[state_key(p)] = std::move(st);
+  }
+  Checkpoint ck;
+  ck.step = saved.step;
+  ck.seconds = saved.seconds;
+  ck.log = saved.log;
+  return ck;
 }
 
 std::vector<int32_t> tokens_of(const dmx::quant::Tokenizer& tok, const std::string& path) {
-  std::vector<int32_t> ids = tok.encode(read_file(path));
+  std::vector<int32_t> ids = tok.encode(read_file(path, "text corpus"));
   return ids;
 }
 
@@ -199,7 +186,7 @@ int run(const Args& a) {
   if (a.seq < 2) throw UsageError("--seq must be at least 2");
   if (a.warmup >= a.steps) throw UsageError("--warmup must be below --steps");
   at::set_num_threads(static_cast<int>(a.threads));
-  const std::string config_json = read_file(a.config);
+  const std::string config_json = read_file(a.config, "model config");
   const dmx::quant::ModelConfig cfg = dmx::quant::parse_config(config_json, a.config);
   const auto tok = dmx::quant::Tokenizer::load(a.tokenizer);
   if (tok.vocab_size() > cfg.vocab_size)
@@ -208,7 +195,7 @@ int run(const Args& a) {
   const std::string work = a.work.empty() ? a.out + "/train-work" : a.work;
   fs::create_directories(work);
   fs::create_directories(a.out);
-  const std::string ckpt_path = work + "/checkpoint.pt";
+  const std::string ckpt_path = work + "/checkpoint.safetensors";
   const std::string fp = fingerprint(a, config_json);
 
   std::fprintf(stderr, "dmx-train: tokenizing %s\n", a.train.c_str());
@@ -315,7 +302,7 @@ int run(const Args& a) {
 
   model.save(a.out, at::kBFloat16);
   if (fs::absolute(a.tokenizer) != fs::absolute(a.out + "/tokenizer.json"))
-    dmx::quant::write_file_atomic(a.out + "/tokenizer.json", read_file(a.tokenizer));
+    dmx::quant::write_file_atomic(a.out + "/tokenizer.json", read_file(a.tokenizer, "tokenizer"));
   write_log_csv(a.out + "/loss.csv", ck.log);
 
   // The numbers a user of the shipped files gets: reload the BF16 checkpoint as dmx-eval does.

@@ -137,18 +137,28 @@ TEST_F(ZooTrain, RefusesACheckpointOfOtherSettings) {
   EXPECT_EQ(run(command("x", "--clip 0.5 --fresh")).code, 0);
 }
 
-// A checkpoint that is not one (garbage bytes, or a LibTorch archive of another layout) is refused
-// with one line naming it, never read out of bounds (its log was taken as [N, 5] unchecked).
+// A checkpoint that is not one (garbage bytes, or a safetensors file of another layout) is
+// refused with one line naming it, and nothing is written.
 TEST_F(ZooTrain, RefusesACorruptCheckpointWithOneLine) {
-  fs::create_directories(dir_ / "c/work");
-  std::ofstream(dir_ / "c/work/checkpoint.pt") << "not a zip archive at all";
-  EXPECT_EQ(run(command("c")).code, 1);
-  const std::string log = read_file((dir_ / "c/log.txt").string());
-  const size_t at = log.find("dmx-train: error: ");
-  ASSERT_NE(at, std::string::npos) << log;
-  EXPECT_NE(log.find("checkpoint.pt: not a dmx-train checkpoint", at), std::string::npos) << log;
-  EXPECT_EQ(log.find('\n', at), log.size() - 1) << "one error line, last: " << log;
-  EXPECT_FALSE(fs::exists(dir_ / "c/out/model.safetensors"));
+  const std::string header = R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})";
+  std::string model_file(8, '\0');
+  model_file[0] = static_cast<char>(header.size());
+  model_file += header + std::string(4, '\0');
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"not a safetensors file at all", "checkpoint.safetensors: "},
+      {model_file, "checkpoint.safetensors: not a dmx-train checkpoint (no metadata \"format\")"}};
+  for (const auto& [bytes, expect] : cases) {
+    fs::remove_all(dir_ / "c");
+    fs::create_directories(dir_ / "c/work");
+    std::ofstream(dir_ / "c/work/checkpoint.safetensors", std::ios::binary) << bytes;
+    EXPECT_EQ(run(command("c")).code, 1);
+    const std::string log = read_file((dir_ / "c/log.txt").string());
+    const size_t at = log.find("dmx-train: error: ");
+    ASSERT_NE(at, std::string::npos) << log;
+    EXPECT_NE(log.find(expect, at), std::string::npos) << log;
+    EXPECT_EQ(log.find('\n', at), log.size() - 1) << "one error line, last: " << log;
+    EXPECT_FALSE(fs::exists(dir_ / "c/out/model.safetensors"));
+  }
 }
 
 TEST_F(ZooTrain, UsageErrors) {
