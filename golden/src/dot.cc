@@ -8,52 +8,10 @@
 namespace dmx {
 namespace {
 
-// IEEE special-value bookkeeping of a sum of products.
-struct Specials {
-  bool nan = false;
-  bool pos_inf = false;
-  bool neg_inf = false;
-  void add_product(const ElementValue& a, const ElementValue& b) {
-    if (a.is_nan || b.is_nan) {
-      nan = true;
-      return;
-    }
-    if (a.is_inf || b.is_inf) {
-      const bool other_zero = (a.is_inf ? (!b.is_inf && b.magnitude == 0)
-                                        : (a.magnitude == 0));
-      if (other_zero) {
-        nan = true;  // Inf * 0
-        return;
-      }
-      (a.negative != b.negative ? neg_inf : pos_inf) = true;
-    }
-  }
-  bool any() const { return nan || pos_inf || neg_inf; }
-  float value() const {
-    if (nan || (pos_inf && neg_inf)) return std::numeric_limits<float>::quiet_NaN();
-    return pos_inf ? INFINITY : -INFINITY;
-  }
-};
-
-// Exact sum of one block's products in units of 2^(qa + qb); |sum| < 2^70.
-struct BlockSum {
-  __int128 sum = 0;
-  bool all_neg_zero = true;  // every product is -0 (decides the sign of an exact zero)
-  Specials specials;
-};
-
-BlockSum block_sum(MxFormat fa, const uint8_t* ca, MxFormat fb, const uint8_t* cb) {
-  BlockSum r;
-  for (int i = 0; i < kBlockSize; ++i) {
-    const ElementValue a = decode_element_exact(fa, ca[i]);
-    const ElementValue b = decode_element_exact(fb, cb[i]);
-    r.specials.add_product(a, b);
-    if (a.is_nan || b.is_nan || a.is_inf || b.is_inf) continue;
-    const bool neg = a.negative != b.negative;
-    const __int128 p = static_cast<__int128>(static_cast<uint64_t>(a.magnitude) * b.magnitude);
-    if (p != 0 || !neg) r.all_neg_zero = false;
-    r.sum += neg ? -p : p;
-  }
+core::BlockSum block_sum(MxFormat fa, const uint8_t* ca, MxFormat fb, const uint8_t* cb) {
+  core::BlockSum r;
+  for (int i = 0; i < kBlockSize; ++i)
+    r.add(decode_element_exact(fa, ca[i]), decode_element_exact(fb, cb[i]));
   return r;
 }
 
@@ -62,7 +20,7 @@ BlockSum block_sum(MxFormat fa, const uint8_t* ca, MxFormat fb, const uint8_t* c
 // +252, and 2^40 blocks add another 40 bits.
 class WideAccumulator {
  public:
-  static constexpr int kLimbs = 12;   // 768 bits
+  static constexpr int kLimbs = 12;    // 768 bits
   static constexpr int kOffset = 320;  // bit position of 2^0
   void add(__int128 v, int exp) {
     if (v == 0) return;
@@ -129,16 +87,8 @@ void check_length(size_t n) {
 
 float dot_block(MxFormat fa, uint8_t sa, const uint8_t* ca, MxFormat fb, uint8_t sb,
                 const uint8_t* cb) {
-  if (sa == kScaleNaN || sb == kScaleNaN) return std::numeric_limits<float>::quiet_NaN();
-  const BlockSum r = block_sum(fa, ca, fb, cb);
-  if (r.specials.any()) return r.specials.value();
-  if (r.sum == 0) return r.all_neg_zero ? -0.0f : 0.0f;
-  const int exp = format_info(fa).quantum_exp + format_info(fb).quantum_exp +
-                  static_cast<int>(sa) + static_cast<int>(sb) - 2 * kScaleBias;
-  const bool neg = r.sum < 0;
-  const unsigned __int128 mag = neg ? static_cast<unsigned __int128>(-r.sum)
-                                    : static_cast<unsigned __int128>(r.sum);
-  return round_to_fp32(neg, mag, exp);
+  const int qsum = format_info(fa).quantum_exp + format_info(fb).quantum_exp;
+  return fp32_from_bits(block_sum(fa, ca, fb, cb).result_bits(qsum, sa, sb));
 }
 
 float dot_blocked(const MxVector& a, const MxVector& b, size_t n, float acc) {
@@ -151,29 +101,33 @@ float dot_blocked(const MxVector& a, const MxVector& b, size_t n, float acc) {
   return acc;
 }
 
+// The whole sum in one wide accumulator; the specials follow dot_block's rules over all blocks.
 float dot_exact(const MxVector& a, const MxVector& b, size_t n) {
   check_length(n);
   const int q = format_info(a.format).quantum_exp + format_info(b.format).quantum_exp;
   WideAccumulator acc;
-  Specials specials;
+  core::BlockSum specials;  // NaN / Inf / all-(-0) bookkeeping over every block
   bool nan_scale = false;
-  bool all_neg_zero = true;
   for (size_t j = 0; j < n / kBlockSize; ++j) {
     if (a.scales[j] == kScaleNaN || b.scales[j] == kScaleNaN) nan_scale = true;
-    const BlockSum r = block_sum(a.format, a.codes + j * kBlockSize, b.format,
-                                 b.codes + j * kBlockSize);
-    if (r.specials.nan) specials.nan = true;
-    specials.pos_inf |= r.specials.pos_inf;
-    specials.neg_inf |= r.specials.neg_inf;
-    all_neg_zero = all_neg_zero && r.all_neg_zero;
-    if (!nan_scale)
-      acc.add(r.sum, q + static_cast<int>(a.scales[j]) + static_cast<int>(b.scales[j]) -
-                         2 * kScaleBias);
+    const core::BlockSum r =
+        block_sum(a.format, a.codes + j * kBlockSize, b.format, b.codes + j * kBlockSize);
+    specials.nan |= r.nan;
+    specials.pos_inf |= r.pos_inf;
+    specials.neg_inf |= r.neg_inf;
+    specials.all_neg_zero = specials.all_neg_zero && r.all_neg_zero;
+    if (!nan_scale) {
+      const __int128 sum = static_cast<__int128>(r.pos) - static_cast<__int128>(r.neg);
+      acc.add(sum,
+              q + static_cast<int>(a.scales[j]) + static_cast<int>(b.scales[j]) - 2 * kScaleBias);
+    }
   }
-  if (nan_scale) return std::numeric_limits<float>::quiet_NaN();
-  if (specials.any()) return specials.value();
+  if (nan_scale || specials.nan || (specials.pos_inf && specials.neg_inf))
+    return std::numeric_limits<float>::quiet_NaN();
+  if (specials.pos_inf) return INFINITY;
+  if (specials.neg_inf) return -INFINITY;
   const float v = acc.round();
-  if (v == 0.0f && n > 0 && all_neg_zero) return -0.0f;
+  if (v == 0.0f && n > 0 && specials.all_neg_zero) return -0.0f;
   return v;
 }
 

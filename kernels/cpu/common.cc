@@ -136,6 +136,7 @@ const FormatTable& table(MxFormat f) {
         ft.mag[c] = v.magnitude;
         ft.neg[c] = v.negative;
         ft.special[c] = v.is_nan ? 1 : v.is_inf ? 2 : 0;
+        ft.value[c] = v;
         const int64_t sm = v.negative ? -int64_t(v.magnitude) : int64_t(v.magnitude);
         ft.q16[c] = (sm >= -32768 && sm <= 32767) ? static_cast<int16_t>(sm) : 0;
       }
@@ -156,38 +157,12 @@ double scale_factor_d(uint8_t scale, int extra) {
 
 float exact_block(MxFormat fa, uint8_t sa, const uint8_t* ca, MxFormat fb, uint8_t sb,
                   const uint8_t* cb) {
-  const float nan = std::numeric_limits<float>::quiet_NaN();
-  if (sa == kScaleNaN || sb == kScaleNaN) return nan;
   const FormatTable& ta = table(fa);
   const FormatTable& tb = table(fb);
-  __int128 sum = 0;
-  bool all_neg_zero = true, pos_inf = false, neg_inf = false;
-  for (int i = 0; i < kBlockSize; ++i) {
-    const uint8_t a = ca[i], b = cb[i];
-    const bool neg = ta.neg[a] != tb.neg[b];
-    if (ta.special[a] == 1 || tb.special[b] == 1) return nan;
-    if (ta.special[a] == 2 || tb.special[b] == 2) {
-      const bool other_zero = (ta.special[a] == 2) ? (tb.special[b] == 0 && tb.mag[b] == 0)
-                                                   : (ta.special[a] == 0 && ta.mag[a] == 0);
-      if (other_zero) return nan;  // Inf * 0
-      (neg ? neg_inf : pos_inf) = true;
-      all_neg_zero = false;
-      continue;
-    }
-    const unsigned __int128 p = static_cast<unsigned __int128>(uint64_t(ta.mag[a]) * tb.mag[b]);
-    if (p != 0 || !neg) all_neg_zero = false;
-    sum += neg ? -static_cast<__int128>(p) : static_cast<__int128>(p);
-  }
-  if (pos_inf && neg_inf) return nan;
-  if (pos_inf) return std::numeric_limits<float>::infinity();
-  if (neg_inf) return -std::numeric_limits<float>::infinity();
-  if (sum == 0) return all_neg_zero ? -0.0f : 0.0f;
-  const int exp = (int(sa) - kScaleBias) + (int(sb) - kScaleBias) + format_info(fa).quantum_exp +
-                  format_info(fb).quantum_exp;
-  const bool negative = sum < 0;
-  const unsigned __int128 mag =
-      negative ? -static_cast<unsigned __int128>(sum) : static_cast<unsigned __int128>(sum);
-  return round_to_fp32(negative, mag, exp);
+  core::BlockSum sum;
+  for (int i = 0; i < kBlockSize; ++i) sum.add(ta.value[ca[i]], tb.value[cb[i]]);
+  const int qsum = format_info(fa).quantum_exp + format_info(fb).quantum_exp;
+  return fp32_from_bits(sum.result_bits(qsum, sa, sb));
 }
 
 void unpack_range(MxFormat f, const uint8_t* row, size_t k0, size_t n, uint8_t* out) {

@@ -12,12 +12,13 @@ namespace dmx::kernels::detail {
 
 // Per-format decode tables, built once from golden's element definitions.
 struct FormatTable {
-  float unit[256];       // element value (scale 2^0), NaN/Inf included
-  double unit_d[256];    // same as double
-  int16_t q16[256];      // signed magnitude in units of 2^quantum_exp (valid if int16-able)
-  uint32_t mag[256];     // magnitude in units of 2^quantum_exp
-  uint8_t neg[256];      // sign bit set
-  uint8_t special[256];  // 0 finite, 1 NaN, 2 Inf
+  float unit[256];          // element value (scale 2^0), NaN/Inf included
+  double unit_d[256];       // same as double
+  int16_t q16[256];         // signed magnitude in units of 2^quantum_exp (valid if int16-able)
+  uint32_t mag[256];        // magnitude in units of 2^quantum_exp
+  uint8_t neg[256];         // sign bit set
+  uint8_t special[256];     // 0 finite, 1 NaN, 2 Inf
+  ElementValue value[256];  // the MX core's decode (exact_block's operand)
 };
 const FormatTable& table(MxFormat f);
 

@@ -19,11 +19,8 @@ KernelPath usable(KernelPath p) { return path_available(p) ? p : default_path();
 inline float bits_to_float(uint32_t b) { return fp32_from_bits(b); }
 inline uint32_t float_to_bits(float f) { return fp32_bits(f); }
 
-// 2^(code - 127) as FP32, NaN for 0xFF (2^-127 is the subnormal 0x00400000).
-float scale_value(uint8_t code) {
-  if (code == kScaleNaN) return bits_to_float(0x7fc00000u);
-  return code == 0 ? bits_to_float(0x00400000u) : bits_to_float(uint32_t(code) << 23);
-}
+// 2^(code - 127) as FP32, NaN for 0xFF.
+float scale_value(uint8_t code) { return bits_to_float(core::scale_fp32_bits(code)); }
 
 // The default-options block quantizer, scalar: the same steps as the SIMD path, written out.
 void quantize_block_scalar(MxFormat f, const float* v, uint8_t* scale, uint8_t* codes) {

@@ -388,15 +388,8 @@ void quantize_rows_avx2(MxFormat f, const float* x, size_t cols, uint8_t* codes,
 
 // ---- Mixed GEMV (M = 1), weights decoded in registers ----------------------------------------
 namespace {
-// 2^(code - 127) as FP32 bits (the subnormal 2^-127 for code 0; NaN for 0xFF): decode_scale inline.
-inline float scale_f32(uint8_t code) {
-  const uint32_t b = code == kScaleNaN ? 0x7fc00000u
-                     : code == 0       ? 0x00400000u
-                                       : uint32_t(code) << 23;
-  float f;
-  std::memcpy(&f, &b, 4);
-  return f;
-}
+// 2^(code - 127) as FP32 (the MX core's E8M0 decode, inline).
+inline float scale_f32(uint8_t code) { return fp32_from_bits(core::scale_fp32_bits(code)); }
 
 // The 8 rows' scale factors of blocks [j0, j0 + n) (n <= kScaleRun) as FP32, scale_f32 of each
 // code, into scf[r * kScaleRun + j - j0]: eight codes a vector, the tail one by one.

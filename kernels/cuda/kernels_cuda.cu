@@ -32,7 +32,7 @@ bool aligned(const void* p, size_t a) { return reinterpret_cast<uintptr_t>(p) % 
 __constant__ DecodeTable c_decode[kNumFormats];
 __constant__ float c_value[kNumFormats][256];
 
-// Builds the tables on the host from golden (values) and decode_exact (tested against golden) and
+// Builds the tables on the host from golden (values) and the MX core's decode, and
 // uploads them once per process (to the current device).
 void ensure_tables() {
   static std::once_flag once;
@@ -77,7 +77,7 @@ constexpr int kQThreads = 256;
 
 template <int BITS, bool BF16>
 __global__ void __launch_bounds__(kQThreads)
-    quantize_kernel(const void* x, size_t nblocks, FormatConsts c, QuantKnobs k, bool vec,
+    quantize_kernel(const void* x, size_t nblocks, FormatConsts c, QuantizeOptions k, bool vec,
                     uint32_t* codes, uint8_t* scales) {
   __shared__ uint32_t in_s[kQThreads * 33];
   __shared__ uint32_t out_s[kQThreads * (BITS + 1)];
@@ -577,7 +577,7 @@ void quantize_impl(MxFormat f, const void* x, size_t rows, size_t cols, uint8_t*
   const size_t nblocks = rows * cols / kBlockSize;
   if (nblocks == 0) return;
   const FormatConsts c = make_consts(f);
-  const QuantKnobs k = make_knobs(opt);
+  const QuantizeOptions k = opt;
   const bool vec = aligned(x, 16);
   const int grid = grid_for(nblocks, kQThreads);
   uint32_t* cw = reinterpret_cast<uint32_t*>(codes);

@@ -1,11 +1,10 @@
-// MX arithmetic shared by the CUDA kernels and their host-side tests (__host__ __device__).
-//
-// Everything here is a port of golden's algorithms to code that compiles for both the host (g++)
-// and the device (nvcc): the element decode, the block quantizer with every policy knob, the
-// exact FP32 rounding of a block sum, the canonical packed layout, and the per-block step of
-// dot_blocked. The host tests (tests/kernels/cuda/test_cuda_host.cc) check these very functions
-// against golden, so the arithmetic the GPU runs is covered on machines without a GPU.
-// Format constants are never written here: FormatConsts is filled from dmx::format_info().
+// MX arithmetic of the CUDA kernels (__host__ __device__): what is particular to the GPU, on top
+// of golden's header-only MX core (dmx/mx_core.h), which supplies the format constants, element
+// decode and encode, the shared-exponent rules, the E8M0 decode, the exact FP32 rounding and the
+// block-sum rules. Here: the quantizer's fast element route, the packed-row bit access, the block
+// quantizer over packed words, and the decode-table block dot product with its accumulator widths.
+// The host tests (tests/kernels/cuda/test_cuda_host.cc) check these against golden, so the
+// arithmetic the GPU runs is covered on machines without a GPU.
 #pragma once
 
 #include <dmx/golden.h>
@@ -28,28 +27,16 @@
 
 namespace dmx::cuda::detail {
 
-inline constexpr int kBlock = 32;  // == dmx::kBlockSize (static_assert in the host code)
-inline constexpr uint8_t kScaleNaNCode = 0xFF;
-inline constexpr int kScaleBiasE8M0 = 127;
-inline constexpr uint32_t kQuietNaNBits = 0x7fc00000u;  // std::numeric_limits<float>::quiet_NaN()
+inline constexpr int kBlock = kBlockSize;
+inline constexpr uint32_t kQuietNaNBits = core::kQuietNaNBits;
 
 // Element flags of a decode table entry.
 inline constexpr uint8_t kFlagNeg = 1, kFlagNaN = 2, kFlagInf = 4;
 
-// The format constants a kernel needs, copied from dmx::format_info (host) into kernel arguments.
-struct FormatConsts {
-  int bits, ebits, mbits, emax, quantum_exp;
-  uint32_t max_magnitude;
-  bool has_inf, has_nan, is_int;
-};
-
-// Quantizer knobs as plain integers (the enums of golden.h, by value).
-struct QuantKnobs {
-  int scale_rule;  // 0 FLOOR, 1 CEIL, 2 EVEN, 3 RCEIL (dmx::ScaleRule order)
-  bool overflow_ovf;
-  bool non_finite_element;
-  bool int8_allow_minus128;
-};
+// Kernels take a format's constants by value: golden's FormatInfo (device code cannot read the
+// host table), and the quantizer's options as golden's QuantizeOptions.
+using FormatConsts = FormatInfo;
+inline FormatConsts make_consts(MxFormat f) { return format_info(f); }
 
 // ---- bit helpers -------------------------------------------------------------------------------
 DMX_HD uint32_t f32_bits(float x) {
@@ -70,121 +57,21 @@ DMX_HD float f32_from_bits(uint32_t b) {
   return x;
 #endif
 }
-DMX_HD int msb32(uint32_t v) {  // v != 0
-#if defined(__CUDA_ARCH__)
-  return 31 - __clz(v);
-#else
-  return 31 - __builtin_clz(v);
-#endif
-}
-DMX_HD int msb64(uint64_t v) {  // v != 0
-#if defined(__CUDA_ARCH__)
-  return 63 - __clzll(static_cast<long long>(v));
-#else
-  return 63 - __builtin_clzll(v);
-#endif
-}
 
-// E8M0 scale -> FP32: 2^(code-127) (code 0 is the FP32 subnormal 2^-127), NaN for 0xFF.
-DMX_HD float scale_to_f32(uint8_t code) {
-  if (code == kScaleNaNCode) return f32_from_bits(kQuietNaNBits);
-  return f32_from_bits(code == 0 ? 0x00400000u : static_cast<uint32_t>(code) << 23);
-}
+// E8M0 scale -> FP32: 2^(code-127), NaN for 0xFF.
+DMX_HD float scale_to_f32(uint8_t code) { return f32_from_bits(core::scale_fp32_bits(code)); }
 
-// FP32 -> BF16, round to nearest even, NaN kept quiet (golden's fp32_to_bf16).
-DMX_HD uint16_t f32_to_bf16_bits(float x) {
-  const uint32_t b = f32_bits(x);
-  if ((b & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((b >> 16) | 0x40);
-  const uint32_t rounding = 0x7fffu + ((b >> 16) & 1u);
-  return static_cast<uint16_t>((b + rounding) >> 16);
-}
-
-// ---- exact rounding to FP32 --------------------------------------------------------------------
-// RNE of (neg ? -1 : 1) * m * 2^exp to FP32, subnormals kept, overflow to Inf (golden's
-// round_to_fp32 for magnitudes below 2^64).
-DMX_HD float round_to_fp32_u64(bool neg, uint64_t m, int exp) {
-  const uint32_t sign = neg ? 0x80000000u : 0u;
-  if (m == 0) return f32_from_bits(sign);
-  const int L = msb64(m) + exp;  // floor(log2 |value|)
-  if (L > 127) return f32_from_bits(sign | 0x7f800000u);
-  const int qe = L - 23 > -149 ? L - 23 : -149;  // ulp exponent of the target binade
-  const int shift = qe - exp;
-  uint64_t r;
-  if (shift <= 0) {
-    r = m << (-shift);  // exact, < 2^24
-  } else if (shift > 64) {
-    r = 0;  // m < 2^64 <= half an ulp
-  } else {
-    const uint64_t q = shift == 64 ? 0 : m >> shift;
-    const uint64_t rem = shift == 64 ? m : m - (q << shift);
-    const uint64_t half = 1ull << (shift - 1);
-    r = q;
-    if (rem > half || (rem == half && (r & 1))) ++r;
-  }
-  int e = qe;
-  if (r >> 24) {  // rounding carried into the next binade
-    r >>= 1;
-    ++e;
-  }
-  if (r == 0) return f32_from_bits(sign);
-  if (r < (1u << 23)) return f32_from_bits(sign | static_cast<uint32_t>(r));  // subnormal
-  const int biased = e + 23 + 127;
-  if (biased >= 255) return f32_from_bits(sign | 0x7f800000u);
-  return f32_from_bits(sign | (static_cast<uint32_t>(biased) << 23) |
-                       (static_cast<uint32_t>(r) & 0x7fffffu));
-}
-
-// Same for a 128-bit magnitude (hi:lo): the top 64 bits plus a sticky bit round exactly as the
-// whole value (at least 40 bits are dropped below the sticky position).
-DMX_HD float round_to_fp32_u128(bool neg, uint64_t hi, uint64_t lo, int exp) {
-  if (hi == 0) return round_to_fp32_u64(neg, lo, exp);
-  const int s = msb64(hi) + 1;  // shift right by s keeps 64 bits, the top one set
-  const uint64_t window = (hi << (64 - s)) | (s == 64 ? 0 : lo >> s);
-  const uint64_t dropped = s == 64 ? lo : lo & ((1ull << s) - 1);
-  return round_to_fp32_u64(neg, window | (dropped ? 1ull : 0ull), exp + s);
-}
-
-// ---- elements ----------------------------------------------------------------------------------
-struct ElemExact {
-  uint32_t magnitude;  // value = +-magnitude * 2^quantum_exp
-  uint8_t flags;       // kFlagNeg | kFlagNaN | kFlagInf
-};
-
-DMX_HD ElemExact decode_exact(const FormatConsts& c, uint8_t code) {
-  ElemExact v{0, 0};
-  if (c.is_int) {
-    const int q = static_cast<int8_t>(code);
-    v.flags = q < 0 ? kFlagNeg : 0;
-    v.magnitude = static_cast<uint32_t>(q < 0 ? -q : q);
-    return v;
-  }
-  const uint32_t x = code & ((1u << c.bits) - 1u);
-  const bool neg = (x >> (c.bits - 1)) & 1u;
-  v.flags = neg ? kFlagNeg : 0;
-  const uint32_t efield = (x >> c.mbits) & ((1u << c.ebits) - 1u);
-  const uint32_t mfield = x & ((1u << c.mbits) - 1u);
-  const uint32_t top = (1u << c.ebits) - 1u;
-  if (c.has_inf && efield == top) {
-    v.flags |= mfield == 0 ? kFlagInf : kFlagNaN;
-    return v;
-  }
-  if (!c.has_inf && c.has_nan && efield == top && mfield == (1u << c.mbits) - 1u) {
-    v.flags |= kFlagNaN;
-    return v;
-  }
-  v.magnitude = efield == 0 ? mfield : ((1u << c.mbits) | mfield) << (efield - 1);
-  return v;
-}
+// FP32 -> BF16 bits, RNE, NaN kept quiet.
+DMX_HD uint16_t f32_to_bf16_bits(float x) { return core::bf16_from_fp32_bits(f32_bits(x)); }
 
 // Element code -> FP32 value times 2^(scale-127): golden's dequantize_block for one element.
 DMX_HD float dequantize_element(const FormatConsts& c, uint8_t scale, uint8_t code) {
-  if (scale == kScaleNaNCode) return f32_from_bits(kQuietNaNBits);
-  const ElemExact e = decode_exact(c, code);
-  const bool neg = e.flags & kFlagNeg;
-  if (e.flags & kFlagNaN) return f32_from_bits(kQuietNaNBits);
-  if (e.flags & kFlagInf) return f32_from_bits(neg ? 0xff800000u : 0x7f800000u);
-  return round_to_fp32_u64(neg, e.magnitude,
-                           c.quantum_exp + static_cast<int>(scale) - kScaleBiasE8M0);
+  if (scale == kScaleNaN) return f32_from_bits(kQuietNaNBits);
+  const ElementValue e = core::decode_element(c, code);
+  if (e.is_nan) return f32_from_bits(kQuietNaNBits);
+  if (e.is_inf) return f32_from_bits(e.negative ? 0xff800000u : 0x7f800000u);
+  return f32_from_bits(core::round_to_fp32_bits(
+      e.negative, e.magnitude, c.quantum_exp + static_cast<int>(scale) - kScaleBias));
 }
 
 // The same value the way the kernels compute it: the element's FP32 value (from a table) times
@@ -198,79 +85,8 @@ DMX_HD float mul_rn(float a, float b) {
 #endif
 }
 DMX_HD float dequantize_element_fast(float element_value, uint8_t element_flags, uint8_t scale) {
-  if (scale == kScaleNaNCode || (element_flags & kFlagNaN)) return f32_from_bits(kQuietNaNBits);
+  if (scale == kScaleNaN || (element_flags & kFlagNaN)) return f32_from_bits(kQuietNaNBits);
   return mul_rn(element_value, scale_to_f32(scale));
-}
-
-DMX_HD uint8_t code_from_magnitude(const FormatConsts& c, bool neg, uint32_t mag) {
-  if (c.is_int) {
-    const int q = neg ? -static_cast<int>(mag) : static_cast<int>(mag);
-    return static_cast<uint8_t>(static_cast<int8_t>(q));
-  }
-  uint32_t code;
-  if (mag < (1u << c.mbits)) {
-    code = mag;  // subnormal or zero
-  } else {
-    const int p = msb32(mag);
-    const uint32_t efield = static_cast<uint32_t>(p - c.mbits + 1);
-    const uint32_t mfield = (mag >> (p - c.mbits)) - (1u << c.mbits);
-    code = (efield << c.mbits) | mfield;
-  }
-  if (neg) code |= 1u << (c.bits - 1);
-  return static_cast<uint8_t>(code);
-}
-
-DMX_HD uint8_t nan_code(const FormatConsts& c) {
-  return static_cast<uint8_t>((1u << (c.bits - 1)) - 1u);
-}
-
-// FP32 bits x times 2^-shift, taken exactly, RNE onto the element grid (golden's
-// encode_element_scaled).
-DMX_HD uint8_t encode_scaled(const FormatConsts& c, uint32_t bits, int shift, bool ovf,
-                             bool int8_allow_minus128) {
-  const bool neg = bits >> 31;
-  const uint32_t efield = (bits >> 23) & 0xffu;
-  const uint32_t frac = bits & 0x7fffffu;
-  const bool fp8_ovf = ovf && c.has_nan;
-  const auto overflowed = [&]() -> uint8_t {
-    if (fp8_ovf) {
-      if (c.has_inf) {
-        const uint8_t inf = static_cast<uint8_t>(((1u << c.ebits) - 1u) << c.mbits);
-        return neg ? static_cast<uint8_t>(inf | 0x80u) : inf;
-      }
-      return static_cast<uint8_t>(nan_code(c) | (neg ? 0x80 : 0));
-    }
-    if (c.is_int && neg && int8_allow_minus128) return 0x80;
-    return code_from_magnitude(c, neg, c.max_magnitude);
-  };
-  if (efield == 0xff) {
-    if (frac != 0) return c.has_nan ? nan_code(c) : code_from_magnitude(c, false, c.max_magnitude);
-    return overflowed();
-  }
-  const uint64_t mant = efield ? (frac | 0x800000u) : frac;
-  int e = efield ? static_cast<int>(efield) - 150 : -149;
-  if (mant == 0) return code_from_magnitude(c, neg, 0);
-  e -= shift;
-  const int L = msb64(mant) + e;
-  if (L > c.emax + 1) return overflowed();
-  const int qe =
-      c.is_int ? c.quantum_exp : (L - c.mbits > c.quantum_exp ? L - c.mbits : c.quantum_exp);
-  const int rs = qe - e;
-  uint64_t q;
-  if (rs <= 0) {
-    q = mant << (-rs);
-  } else if (rs > 40) {
-    q = 0;
-  } else {
-    q = mant >> rs;
-    const uint64_t rem = mant - (q << rs);
-    const uint64_t half = 1ull << (rs - 1);
-    if (rem > half || (rem == half && (q & 1))) ++q;
-  }
-  const uint64_t mag = q << (qe - c.quantum_exp);
-  if (c.is_int && neg && int8_allow_minus128 && mag >= 128) return 0x80;
-  if (mag > c.max_magnitude) return overflowed();
-  return code_from_magnitude(c, neg, static_cast<uint32_t>(mag));
 }
 
 DMX_HD float add_rn(float a, float b) {
@@ -283,8 +99,8 @@ DMX_HD float add_rn(float a, float b) {
 
 // The quantizer's fast route: y = x * 2^-s already computed in FP32 (exact, or an FP32 underflow
 // far below half the element grid's smallest step, which rounds to the same signed zero), and
-// |y| < 2^(emax+2) (true for every scale rule). Equal to encode_scaled for Overflow::SAT without
-// the INT8 -128 knob (tested on the host against golden), in ~15 instructions:
+// |y| < 2^(emax+2) (true for every scale rule). Equal to core::encode_element for Overflow::SAT
+// without the INT8 -128 knob (tested on the host against golden), in ~15 instructions:
 //  - below the element's smallest normal 2^emin: |y| + 2^(q+23) rounds |y| to a multiple of the
 //    quantum 2^q (RNE; the sum stays in that binade), and the bit difference is the code;
 //  - above it: RNE of the FP32 significand to mbits bits in integer arithmetic (a carry moves
@@ -317,52 +133,9 @@ DMX_HD uint8_t encode_fast(const FormatConsts& c, float y) {
   }
   // largest finite code: every bit below the sign, less one for E4M3 (NaN) and four for E5M2
   // (Inf, NaNs) -- the code of max_magnitude either way
-  const uint32_t max_code = code_from_magnitude(c, false, c.max_magnitude);
+  const uint32_t max_code = core::code_from_magnitude(c, false, c.max_magnitude);
   code = code > max_code ? max_code : code;
   return static_cast<uint8_t>(neg ? code | (1u << (c.bits - 1)) : code);
-}
-
-// ---- shared exponent ---------------------------------------------------------------------------
-// floor(log2 |x|) from the FP32 bits (x finite, non-zero), subnormals included.
-DMX_HD int floor_log2_bits(uint32_t abs_bits) {
-  const uint32_t e = abs_bits >> 23;
-  if (e != 0) return static_cast<int>(e) - 127;
-  return -149 + msb32(abs_bits);
-}
-
-DMX_HD int shared_exponent(const FormatConsts& c, uint32_t amax_bits, int rule) {
-  if (amax_bits == 0) return -kScaleBiasE8M0;
-  const int L = floor_log2_bits(amax_bits);
-  int s = 0;
-  if (rule == 0) {  // FLOOR
-    s = L - c.emax;
-  } else if (rule == 1) {  // CEIL
-    const bool pow2 =
-        (amax_bits >> 23) ? (amax_bits & 0x7fffffu) == 0 : (amax_bits & (amax_bits - 1)) == 0;
-    s = L + (pow2 ? 0 : 1) - c.emax;
-  } else if (rule == 2) {  // EVEN: amax rounded to mbits fraction bits, half away from zero
-    uint64_t mant = (amax_bits >> 23) ? ((amax_bits & 0x7fffffu) | 0x800000u)
-                                      : static_cast<uint64_t>(amax_bits) << (-149 - (L - 23));
-    mant += 1ull << (23 - c.mbits - 1);
-    s = ((mant >> 24) ? L + 1 : L) - c.emax;
-  } else {  // RCEIL: the smallest s with amax * 2^-s <= max_normal, exactly
-    const uint64_t mant = (amax_bits >> 23) ? ((amax_bits & 0x7fffffu) | 0x800000u) : amax_bits;
-    const int ae = (amax_bits >> 23) ? static_cast<int>(amax_bits >> 23) - 150 : -149;
-    const auto fits = [&](int sc) {
-      const int d = (ae - sc) - c.quantum_exp;
-      // mant < 2^24 <= ... and max_magnitude < 2^32: outside (-32, 40) the answer is known, and
-      // inside it both shifted sides stay below 2^64.
-      if (d >= 40) return false;
-      if (d <= -32) return true;
-      const uint64_t lhs = d >= 0 ? mant << d : mant;
-      const uint64_t rhs = d >= 0 ? c.max_magnitude : static_cast<uint64_t>(c.max_magnitude) << -d;
-      return lhs <= rhs;
-    };
-    s = L - msb32(c.max_magnitude) - c.quantum_exp - 1;
-    while (!fits(s)) ++s;
-    while (fits(s - 1)) --s;
-  }
-  return s < -kScaleBiasE8M0 ? -kScaleBiasE8M0 : (s > kScaleBiasE8M0 ? kScaleBiasE8M0 : s);
 }
 
 // ---- canonical packed layout -------------------------------------------------------------------
@@ -399,7 +172,8 @@ DMX_HD uint8_t code_at(int bits, const uint8_t* row, uint64_t i) {
 // Quantizes v[0..31] (FP32 bits, read through `load(i)`) into BITS-bit codes packed into
 // w[0..BITS-1] (zeroed here); returns the E8M0 scale. Golden's quantize_block.
 template <int BITS, typename Load>
-DMX_HD uint8_t quantize_block(const FormatConsts& c, const QuantKnobs& k, Load load, uint32_t* w) {
+DMX_HD uint8_t quantize_block(const FormatConsts& c, const QuantizeOptions& k, Load load,
+                              uint32_t* w) {
   uint32_t amax = 0;
   bool non_finite = false;
   DMX_UNROLL
@@ -413,10 +187,10 @@ DMX_HD uint8_t quantize_block(const FormatConsts& c, const QuantKnobs& k, Load l
   }
   DMX_UNROLL
   for (int i = 0; i < BITS; ++i) w[i] = 0;
-  if (non_finite && (!k.non_finite_element || !c.has_nan)) return kScaleNaNCode;
-  const int s = shared_exponent(c, amax, k.scale_rule);
-  if (!non_finite && !k.overflow_ovf && !k.int8_allow_minus128) {
-    const float inv_scale = scale_to_f32(static_cast<uint8_t>(kScaleBiasE8M0 - s));  // 2^-s
+  if (non_finite && (k.non_finite == NonFinitePolicy::NAN_SCALE || !c.has_nan)) return kScaleNaN;
+  const int s = core::shared_exponent(c, amax, k.scale_rule);
+  if (!non_finite && k.overflow == Overflow::SAT && !k.int8_allow_minus128) {
+    const float inv_scale = scale_to_f32(static_cast<uint8_t>(kScaleBias - s));  // 2^-s
     DMX_UNROLL
     for (int i = 0; i < kBlock; ++i)
       put_code_words<BITS>(w, i, encode_fast(c, mul_rn(f32_from_bits(load(i)), inv_scale)));
@@ -424,9 +198,9 @@ DMX_HD uint8_t quantize_block(const FormatConsts& c, const QuantKnobs& k, Load l
     DMX_UNROLL
     for (int i = 0; i < kBlock; ++i)
       put_code_words<BITS>(w, i,
-                           encode_scaled(c, load(i), s, k.overflow_ovf, k.int8_allow_minus128));
+                           core::encode_element(c, load(i), s, k.overflow, k.int8_allow_minus128));
   }
-  return static_cast<uint8_t>(s + kScaleBiasE8M0);
+  return static_cast<uint8_t>(s + kScaleBias);
 }
 
 // ---- exact block dot product -------------------------------------------------------------------
@@ -453,57 +227,25 @@ DMX_HD bool needs_wide(const FormatConsts& a, const FormatConsts& b) {
   return acc_bits(a, b) == 128;
 }
 
-// Golden's dot_block with IEEE specials: the slow path, taken when a block holds NaN/Inf or its
-// sum is exactly zero (the sign of a zero sum needs every product's sign).
+// A decode-table entry as the MX core's element value.
+DMX_HD ElementValue element_of(const DecodeTable& t, uint8_t code) {
+  ElementValue v;
+  v.negative = t.flags[code] & kFlagNeg;
+  v.is_nan = t.flags[code] & kFlagNaN;
+  v.is_inf = t.flags[code] & kFlagInf;
+  v.magnitude = static_cast<uint32_t>(t.value[code] < 0 ? -t.value[code] : t.value[code]);
+  return v;
+}
+
+// dot_block with IEEE specials (the MX core's block sum): the slow path, taken when a block holds
+// NaN/Inf or its sum is exactly zero (the sign of a zero sum needs every product's sign).
 template <typename GetA, typename GetB>
 DMX_HD float dot_block_slow(const DecodeTable& ta, const DecodeTable& tb, int qsum, uint8_t sa,
                             uint8_t sb, GetA ga, GetB gb) {
-  if (sa == kScaleNaNCode || sb == kScaleNaNCode) return f32_from_bits(kQuietNaNBits);
-  bool nan = false, pinf = false, ninf = false, all_neg_zero = true;
-  uint64_t pos_hi = 0, pos_lo = 0, neg_hi = 0, neg_lo = 0;  // sums of positive / negative products
+  core::BlockSum sum;
   DMX_UNROLL
-  for (int i = 0; i < kBlock; ++i) {
-    const uint8_t ca = ga(i), cb = gb(i);
-    const uint8_t fa = ta.flags[ca], fb = tb.flags[cb];
-    const int64_t va = ta.value[ca], vb = tb.value[cb];
-    const bool neg = (fa ^ fb) & kFlagNeg;
-    if ((fa | fb) & kFlagNaN) {
-      nan = true;
-      continue;
-    }
-    if ((fa | fb) & kFlagInf) {
-      const bool other_zero = (fa & kFlagInf) ? (!(fb & kFlagInf) && vb == 0) : (va == 0);
-      if (other_zero)
-        nan = true;
-      else
-        (neg ? ninf : pinf) = true;
-      continue;
-    }
-    const uint64_t ma = static_cast<uint64_t>(va < 0 ? -va : va);
-    const uint64_t mb = static_cast<uint64_t>(vb < 0 ? -vb : vb);
-    // 64 x 64 -> 128-bit product; every magnitude is < 2^32, so the product fits 64 bits.
-    const uint64_t p = ma * mb;
-    if (p != 0 || !neg) all_neg_zero = false;
-    uint64_t& lo = neg ? neg_lo : pos_lo;
-    uint64_t& hi = neg ? neg_hi : pos_hi;
-    lo += p;
-    hi += lo < p ? 1 : 0;
-  }
-  if (nan || (pinf && ninf)) return f32_from_bits(kQuietNaNBits);
-  if (pinf) return f32_from_bits(0x7f800000u);
-  if (ninf) return f32_from_bits(0xff800000u);
-  const bool neg = neg_hi > pos_hi || (neg_hi == pos_hi && neg_lo > pos_lo);
-  uint64_t hi, lo;
-  if (neg) {
-    lo = neg_lo - pos_lo;
-    hi = neg_hi - pos_hi - (neg_lo < pos_lo ? 1 : 0);
-  } else {
-    lo = pos_lo - neg_lo;
-    hi = pos_hi - neg_hi - (pos_lo < neg_lo ? 1 : 0);
-  }
-  if (hi == 0 && lo == 0) return f32_from_bits(all_neg_zero ? 0x80000000u : 0u);
-  return round_to_fp32_u128(
-      neg, hi, lo, qsum + static_cast<int>(sa) + static_cast<int>(sb) - 2 * kScaleBiasE8M0);
+  for (int i = 0; i < kBlock; ++i) sum.add(element_of(ta, ga(i)), element_of(tb, gb(i)));
+  return f32_from_bits(sum.result_bits(qsum, sa, sb));
 }
 
 // One block step of dot_blocked: r = RNE_fp32(2^(sa+sb-254) * sum_i Pa_i * Pb_i), the sum exact.
@@ -514,7 +256,7 @@ template <int AccBits, typename GetA, typename GetB>
 DMX_HD float dot_block(const DecodeTable& ta, const DecodeTable& tb, bool specials_a,
                        bool specials_b, int qsum, uint8_t sa, uint8_t sb, GetA ga, GetB gb) {
   static_assert(AccBits == 32 || AccBits == 64 || AccBits == 128, "accumulator width");
-  if (sa == kScaleNaNCode || sb == kScaleNaNCode) return f32_from_bits(kQuietNaNBits);
+  if (sa == kScaleNaN || sb == kScaleNaN) return f32_from_bits(kQuietNaNBits);
   uint8_t any = 0;
   bool neg;
   uint64_t hi = 0, lo = 0;
@@ -550,30 +292,21 @@ DMX_HD float dot_block(const DecodeTable& ta, const DecodeTable& tb, bool specia
   }
   if ((any & (kFlagNaN | kFlagInf)) || (hi == 0 && lo == 0))
     return dot_block_slow(ta, tb, qsum, sa, sb, ga, gb);
-  return round_to_fp32_u128(
-      neg, hi, lo, qsum + static_cast<int>(sa) + static_cast<int>(sb) - 2 * kScaleBiasE8M0);
+  return f32_from_bits(core::round_to_fp32_bits(
+      neg, hi, lo, qsum + static_cast<int>(sa) + static_cast<int>(sb) - 2 * kScaleBias));
 }
 
-// Builds a decode table from decode_exact (host and device alike).
+// Builds a decode table from the MX core's decode (host and device alike).
 DMX_HD void fill_decode_table(const FormatConsts& c, DecodeTable& t) {
   for (int code = 0; code < 256; ++code) {
-    const ElemExact e = decode_exact(c, static_cast<uint8_t>(code & ((1 << c.bits) - 1)));
-    const int64_t m = (e.flags & (kFlagNaN | kFlagInf)) ? 0 : static_cast<int64_t>(e.magnitude);
-    t.value[code] = (e.flags & kFlagNeg) ? -m : m;
+    const ElementValue e =
+        core::decode_element(c, static_cast<uint8_t>(code & ((1 << c.bits) - 1)));
+    const int64_t m = (e.is_nan || e.is_inf) ? 0 : static_cast<int64_t>(e.magnitude);
+    t.value[code] = e.negative ? -m : m;
     t.value32[code] = static_cast<int32_t>(t.value[code]);  // exact except E5M2 (unused there)
-    t.flags[code] = e.flags;
+    t.flags[code] = static_cast<uint8_t>((e.negative ? kFlagNeg : 0) | (e.is_nan ? kFlagNaN : 0) |
+                                         (e.is_inf ? kFlagInf : 0));
   }
-}
-
-// Host only: the constants of a format, from golden's table (the one source of truth).
-inline FormatConsts make_consts(MxFormat f) {
-  const FormatInfo& fi = format_info(f);
-  return FormatConsts{fi.bits,          fi.ebits,   fi.mbits,   fi.emax,  fi.quantum_exp,
-                      fi.max_magnitude, fi.has_inf, fi.has_nan, fi.is_int};
-}
-inline QuantKnobs make_knobs(const QuantizeOptions& o) {
-  return QuantKnobs{static_cast<int>(o.scale_rule), o.overflow == Overflow::OVF,
-                    o.non_finite == NonFinitePolicy::ELEMENT, o.int8_allow_minus128};
 }
 
 }  // namespace dmx::cuda::detail

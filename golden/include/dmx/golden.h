@@ -13,41 +13,14 @@
 #include <string>
 #include <string_view>
 
+#include "dmx/mx_core.h"
+
 namespace dmx {
 
-// Elements per shared scale (OCP MX v1.0: k = 32 for every concrete format).
-inline constexpr int kBlockSize = 32;
-
-// Element formats, in the order used by every table of the project.
-enum class MxFormat : uint8_t { E4M3 = 0, E5M2 = 1, E3M2 = 2, E2M3 = 3, E2M1 = 4, INT8 = 5 };
-inline constexpr int kNumFormats = 6;
+// The format table, the policies and the bit-level arithmetic live in the header-only core.
 inline constexpr std::array<MxFormat, kNumFormats> kAllFormats = {
     MxFormat::E4M3, MxFormat::E5M2, MxFormat::E3M2, MxFormat::E2M3, MxFormat::E2M1, MxFormat::INT8};
 
-// One source of truth for a format's constants.
-//
-// Every finite element value is `magnitude * 2^quantum_exp` with an integer magnitude in
-// [0, max_magnitude]; this "integer in units of the quantum" view is what the exact dot products,
-// the RTL datapath and the integer kernels all use.
-struct FormatInfo {
-  MxFormat format;
-  const char* name;      // "E4M3", ...
-  const char* long_name; // "FP8 E4M3", ...
-  int bits;              // storage bits of one element code
-  int ebits;             // exponent bits (0 for INT8)
-  int mbits;             // mantissa (fraction) bits; INT8: 6 fraction bits of a 2's-complement code
-  int bias;              // exponent bias (0 for INT8)
-  int emax;              // exponent of the largest normal binade
-  int quantum_exp;       // log2 of the smallest step (min subnormal); 1 - bias - mbits for floats
-  uint32_t max_magnitude;  // max normal in units of 2^quantum_exp
-  float max_normal;      // largest finite value
-  float min_subnormal;   // smallest positive value (== 2^quantum_exp)
-  bool has_inf;          // E5M2 only
-  bool has_nan;          // E4M3, E5M2
-  bool is_int;           // INT8
-};
-
-const FormatInfo& format_info(MxFormat f);
 inline int format_bits(MxFormat f) { return format_info(f).bits; }
 const char* format_name(MxFormat f);
 // Accepts "e4m3", "fp8_e4m3", "mxfp8_e4m3", "mxfp8" (= E4M3), "e5m2", "fp8_e5m2", "e3m2",
@@ -56,46 +29,14 @@ const char* format_name(MxFormat f);
 std::optional<MxFormat> parse_format(std::string_view s);
 
 // ---- E8M0 shared scale -------------------------------------------------------------------------
-inline constexpr uint8_t kScaleNaN = 0xFF;
-inline constexpr int kScaleBias = 127;
 inline bool scale_is_nan(uint8_t code) { return code == kScaleNaN; }
 // 2^(code-127) as FP32 (exact: 2^-127 is an FP32 subnormal); NaN for 0xFF.
 float decode_scale(uint8_t code);
 
-// ---- Policies ----------------------------------------------------------------------------------
-enum class ScaleRule : uint8_t {
-  FLOOR,  // s = floor(log2 amax) - emax                  (OCP v1.0, default)
-  CEIL,   // s = ceil(log2 amax) - emax
-  EVEN,   // s = floor(log2 round_m(amax)) - emax, amax first rounded to the element's mantissa
-          //     width (half away from zero), so a block that would round up a binade is not clipped
-  RCEIL,  // s = ceil(log2(amax / max_normal)): the smallest scale that never saturates
-};
-enum class Overflow : uint8_t {
-  SAT,  // saturate to +-max normal (default)
-  OVF,  // FP8 only: overflow to Inf (E5M2) / NaN (E4M3) as OFP8 defines; other formats saturate
-};
-enum class NonFinitePolicy : uint8_t {
-  NAN_SCALE,  // a block holding NaN or Inf gets scale 0xFF, element codes 0 (default)
-  ELEMENT,    // scale from the finite values; NaN/Inf encoded per element where the format can
-              // (E4M3/E5M2), else the block falls back to NAN_SCALE
-};
-struct QuantizeOptions {
-  ScaleRule scale_rule = ScaleRule::FLOOR;
-  Overflow overflow = Overflow::SAT;
-  NonFinitePolicy non_finite = NonFinitePolicy::NAN_SCALE;
-  bool int8_allow_minus128 = false;  // INT8 lower bound -128 instead of -127
-};
 const char* scale_rule_name(ScaleRule r);
 std::optional<ScaleRule> parse_scale_rule(std::string_view s);
 
 // ---- Elements ----------------------------------------------------------------------------------
-// A decoded element code: value = (negative ? -1 : 1) * magnitude * 2^quantum_exp, or Inf/NaN.
-struct ElementValue {
-  bool negative = false;
-  bool is_nan = false;
-  bool is_inf = false;
-  uint32_t magnitude = 0;
-};
 ElementValue decode_element_exact(MxFormat f, uint8_t code);
 // code -> FP32 (exact: every element value is representable in FP32).
 float decode_element(MxFormat f, uint8_t code);
@@ -105,7 +46,8 @@ float decode_element(MxFormat f, uint8_t code);
 // before this is reached).
 uint8_t encode_element(MxFormat f, float x, Overflow ov = Overflow::SAT,
                        bool int8_allow_minus128 = false);
-// Same, for x * 2^-shift taken exactly (no intermediate FP32 rounding): the block quantizer's step 3.
+// Same, for x * 2^-shift taken exactly (no intermediate FP32 rounding): the block quantizer's
+// step 3.
 uint8_t encode_element_scaled(MxFormat f, float x, int shift, Overflow ov = Overflow::SAT,
                               bool int8_allow_minus128 = false);
 
