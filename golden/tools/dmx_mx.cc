@@ -5,7 +5,6 @@
 // "dmx-mx: error: <input>: <problem>" on stderr; exit 2 for usage errors, 1 for other failures.
 #include <unistd.h>
 
-#include <CLI/CLI.hpp>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -19,16 +18,15 @@
 #include <string>
 #include <vector>
 
+#include "dmx/cli.h"
 #include "dmx/golden.h"
 
 namespace {
 
 using nlohmann::json;
 
-// A usage error (bad number, unknown format, wrong length): exit code 2.
-struct UsageError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
+// A usage error (bad number, unknown format, wrong length): exit code 2 (dmx/util.h).
+using dmx::UsageError;
 
 // ---- Formatting ---------------------------------------------------------------------------------
 
@@ -123,8 +121,7 @@ unsigned parse_code(const std::string& tok, const std::string& where, unsigned m
   const bool hex = tok.size() > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X');
   char* end = nullptr;
   errno = 0;
-  if (tok.find('\0') != std::string::npos)
-    throw UsageError(where + ": a code contains a NUL byte");
+  if (tok.find('\0') != std::string::npos) throw UsageError(where + ": a code contains a NUL byte");
   if (tok.empty() || !std::isxdigit(static_cast<unsigned char>(s[hex ? 2 : 0])))
     throw UsageError(where + " '" + tok + "': not a code (expected hex like 0x3c or decimal)");
   const unsigned long v = std::strtoul(s + (hex ? 2 : 0), &end, hex ? 16 : 10);
@@ -773,13 +770,7 @@ int run(int argc, char** argv) {
   decode->add_option("codes", c_codes, "Codes (else read from stdin)");
   decode->footer(kDecodeExamples);
 
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    if (e.get_exit_code() == 0) return app.exit(e);  // --help
-    std::fprintf(stderr, "dmx-mx: error: command line: %s\n", e.what());
-    return 2;
-  }
+  if (const auto rc = dmx::parse_cli(app, "dmx-mx", argc, argv)) return *rc;
   if (formats->parsed()) return cmd_formats(as_json);
   if (quantize->parsed()) return cmd_quantize(format, pf, pad, q_values, as_json);
   if (dequantize->parsed()) return cmd_dequantize(format, d_scales, d_codes, pad, as_json);
@@ -806,27 +797,10 @@ std::vector<std::string> protect_negative_numbers(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  try {
+  return dmx::run_tool("dmx-mx", [&] {
     std::vector<std::string> args = protect_negative_numbers(argc, argv);
     std::vector<char*> cargs;
     for (auto& a : args) cargs.push_back(a.data());
-    const int rc = run(argc, cargs.data());
-    std::cout.flush();
-    if (std::fflush(stdout) != 0 || std::ferror(stdout) || !std::cout) {
-      std::fprintf(stderr, "dmx-mx: error: stdout: write failed\n");
-      return 1;
-    }
-    return rc;
-  } catch (const UsageError& e) {
-    std::fflush(stdout);
-    std::fprintf(stderr, "dmx-mx: error: %s\n", e.what());
-    return 2;
-  } catch (const std::exception& e) {
-    std::fflush(stdout);
-    std::fprintf(stderr, "dmx-mx: error: %s\n", e.what());
-    return 1;
-  } catch (...) {
-    std::fprintf(stderr, "dmx-mx: error: internal: unknown exception\n");
-    return 1;
-  }
+    return run(argc, cargs.data());
+  });
 }

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "dmx/golden.h"
+#include "dmx/util.h"
 
 namespace {
 
@@ -66,13 +67,10 @@ void fill_block(std::mt19937& rng, int kind, float* v) {
   }
 }
 
-bool write_quantize(const std::string& path) {
-  std::FILE* f = std::fopen(path.c_str(), "w");
-  if (!f) return false;
-  std::fprintf(f,
-               "# dMX golden quantize vectors. Format: golden/vectors/README.md\n"
-               "# Q FORMAT RULE OVERFLOW NONFINITE INT8_MIN128 x0..x31(FP32 bits) -> SCALE "
-               "c0..c31\n");
+std::string quantize_vectors() {
+  std::string out =
+      "# dMX golden quantize vectors. Format: golden/vectors/README.md\n"
+      "# Q FORMAT RULE OVERFLOW NONFINITE INT8_MIN128 x0..x31(FP32 bits) -> SCALE c0..c31\n";
   std::mt19937 rng(20261128);
   const dmx::ScaleRule rules[] = {dmx::ScaleRule::FLOOR, dmx::ScaleRule::CEIL, dmx::ScaleRule::EVEN,
                                   dmx::ScaleRule::RCEIL};
@@ -101,18 +99,16 @@ bool write_quantize(const std::string& path) {
           line += " ->";
           hex_bytes(line, &b.scale, 1);
           hex_bytes(line, b.codes.data(), 32);
-          std::fprintf(f, "%s\n", line.c_str());
+          out += line + "\n";
         }
-  return std::fclose(f) == 0;
+  return out;
 }
 
-bool write_dot(const std::string& path) {
-  std::FILE* f = std::fopen(path.c_str(), "w");
-  if (!f) return false;
-  std::fprintf(f,
-               "# dMX golden dot vectors. Format: golden/vectors/README.md\n"
-               "# D FA FB NBLOCKS ACC_IN A sa.. ca.. B sb.. cb.. -> r_0..r_{n-1} BLOCKED EXACT "
-               "(FP32 bits)\n");
+std::string dot_vectors() {
+  std::string out =
+      "# dMX golden dot vectors. Format: golden/vectors/README.md\n"
+      "# D FA FB NBLOCKS ACC_IN A sa.. ca.. B sb.. cb.. -> r_0..r_{n-1} BLOCKED EXACT (FP32 "
+      "bits)\n";
   std::mt19937 rng(1128);
   for (MxFormat fa : dmx::kAllFormats)
     for (MxFormat fb : dmx::kAllFormats)
@@ -152,9 +148,9 @@ bool write_dot(const std::string& path) {
         const dmx::MxVector a{fa, sa.data(), ca.data()}, b{fb, sb.data(), cb.data()};
         hex_word(line, dmx::dot_blocked(a, b, 32 * nb, acc_in));
         hex_word(line, dmx::dot_exact(a, b, 32 * nb));
-        std::fprintf(f, "%s\n", line.c_str());
+        out += line + "\n";
       }
-  return std::fclose(f) == 0;
+  return out;
 }
 
 }  // namespace
@@ -174,20 +170,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "dmx-gen-vectors: error: %s: not a directory\n", argv[1]);
     return 2;
   }
-  for (const char* name : {"quantize.txt", "dot.txt"}) {
-    const fs::path final_path = dir / name, tmp = dir / (std::string(name) + ".tmp");
-    const bool ok = std::string(name) == "quantize.txt" ? write_quantize(tmp) : write_dot(tmp);
-    if (!ok) {
-      fs::remove(tmp, ec);
-      std::fprintf(stderr, "dmx-gen-vectors: error: %s: cannot write\n", tmp.c_str());
-      return 1;
-    }
-    fs::rename(tmp, final_path, ec);
-    if (ec) {
-      std::fprintf(stderr, "dmx-gen-vectors: error: %s: %s\n", final_path.c_str(),
-                   ec.message().c_str());
-      return 1;
-    }
-  }
-  return 0;
+  return dmx::run_tool("dmx-gen-vectors", [&] {
+    dmx::write_file_atomic((dir / "quantize.txt").string(), quantize_vectors());
+    dmx::write_file_atomic((dir / "dot.txt").string(), dot_vectors());
+    return 0;
+  });
 }

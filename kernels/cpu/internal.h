@@ -211,9 +211,9 @@ void dequantize_row_avx2(MxFormat f, const uint8_t* codes, const uint8_t* scales
 
 namespace dmx::kernels::detail {
 
-// ---- M = 1 MX x MX GEMV straight from the packed weights (gemv_mx.cc drives, the kernels are in
-// simd_avx512_gemv.cc / simd_avx2_gemv.cc). Each weight row is read once; A is prepared once per
-// call for the route:
+// ---- M = 1 MX x MX GEMV straight from the packed weights -------------------------------------
+// gemv_mx.cc drives, the kernels are in simd_avx512_gemv.cc / simd_avx2_gemv.cc. Each weight row is
+// read once; A is prepared once per call for the route:
 //   I8   (W in E2M1/E2M3/INT8, A in E2M1/E2M3/INT8): W codes -> u8 = w + 128 (w in quanta) by a
 //        64-entry byte table, A as s8 in quanta, int32 block sums (vpdpbusd); acorr[j] =
 //        128 * sum of A's block j is subtracted.

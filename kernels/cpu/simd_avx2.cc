@@ -1098,8 +1098,7 @@ void widen_i8_blocks_avx2(const int8_t* in, size_t nblocks, int16_t* out, size_t
   }
 }
 
-// ---- MX x MX GEMV, FP4 weights
-// -------------------------------------------------------------------
+// ---- MX x MX GEMV, FP4 weights ----------------------------------------------------------------
 namespace {
 // r_j for 8 rows from exact sums s, W scale codes sb, A's exponent ea (kNaNExp: NaN scale); adds
 // it to acc (the zero-sum sign from the codes where it matters).

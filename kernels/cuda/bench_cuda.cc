@@ -12,6 +12,7 @@
 #include <cuda_runtime.h>
 #include <dmx/golden.h>
 #include <dmx/kernels_cuda.h>
+#include <dmx/util.h>
 
 #include <algorithm>
 #include <chrono>
@@ -435,17 +436,10 @@ int run(const Options& opt) {
   std::string arr = "[";
   for (size_t i = 0; i < results.size(); ++i) arr += (i ? ",\n" : "\n") + results[i];
   top.raw("results", arr + "\n]");
-  const std::string tmp = opt.out + ".tmp";
-  FILE* f = std::fopen(tmp.c_str(), "w");
-  if (!f) {
-    std::fprintf(stderr, "dmx-bench-cuda: cannot write %s\n", tmp.c_str());
-    return 1;
-  }
-  const std::string text = top.obj() + "\n";
-  const bool written = std::fwrite(text.data(), 1, text.size(), f) == text.size();
-  if (std::fclose(f) != 0 || !written || std::rename(tmp.c_str(), opt.out.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    std::fprintf(stderr, "dmx-bench-cuda: cannot write %s\n", opt.out.c_str());
+  try {
+    dmx::write_file_atomic(opt.out, top.obj() + "\n");
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "dmx-bench-cuda: error: %s\n", e.what());
     return 1;
   }
   std::fprintf(stderr, "wrote %s\n", opt.out.c_str());

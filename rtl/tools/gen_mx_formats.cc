@@ -2,10 +2,10 @@
 // Usage: dmx-rtl-gen-formats [OUTPUT]   (no argument: standard output)
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <iostream>
 #include <string>
 
+#include "dmx/util.h"
 #include "mx_formats_vh.h"
 
 int main(int argc, char** argv) {
@@ -21,18 +21,8 @@ int main(int argc, char** argv) {
     std::cout << text;
     return 0;
   }
-  const std::string out = argv[1], tmp = out + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary);
-    if (!(f << text) || !f.flush()) {
-      std::cerr << "dmx-rtl-gen-formats: cannot write " << tmp << "\n";
-      return 1;
-    }
-  }
-  if (std::rename(tmp.c_str(), out.c_str()) != 0) {
-    std::cerr << "dmx-rtl-gen-formats: cannot rename " << tmp << " to " << out << "\n";
-    std::remove(tmp.c_str());
-    return 1;
-  }
-  return 0;
+  return dmx::run_tool("dmx-rtl-gen-formats", [&] {
+    dmx::write_file_atomic(argv[1], text);
+    return 0;
+  });
 }

@@ -9,7 +9,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -21,6 +20,7 @@
 #include <sstream>
 #include <thread>
 
+#include "dmx/cli.h"
 #include "dmx/sim.h"
 
 extern char** environ;
@@ -30,10 +30,6 @@ using namespace dmx;
 using namespace dmx::sim;
 
 namespace {
-
-struct UsageError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
 
 MxFormat format_arg(const std::string& s, const char* opt) {
   auto f = parse_format(s);
@@ -653,25 +649,14 @@ int main(int argc, char** argv) {
   sweep->add_option("-o,--output", s.out_dir, "output directory (resumable)")->required();
   sweep->add_option("-j,--jobs", s.jobs, "parallel processes")->capture_default_str();
 
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    int rc = app.exit(e);
-    return rc == 0 ? 0 : 2;
-  }
-  try {
-    if (*gemm) return run_gemm_cmd(g);
-    if (*model) return run_model_cmd(m);
-    if (*sweep) return run_sweep_cmd(s);
-  } catch (const UsageError& e) {
-    std::cerr << "dmx-sim: " << e.what() << "\n";
-    return 2;
-  } catch (const ConfigError& e) {
-    std::cerr << "dmx-sim: " << e.what() << "\n";
-    return 2;
-  } catch (const std::exception& e) {
-    std::cerr << "dmx-sim: error: " << e.what() << "\n";
-    return 1;
-  }
-  return 0;
+  if (const auto rc = parse_cli(app, "dmx-sim", argc, argv)) return *rc;
+  return run_tool("dmx-sim", [&] {
+    try {
+      if (*gemm) return run_gemm_cmd(g);
+      if (*model) return run_model_cmd(m);
+      return run_sweep_cmd(s);
+    } catch (const ConfigError& e) {
+      throw UsageError(e.what());  // a config file the tool cannot take: exit 2
+    }
+  });
 }

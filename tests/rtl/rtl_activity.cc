@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "Vmx_dot_unit_cov.h"
+#include "dmx/util.h"
 #include "rtl_test_util.h"
 #include "verilated.h"
 #include "verilated_cov.h"
@@ -187,25 +188,22 @@ int run(int argc, char** argv) {
   double ref = 0;
   for (const Row& r : rows)
     if (r.w == MxFormat::E4M3 && r.a == MxFormat::E4M3) ref = activity(r.t) * ge_all;
-  const std::string tmp = out_path + ".tmp";
-  FILE* f = std::fopen(tmp.c_str(), "w");
-  if (!f) {
-    std::fprintf(stderr, "rtl_activity: cannot write %s\n", tmp.c_str());
-    return 1;
-  }
-  std::fprintf(f,
-               "weight,activation,blocks,toggle_bits,toggles_per_block,reg_toggles_per_block,"
-               "activity,ge_multi,ge_single_weight,ge_single_activation,energy_rel\n");
+  std::string csv =
+      "weight,activation,blocks,toggle_bits,toggles_per_block,reg_toggles_per_block,"
+      "activity,ge_multi,ge_single_weight,ge_single_activation,energy_rel\n";
   for (const Row& r : rows) {
     const double act = activity(r.t);
-    std::fprintf(f, "%s,%s,%zu,%llu,%.1f,%.1f,%.6f,%.0f,%.0f,%.0f,%.4f\n", format_name(r.w),
-                 format_name(r.a), blocks, (unsigned long long)r.t.bits,
-                 double(r.t.total) / double(blocks), double(r.t.reg_total) / double(blocks), act,
-                 ge_all, ge.at(format_name(r.w)), ge.at(format_name(r.a)), act * ge_all / ref);
+    char line[512];
+    std::snprintf(line, sizeof line, "%s,%s,%zu,%llu,%.1f,%.1f,%.6f,%.0f,%.0f,%.0f,%.4f\n",
+                  format_name(r.w), format_name(r.a), blocks, (unsigned long long)r.t.bits,
+                  double(r.t.total) / double(blocks), double(r.t.reg_total) / double(blocks), act,
+                  ge_all, ge.at(format_name(r.w)), ge.at(format_name(r.a)), act * ge_all / ref);
+    csv += line;
   }
-  std::fclose(f);
-  if (std::rename(tmp.c_str(), out_path.c_str()) != 0) {
-    std::fprintf(stderr, "rtl_activity: cannot rename %s\n", tmp.c_str());
+  try {
+    dmx::write_file_atomic(out_path, csv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "rtl_activity: %s\n", e.what());
     return 1;
   }
   std::fprintf(stderr, "rtl_activity: wrote %s\n", out_path.c_str());

@@ -1,4 +1,5 @@
-// File plumbing shared by every part: safe reads of input files, atomic writes of outputs.
+// Plumbing shared by every part: safe reads of input files, atomic writes of outputs, and the
+// tools' exit-code convention.
 #include "dmx/util.h"
 
 #include <fcntl.h>
@@ -8,6 +9,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <iostream>
 
 namespace dmx {
 
@@ -68,6 +70,35 @@ void write_file_atomic(const std::string& path, std::string_view text) {
     std::remove(tmp.c_str());
     throw std::runtime_error(path + ": cannot rename " + tmp + " into place");
   }
+}
+
+std::string first_line(const char* what) {
+  const std::string s = what ? what : "unknown error";
+  return s.substr(0, s.find('\n'));
+}
+
+int run_tool(const char* tool, const std::function<int()>& body) {
+  int rc = 1;
+  try {
+    rc = body();
+  } catch (const UsageError& e) {
+    std::cout.flush();
+    std::fprintf(stderr, "%s: error: %s\n", tool, first_line(e.what()).c_str());
+    return 2;
+  } catch (const std::exception& e) {
+    std::cout.flush();
+    std::fprintf(stderr, "%s: error: %s\n", tool, first_line(e.what()).c_str());
+    return 1;
+  } catch (...) {
+    std::fprintf(stderr, "%s: error: internal: unknown exception\n", tool);
+    return 1;
+  }
+  std::cout.flush();
+  if (std::fflush(stdout) != 0 || std::ferror(stdout) || !std::cout) {
+    std::fprintf(stderr, "%s: error: stdout: write failed\n", tool);
+    return 1;
+  }
+  return rc;
 }
 
 }  // namespace dmx

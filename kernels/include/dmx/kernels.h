@@ -1,7 +1,7 @@
 // dMX kernels: optimized MX quantize / dequantize / GEMV / GEMM (CPU today; CUDA under cuda/).
 //
-// Data layout is the project's canonical packed layout (golden/README.md): row-major along K, per row
-// the element codes block after block (FP8/INT8 a byte each, FP4 two per byte with the even
+// Data layout is the project's canonical packed layout (golden/README.md): row-major along K, per
+// row the element codes block after block (FP8/INT8 a byte each, FP4 two per byte with the even
 // element in the low nibble, FP6 four in three bytes), and the E8M0 scales in a separate array,
 // one per 32-element block. Every operation takes plain pointers + shapes + formats so a CUDA
 // implementation can offer the same functions over device pointers.
@@ -27,8 +27,7 @@
 
 namespace dmx::kernels {
 
-// ---- Paths and threads
-// ---------------------------------------------------------------------------
+// ---- Paths and threads ------------------------------------------------------------------------
 enum class KernelPath : uint8_t { Scalar = 0, AVX2 = 1, AVX512 = 2 };
 inline constexpr KernelPath kAllPaths[] = {KernelPath::Scalar, KernelPath::AVX2,
                                            KernelPath::AVX512};
@@ -46,10 +45,9 @@ struct KernelConfig {
   int threads = default_threads();  // threads over output rows (weight rows N); 1 = caller only
 };
 
-// ---- Matrices
-// ------------------------------------------------------------------------------------ A rows x
-// cols MX matrix in the canonical packed layout; cols a multiple of 32. Row r's codes start at
-// codes + r * packed_row_bytes(format, cols), its scales at scales + r * cols / 32.
+// ---- Matrices ---------------------------------------------------------------------------------
+// A rows x cols MX matrix in the canonical packed layout; cols a multiple of 32. Row r's codes
+// start at codes + r * packed_row_bytes(format, cols), its scales at scales + r * cols / 32.
 struct MxMatrixView {
   MxFormat format;
   size_t rows;
@@ -65,9 +63,9 @@ inline size_t blocks_per_row(size_t cols) { return cols / kBlockSize; }
 void pad_rows(const float* in, size_t rows, size_t cols, float* out);
 void pad_rows_bf16(const uint16_t* in, size_t rows, size_t cols, uint16_t* out);
 
-// ---- Quantize / dequantize
-// ----------------------------------------------------------------------- x: rows x cols (cols a
-// multiple of 32) -> packed codes (rows * packed_row_bytes) and scales (rows * cols / 32).
+// ---- Quantize / dequantize --------------------------------------------------------------------
+// x: rows x cols (cols a multiple of 32) -> packed codes (rows * packed_row_bytes) and scales
+// (rows * cols / 32).
 // Bit-identical to dmx::quantize_row + dmx::pack_codes for every option; the default options
 // (FLOOR, SAT, NAN_SCALE) run vectorized, other knobs take a per-block route.
 void quantize(MxFormat f, const float* x, size_t rows, size_t cols, uint8_t* codes, uint8_t* scales,
@@ -78,9 +76,8 @@ void quantize_bf16(MxFormat f, const uint16_t* x, size_t rows, size_t cols, uint
 void dequantize(const MxMatrixView& m, float* out, const KernelConfig& cfg = {});
 void dequantize_bf16(const MxMatrixView& m, uint16_t* out, const KernelConfig& cfg = {});
 
-// ---- GEMM / GEMV
-// --------------------------------------------------------------------------------- MX x MX,
-// bit-exact to dot_blocked. A.cols == W.cols.
+// ---- GEMM / GEMV ------------------------------------------------------------------------------
+// MX x MX, bit-exact to dot_blocked. A.cols == W.cols.
 void gemm(const MxMatrixView& A, const MxMatrixView& W, float* C, size_t ldc,
           const KernelConfig& cfg = {});
 // Weights prepacked once for repeated MX x MX GEMMs (a Linear layer's W): the interleaved integer

@@ -223,6 +223,27 @@ CostModel sim_cost_model(const CausalLM& model, const sim::ArchConfig& arch,
   return cm;
 }
 
+namespace {
+
+// A budget below the cheapest assignment (every Linear at the lowest rung) cannot be met: the
+// search would return that assignment and a cost above the budget. Above the dearest one it is
+// met by every assignment, which is a legitimate (if idle) request.
+double reachable_budget(double b, const std::string& text, const CostModel& cm) {
+  const double lo = cm.total_low(), hi = cm.total_high();
+  if (b < lo * (1 - 1e-12)) {
+    char buf[256];
+    std::snprintf(buf, sizeof buf,
+                  "budget '%s' is below the cheapest assignment (every Linear at %s: %.6g %s); "
+                  "reachable: %.6g .. %.6g %s",
+                  text.c_str(), format_name(cm.ladder.formats.front()), lo, cm.unit.c_str(), lo, hi,
+                  cm.unit.c_str());
+    throw std::invalid_argument(buf);
+  }
+  return b;
+}
+
+}  // namespace
+
 double parse_budget(const std::string& text, const CostModel& cm) {
   size_t pos = 0;
   double v = 0;
@@ -235,7 +256,7 @@ double parse_budget(const std::string& text, const CostModel& cm) {
   while (!unit.empty() && unit.front() == ' ') unit.erase(unit.begin());
   if (!std::isfinite(v) || v < 0) throw std::invalid_argument("budget '" + text + "' is negative");
   if (unit.empty()) {
-    if (cm.kind == "bits") return v;
+    if (cm.kind == "bits") return reachable_budget(v, text, cm);
     if (v > 1.0)
       throw std::invalid_argument("budget '" + text +
                                   "' is a fraction of the MXFP4..MXFP8 cost range: give 0..1 or "
@@ -266,7 +287,7 @@ double parse_budget(const std::string& text, const CostModel& cm) {
   if (it->second.first != cm.unit)
     throw std::invalid_argument("budget '" + text + "' is in " + it->second.first +
                                 " but the cost model measures " + cm.unit);
-  return v * it->second.second;
+  return reachable_budget(v * it->second.second, text, cm);
 }
 
 // ---- Assignments -------------------------------------------------------------------------------

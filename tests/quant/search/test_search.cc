@@ -237,8 +237,8 @@ TEST(ContinuousFormat, ForwardEqualsStandardFormatsAtTheRungs) {
 TEST(ContinuousFormat, GradientMatchesFiniteDifference) {
   // The STE gradient of sum(w * q(x, b)) is the exact derivative of the same sum with every
   // element's rounding offset round(x/step) - x/step frozen: q = clamp(x + c * step(b), +-max(b)).
-  // That function is recomputed here from the dMX method's formulas (quant/search/README.md) in FP64 (std::pow, not the
-  // library) and differentiated by central differences.
+  // That function is recomputed here from the dMX method's formulas (quant/search/README.md) in
+  // FP64 (std::pow, not the library) and differentiated by central differences.
   at::manual_seed(5);
   const int64_t rows = 256;
   const at::Tensor x =
@@ -345,6 +345,21 @@ TEST(CostModel, BitsModelAndSoftCostInterpolation) {
   const CostModel cm = bits_cost_model(m, make_ladder(FormatSpace::EM, 2), false);
   EXPECT_DOUBLE_EQ(cm.total_low(), 4.0);
   EXPECT_DOUBLE_EQ(cm.total_high(), 8.0);
+  // Budgets: below the all-MXFP4 assignment none can be met (refused, naming the range); at or
+  // above it they are taken as given.
+  EXPECT_DOUBLE_EQ(parse_budget("4", cm), 4.0);
+  EXPECT_DOUBLE_EQ(parse_budget("5.5 bits", cm), 5.5);
+  EXPECT_DOUBLE_EQ(parse_budget("9", cm), 9.0);
+  try {
+    parse_budget("2", cm);
+    ADD_FAILURE() << "budget 2 bits accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("below the cheapest assignment (every Linear at E2M1: 4 "
+                                         "bits); reachable: 4 .. 8 bits"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_THROW(parse_budget("3.99bits", cm), std::invalid_argument);
   const CostModel cw = bits_cost_model(m, make_ladder(FormatSpace::EM, 2), true);
   EXPECT_NEAR(cw.total_high(), 8.0, 1e-12);
   auto lins = wrap_decoder_linears(m);
@@ -419,7 +434,12 @@ TEST(CostModel, SimCostTableAndBudgets) {
   EXPECT_LT(cm.total_low(), cm.total_high());
   EXPECT_DOUBLE_EQ(parse_budget("0.25", cm),
                    cm.total_low() + 0.25 * (cm.total_high() - cm.total_low()));
-  EXPECT_DOUBLE_EQ(parse_budget("2kcycles", cm), 2000.0);
+  const double mid = 0.5 * (cm.total_low() + cm.total_high());
+  char mid_kcycles[64];
+  std::snprintf(mid_kcycles, sizeof mid_kcycles, "%.17gkcycles", mid / 1e3);
+  EXPECT_NEAR(parse_budget(mid_kcycles, cm), mid, 1e-9 * mid);
+  ASSERT_GT(cm.total_low(), 2000.0);
+  EXPECT_THROW(parse_budget("2kcycles", cm), std::invalid_argument);  // below every assignment
   EXPECT_THROW(parse_budget("3uJ", cm), std::invalid_argument);
   EXPECT_THROW(parse_budget("1.5", cm), std::invalid_argument);
   // Bilinear interpolation: at b = 1 on both operands, the mean of the four corners.
@@ -731,9 +751,9 @@ TEST(DmxSearchCli, UsageErrorsExitTwoAndNameTheInput) {
   const std::string model = std::string(DMX_REPO) + "/models/llama-tiny";
   const std::string data = std::string(DMX_REPO) + "/data/wiki.valid.raw";
   auto run = [&](const std::string& args) {
-    const int r = std::system((bin + " --model " + model + " --data " + data + " " + args + " >" +
-                               log.string() + " 2>&1")
-                                  .c_str());
+    const int r = std::system(
+        (bin + " --model " + model + " --data " + data + " " + args + " >" + log.string() + " 2>&1")
+            .c_str());
     std::ifstream in(log);
     return std::make_pair(WEXITSTATUS(r), std::string((std::istreambuf_iterator<char>(in)), {}));
   };
@@ -742,6 +762,11 @@ TEST(DmxSearchCli, UsageErrorsExitTwoAndNameTheInput) {
   EXPECT_EQ(rc3, 1) << text3;
   EXPECT_NE(text3.find("needs about"), std::string::npos) << text3;
   EXPECT_FALSE(fs::exists(out));
+  auto [rc5, text5] =
+      run("--method dmx --cost-model bits --budget 2 --steps 1 --out " + out.string());
+  EXPECT_EQ(rc5, 2) << text5;
+  EXPECT_NE(text5.find("--budget: budget '2' is below the cheapest assignment"), std::string::npos)
+      << text5;
   auto [rc4, text4] = run("--out /nonexistent/dir/out");
   EXPECT_EQ(rc4, 2) << text4;
   EXPECT_NE(text4.find("parent directory does not exist"), std::string::npos) << text4;

@@ -1,8 +1,10 @@
-// dMX util: the file plumbing every part and CLI shares (reading inputs safely, writing outputs
-// atomically). No dependencies beyond the C++ standard library and POSIX.
+// dMX util: the plumbing every part and CLI shares: reading inputs safely, writing outputs
+// atomically, and the command-line tools' error and exit-code convention. No dependencies beyond
+// the C++ standard library and POSIX (dmx/cli.h adds the CLI11 front end).
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -28,5 +30,23 @@ std::string read_regular_file(const std::string& path, const char* what,
 // id, so concurrent writers never share one) and a rename, so that a reader never sees a
 // half-written file and a failed write leaves no file behind. Throws std::runtime_error.
 void write_file_atomic(const std::string& path, std::string_view text);
+
+// ---- command-line tools ------------------------------------------------------------------------
+// Every dmx-* tool exits 0 on success, 2 on a usage error (a bad flag, a flag combination, an
+// input the tool cannot take) and 1 on any other failure, after one line on stderr:
+// "<tool>: error: <what>".
+
+// A usage error: exit code 2.
+class UsageError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// The first line of an exception's message (library messages may carry traces).
+std::string first_line(const char* what);
+
+// Runs a tool's body and maps what escapes it to the convention above (UsageError: 2; any other
+// exception: 1). stdout is flushed either way; a failed write to it is an error (exit 1).
+int run_tool(const char* tool, const std::function<int()>& body);
 
 }  // namespace dmx
