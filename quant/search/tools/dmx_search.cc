@@ -1,6 +1,7 @@
 // dmx-search: per-layer MX format assignment (dMX, KL ranking, uniform) and budget sweeps.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <dmx/cli.h>
 #include <dmx/quant/eval.h>
 #include <dmx/quant/memory.h>
 #include <dmx/quant/search.h>
@@ -8,7 +9,6 @@
 #include <dmx/sim.h>
 #include <dmx/util.h>
 
-#include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -27,9 +27,7 @@ using namespace dmx::quant;
 
 namespace {
 
-struct UsageError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
+using dmx::UsageError;  // exit 2 (dmx/util.h)
 
 struct Settings {
   std::string model_dir, data, eval_data, tokenizer, out;
@@ -610,17 +608,8 @@ int main(int argc, char** argv) {
   sweep->add_option("--plot-x", sw.plot_x,
                     "x axis: achieved_bits | achieved_bits_weighted | cost_fraction");
   app.require_subcommand(0, 1);
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::CallForAllHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    std::cerr << "dmx-search: " << e.what() << "\n";
-    return 2;
-  }
-  try {
+  if (const auto rc = parse_cli(app, "dmx-search", argc, argv)) return *rc;
+  return run_tool("dmx-search", [&] {
     Context c;
     if (sweep->parsed()) {
       c.s = sw;
@@ -629,13 +618,7 @@ int main(int argc, char** argv) {
     }
     c.s = s;
     load_context(c);
-    json m = run_one(c, s.method, s.budget, s.out);
+    run_one(c, s.method, s.budget, s.out);
     return 0;
-  } catch (const UsageError& e) {
-    std::cerr << "dmx-search: " << e.what() << "\n";
-    return 2;
-  } catch (const std::exception& e) {
-    std::cerr << "dmx-search: " << e.what() << "\n";
-    return 1;
-  }
+  });
 }
