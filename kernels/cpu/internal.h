@@ -22,6 +22,9 @@ struct FormatTable {
 };
 const FormatTable& table(MxFormat f);
 
+// The path a call runs: the requested one if the CPU has it, else the best available.
+inline KernelPath usable_path(KernelPath p) { return path_available(p) ? p : default_path(); }
+
 // The exact dot_blocked block step from unpacked codes (128-bit integer sum): the scalar path
 // and the slow corner cases (zero sums, Wide pairs) of the SIMD paths.
 float exact_block(MxFormat fa, uint8_t sa, const uint8_t* ca, MxFormat fb, uint8_t sb,

@@ -13,8 +13,6 @@ namespace {
 
 using detail::table;
 
-KernelPath usable(KernelPath p) { return path_available(p) ? p : default_path(); }
-
 // The golden model's bit casts, under the names this file uses.
 inline float bits_to_float(uint32_t b) { return fp32_from_bits(b); }
 inline uint32_t float_to_bits(float f) { return fp32_bits(f); }
@@ -101,7 +99,7 @@ constexpr size_t kRowsPerTask = 4;
 void quantize(MxFormat f, const float* x, size_t rows, size_t cols, uint8_t* codes, uint8_t* scales,
               const QuantizeOptions& opt, const KernelConfig& cfg) {
   check_cols("quantize", cols);
-  const KernelPath path = usable(cfg.path);
+  const KernelPath path = detail::usable_path(cfg.path);
   const size_t rb = packed_row_bytes(f, cols), nb = cols / kBlockSize;
   detail::parallel_for((rows + kRowsPerTask - 1) / kRowsPerTask, cfg.threads, [&](size_t t) {
     for (size_t r = t * kRowsPerTask; r < std::min(rows, (t + 1) * kRowsPerTask); ++r)
@@ -112,7 +110,7 @@ void quantize(MxFormat f, const float* x, size_t rows, size_t cols, uint8_t* cod
 void quantize_bf16(MxFormat f, const uint16_t* x, size_t rows, size_t cols, uint8_t* codes,
                    uint8_t* scales, const QuantizeOptions& opt, const KernelConfig& cfg) {
   check_cols("quantize_bf16", cols);
-  const KernelPath path = usable(cfg.path);
+  const KernelPath path = detail::usable_path(cfg.path);
   const size_t rb = packed_row_bytes(f, cols), nb = cols / kBlockSize;
   detail::parallel_for((rows + kRowsPerTask - 1) / kRowsPerTask, cfg.threads, [&](size_t t) {
     std::vector<float> row(cols);
@@ -125,7 +123,7 @@ void quantize_bf16(MxFormat f, const uint16_t* x, size_t rows, size_t cols, uint
 
 void dequantize(const MxMatrixView& m, float* out, const KernelConfig& cfg) {
   check_cols("dequantize", m.cols);
-  const KernelPath path = usable(cfg.path);
+  const KernelPath path = detail::usable_path(cfg.path);
   const size_t rb = packed_row_bytes(m.format, m.cols), nb = m.cols / kBlockSize;
   const detail::FormatTable& tb = table(m.format);
   detail::parallel_for((m.rows + kRowsPerTask - 1) / kRowsPerTask, cfg.threads, [&](size_t t) {
