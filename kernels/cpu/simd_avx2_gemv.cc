@@ -12,26 +12,14 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 
+#include "simd_avx2_common.h"
+
 namespace dmx::kernels::detail {
 namespace {
 
+using namespace avx2;
+
 constexpr size_t kChunk = 16;  // blocks per decoded chunk: 8 rows x 512 int16 = 8 KiB
-
-// 8 rows x 8 dwords -> the 8 row sums.
-inline __m256i reduce8_epi32(const __m256i* v) {
-  const __m256i h01 = _mm256_hadd_epi32(v[0], v[1]), h23 = _mm256_hadd_epi32(v[2], v[3]);
-  const __m256i h45 = _mm256_hadd_epi32(v[4], v[5]), h67 = _mm256_hadd_epi32(v[6], v[7]);
-  const __m256i g0 = _mm256_hadd_epi32(h01, h23), g1 = _mm256_hadd_epi32(h45, h67);
-  return _mm256_add_epi32(_mm256_permute2x128_si256(g0, g1, 0x20),
-                          _mm256_permute2x128_si256(g0, g1, 0x31));
-}
-
-// 4 rows x 4 doubles -> the 4 row sums.
-inline __m256d reduce4_pd(__m256d v0, __m256d v1, __m256d v2, __m256d v3) {
-  const __m256d h01 = _mm256_hadd_pd(v0, v1), h23 = _mm256_hadd_pd(v2, v3);
-  return _mm256_add_pd(_mm256_permute2f128_pd(h01, h23, 0x20),
-                       _mm256_permute2f128_pd(h01, h23, 0x31));
-}
 
 // 2^(ea + eb) of the 8 rows as two vectors of doubles (rows 0-3, 4-7); NaN where a scale is NaN.
 inline void block_factors(const MxGemvArgs& t, size_t j, __m256d* f0, __m256d* f1) {
