@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <iostream>
 
 namespace dmx {
@@ -70,6 +71,36 @@ void write_file_atomic(const std::string& path, std::string_view text) {
     std::remove(tmp.c_str());
     throw std::runtime_error(path + ": cannot rename " + tmp + " into place");
   }
+}
+
+StagedDirectory::StagedDirectory(std::string path)
+    : path_(std::move(path)), tmp_(path_ + ".tmp." + std::to_string(::getpid())) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::remove_all(tmp_, ec);
+  fs::create_directories(tmp_, ec);
+  if (ec || !fs::is_directory(tmp_))
+    throw std::runtime_error(tmp_ + ": cannot create the directory (" + ec.message() + ")");
+}
+
+StagedDirectory::~StagedDirectory() {
+  if (committed_) return;
+  std::error_code ec;
+  std::filesystem::remove_all(tmp_, ec);
+}
+
+void StagedDirectory::commit() {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::exists(path_, ec)) {
+    fs::remove_all(path_, ec);
+    if (ec) throw std::runtime_error(path_ + ": cannot replace (" + ec.message() + ")");
+  }
+  fs::rename(tmp_, path_, ec);
+  if (ec)
+    throw std::runtime_error(path_ + ": cannot rename the temporary directory (" + ec.message() +
+                             ")");
+  committed_ = true;
 }
 
 std::string first_line(const char* what) {

@@ -232,41 +232,27 @@ ExportStats export_packed(const std::string& src_dir, const FormatAssignment& a,
   }
 
   // Everything goes into a temporary sibling directory, renamed at the end.
-  const fs::path tmp = out.string() + ".tmp." + std::to_string(::getpid());
+  dmx::StagedDirectory staged(out.string());
+  const fs::path tmp = staged.dir();
   std::error_code ec;
-  fs::remove_all(tmp, ec);
-  fs::create_directories(tmp, ec);
-  if (!fs::is_directory(tmp))
-    throw ModelError(tmp.string() + ": cannot create the directory (" + ec.message() + ")");
-  try {
-    write_safetensors((tmp / "model.safetensors").string(), tensors,
-                      {{"format", "pt"},
-                       {"quant_method", kPackedQuantMethod},
-                       {"format_version", std::to_string(kPackedFormatVersion)}});
-    json cj = json::parse(config_to_json(cfg));
-    cj["quantization_config"] = quantization_config(a);
-    write_file_atomic((tmp / "config.json").string(), cj.dump(2) + "\n");
-    const std::string tok = !opt.tokenizer_path.empty()
-                                ? opt.tokenizer_path
-                                : (fs::path(src_dir) / "tokenizer.json").string();
-    if (fs::exists(tok)) {
-      fs::copy_file(tok, tmp / "tokenizer.json", fs::copy_options::overwrite_existing, ec);
-      if (ec) throw ModelError(tok + ": cannot copy (" + ec.message() + ")");
-    } else if (!opt.tokenizer_path.empty()) {
-      throw ModelError(tok + ": tokenizer file does not exist");
-    }
-    st.safetensors_bytes = fs::file_size(tmp / "model.safetensors");
-    if (fs::exists(out)) {
-      fs::remove_all(out, ec);
-      if (ec) throw ModelError(out_dir + ": cannot replace (" + ec.message() + ")");
-    }
-    fs::rename(tmp, out, ec);
-    if (ec)
-      throw ModelError(out_dir + ": cannot rename the temporary directory (" + ec.message() + ")");
-  } catch (...) {
-    fs::remove_all(tmp, ec);
-    throw;
+  write_safetensors((tmp / "model.safetensors").string(), tensors,
+                    {{"format", "pt"},
+                     {"quant_method", kPackedQuantMethod},
+                     {"format_version", std::to_string(kPackedFormatVersion)}});
+  json cj = json::parse(config_to_json(cfg));
+  cj["quantization_config"] = quantization_config(a);
+  write_file_atomic((tmp / "config.json").string(), cj.dump(2) + "\n");
+  const std::string tok = !opt.tokenizer_path.empty()
+                              ? opt.tokenizer_path
+                              : (fs::path(src_dir) / "tokenizer.json").string();
+  if (fs::exists(tok)) {
+    fs::copy_file(tok, tmp / "tokenizer.json", fs::copy_options::overwrite_existing, ec);
+    if (ec) throw ModelError(tok + ": cannot copy (" + ec.message() + ")");
+  } else if (!opt.tokenizer_path.empty()) {
+    throw ModelError(tok + ": tokenizer file does not exist");
   }
+  st.safetensors_bytes = fs::file_size(tmp / "model.safetensors");
+  staged.commit();
   return st;
 }
 

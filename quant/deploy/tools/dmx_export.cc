@@ -2,7 +2,8 @@
 // Face model under a searched assignment.
 //   dmx-export --model DIR --assignment assignment.json --out DIR2 [--force]
 //   dmx-export --model DIR --format e2m1 [--act-format e2m1] --out DIR2
-#include <CLI/CLI.hpp>
+#include <dmx/cli.h>
+
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -32,16 +33,11 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber);
   app.add_flag("--force", force, "replace an existing non-empty --out directory");
   app.add_flag("--quiet", quiet, "print nothing on success");
-  try {
-    app.parse(argc, argv);
-    if (assignment.empty() && format.empty())
-      throw CLI::ValidationError("--assignment or --format", "one of them is required");
-  } catch (const CLI::ParseError& e) {
-    const int rc = app.exit(e);
-    return e.get_exit_code() == 0 ? rc : 2;
-  }
-  try {
+  if (const auto rc = dmx::parse_cli(app, "dmx-export", argc, argv)) return *rc;
+  return dmx::run_tool("dmx-export", [&] {
     using namespace dmx::quant;
+    if (assignment.empty() && format.empty())
+      throw dmx::UsageError("--assignment or --format: one of them is required");
     const ModelConfig cfg = load_config(model_dir);
     FormatAssignment a;
     if (!assignment.empty()) {
@@ -49,11 +45,9 @@ int main(int argc, char** argv) {
     } else {
       auto w = dmx::parse_format(format);
       auto x = dmx::parse_format(act_format.empty() ? format : act_format);
-      if (!w || !x) {
-        std::cerr << "dmx-export: error: --format/--act-format: \"" << (!w ? format : act_format)
-                  << "\" is not an MX format\n";
-        return 2;
-      }
+      if (!w || !x)
+        throw dmx::UsageError("--format/--act-format: \"" + (!w ? format : act_format) +
+                              "\" is not an MX format");
       a = uniform_assignment(cfg, *w, *x);
     }
     ExportOptions opt;
@@ -70,11 +64,5 @@ int main(int argc, char** argv) {
           static_cast<unsigned long long>(st.packed_weight_bytes),
           static_cast<unsigned long long>(st.dense_bytes));
     return 0;
-  } catch (const std::exception& e) {
-    std::string msg = e.what();
-    for (char& c : msg)
-      if (c == '\n') c = ' ';
-    std::cerr << "dmx-export: error: " << msg << "\n";
-    return 1;
-  }
+  });
 }

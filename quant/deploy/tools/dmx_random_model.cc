@@ -1,9 +1,8 @@
 // dmx-random-model: a Hugging Face checkpoint with random weights for a given config.json (for
 // benchmarks at published model shapes without downloading weights; never shipped).
 //   dmx-random-model --config config.json --out DIR [--seed 0] [--std 0.02] [--tokenizer FILE]
-#include <unistd.h>
+#include <dmx/cli.h>
 
-#include <CLI/CLI.hpp>
 #include <filesystem>
 #include <iostream>
 
@@ -21,30 +20,20 @@ int main(int argc, char** argv) {
   app.add_option("--seed", seed, "weights ~ N(0, std^2), norms ~ 1 + N(0, std^2)");
   app.add_option("--std", std_dev, "standard deviation")->check(CLI::PositiveNumber);
   app.add_option("--tokenizer", tokenizer, "tokenizer.json to copy into --out");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    const int rc = app.exit(e);
-    return e.get_exit_code() == 0 ? rc : 2;
-  }
-  try {
+  if (const auto rc = dmx::parse_cli(app, "dmx-random-model", argc, argv)) return *rc;
+  return dmx::run_tool("dmx-random-model", [&] {
     namespace fs = std::filesystem;
     if (fs::exists(out) && !(fs::is_directory(out) && fs::is_empty(out)))
       throw std::runtime_error(out + ": exists and is not empty");
     if (!tokenizer.empty() && !fs::is_regular_file(tokenizer))
       throw std::runtime_error(tokenizer + ": tokenizer file does not exist");
     const dmx::quant::ModelConfig cfg = dmx::quant::load_config(config);
-    const std::string tmp = out + ".tmp." + std::to_string(::getpid());
-    fs::remove_all(tmp);
-    dmx::quant::CausalLM::random(cfg, seed, std_dev).save(tmp, at::kBFloat16);
-    if (!tokenizer.empty()) fs::copy_file(tokenizer, fs::path(tmp) / "tokenizer.json");
-    fs::remove_all(out);
-    fs::rename(tmp, out);
+    dmx::StagedDirectory staged(out);
+    dmx::quant::CausalLM::random(cfg, seed, std_dev).save(staged.dir(), at::kBFloat16);
+    if (!tokenizer.empty()) fs::copy_file(tokenizer, fs::path(staged.dir()) / "tokenizer.json");
+    staged.commit();
     std::cout << "dmx-random-model: " << out << ": " << dmx::quant::parameter_count(cfg)
               << " parameters (BF16)\n";
     return 0;
-  } catch (const std::exception& e) {
-    std::cerr << "dmx-random-model: error: " << e.what() << "\n";
-    return 1;
-  }
+  });
 }

@@ -1,11 +1,10 @@
 // dmx-bpe-train: trains a byte-level BPE tokenizer and writes a Hugging Face tokenizer.json.
-#include <CLI/CLI.hpp>
+#include <dmx/cli.h>
+
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
-#include <sstream>
 
 #include "dmx/quant/safetensors.h"  // write_file_atomic
 #include "dmx/train/bpe.h"
@@ -29,21 +28,13 @@ int main(int argc, char** argv) {
   app.add_option("--special-token", opt.special_tokens, "special tokens (ids 0, 1, ...)")
       ->capture_default_str();
   app.add_flag("-q,--quiet", quiet, "no progress output");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e) == 0 ? 0 : 2;
-  }
-  try {
+  if (const auto rc = dmx::parse_cli(app, "dmx-bpe-train", argc, argv)) return *rc;
+  return dmx::run_tool("dmx-bpe-train", [&] {
     const auto t0 = std::chrono::steady_clock::now();
     dmx::train::WordCounter counter;
     int64_t bytes = 0;
     for (const std::string& path : inputs) {
-      std::ifstream in(path, std::ios::binary);
-      std::stringstream ss;
-      ss << in.rdbuf();
-      if (!in && !in.eof()) throw std::runtime_error(path + ": cannot read");
-      const std::string text = ss.str();
+      const std::string text = dmx::read_regular_file(path, "training text", int64_t(16) << 30);
       bytes += static_cast<int64_t>(text.size());
       counter.add(text, path);
     }
@@ -71,8 +62,5 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "dmx-bpe-train: wrote %s (%zu tokens, %zu merges) in %.1f s\n",
                    output.c_str(), model.vocab.size(), model.merges.size(), s);
     return 0;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "dmx-bpe-train: error: %s\n", e.what());
-    return 1;
-  }
+  });
 }

@@ -1,22 +1,17 @@
 // dmx-unigram-ppl: perplexity of a unigram model of a tokenizer (token frequencies of a training
 // text, add-one smoothed over the vocabulary) on evaluation texts: the baseline the shipped
 // models are compared with.
-#include <CLI/CLI.hpp>
+#include <dmx/cli.h>
+
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "dmx/quant/tokenizer.h"
 
 namespace {
 std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error(path + ": cannot open");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  return dmx::read_regular_file(path, "text", int64_t(16) << 30);
 }
 }  // namespace
 
@@ -29,12 +24,8 @@ int main(int argc, char** argv) {
       ->required()
       ->check(CLI::ExistingFile);
   app.add_option("--eval", evals, "text file(s) to evaluate")->required()->check(CLI::ExistingFile);
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e) == 0 ? 0 : 2;
-  }
-  try {
+  if (const auto rc = dmx::parse_cli(app, "dmx-unigram-ppl", argc, argv)) return *rc;
+  return dmx::run_tool("dmx-unigram-ppl", [&] {
     const auto tok = dmx::quant::Tokenizer::load(tok_path);
     const int64_t V = tok.vocab_size();
     std::vector<double> count(V, 1.0);  // add-one smoothing: every token has some mass
@@ -57,8 +48,5 @@ int main(int argc, char** argv) {
     }
     std::printf("%s\n", out.dump(2).c_str());
     return 0;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "dmx-unigram-ppl: error: %s\n", e.what());
-    return 1;
-  }
+  });
 }

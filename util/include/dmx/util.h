@@ -31,6 +31,23 @@ std::string read_regular_file(const std::string& path, const char* what,
 // half-written file and a failed write leaves no file behind. Throws std::runtime_error.
 void write_file_atomic(const std::string& path, std::string_view text);
 
+// A folder written in place of `path`: files go into a temporary sibling (path + ".tmp.<pid>",
+// created empty), and commit() replaces whatever is at `path` with it (remove, then one rename);
+// destroyed without commit(), it removes the temporary, so a failed run leaves no partial folder.
+class StagedDirectory {
+ public:
+  explicit StagedDirectory(std::string path);
+  ~StagedDirectory();
+  StagedDirectory(const StagedDirectory&) = delete;
+  StagedDirectory& operator=(const StagedDirectory&) = delete;
+  const std::string& dir() const { return tmp_; }  // where the files are written
+  void commit();
+
+ private:
+  std::string path_, tmp_;
+  bool committed_ = false;
+};
+
 // ---- command-line tools ------------------------------------------------------------------------
 // Every dmx-* tool exits 0 on success, 2 on a usage error (a bad flag, a flag combination, an
 // input the tool cannot take) and 1 on any other failure, after one line on stderr:
