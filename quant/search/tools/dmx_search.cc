@@ -306,7 +306,7 @@ json run_one(Context& c, const std::string& method, const std::string& budget_te
       if (p.step % every == 0 || p.step == p.steps)
         std::fprintf(stderr,
                      "dmx-search: %s step %d/%d loss %.4f %s %.4f soft-bits %.3f frac %.3f "
-                     "T' %.2f %.2f steps/s peak RSS %lld MiB%s\n",
+                     "T' %.2f %.3g steps/s peak RSS %lld MiB%s\n",
                      method.c_str(), p.step, p.steps, p.loss, o.loss.c_str(), p.ce, p.soft_bits,
                      p.soft_fraction, p.t_prime, p.steps_per_s,
                      static_cast<long long>(peak_rss_bytes() >> 20), p.resumed ? " (resumed)" : "");
