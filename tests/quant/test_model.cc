@@ -611,6 +611,31 @@ TEST(Eval, DmxEvalCliWritesJson) {
   EXPECT_EQ(r["windows"], 3);
   EXPECT_EQ(r["seqlen"], 64);
   EXPECT_EQ(r["predicted_tokens"], 3 * 63);
+  EXPECT_EQ(r["threads"], 1);  // --threads N is exactly N
+  // --threads 2 gives 2 threads, reported in the log line, and the same perplexity to rounding.
+  {
+    const std::string out2 = (d / "ppl2.json").string(), log2 = (d / "log2").string();
+    ASSERT_EQ(std::system((bin + " --model " + (d / "model").string() + " --data " +
+                           (d / "wiki.test.raw").string() +
+                           " --seqlen 64 --max-windows 3 --threads 2 --out " + out2 + " 2> " + log2)
+                              .c_str()),
+              0);
+    std::ifstream in2(out2);
+    const json r2 = json::parse(in2);
+    EXPECT_EQ(r2["threads"], 2);
+    EXPECT_NEAR(r2["perplexity"].get<double>(), r["perplexity"].get<double>(),
+                1e-5 * r["perplexity"].get<double>());
+    std::ifstream lg(log2);
+    const std::string all((std::istreambuf_iterator<char>(lg)), std::istreambuf_iterator<char>());
+    EXPECT_NE(all.find("; 2 threads\n"), std::string::npos) << all;
+  }
+  // Negative or absurd --threads: a usage error (exit 2), nothing run.
+  for (const char* bad : {" --threads -1", " --threads 5000"})
+    EXPECT_EQ(WEXITSTATUS(std::system((bin + " --model " + (d / "model").string() + " --data " +
+                                       (d / "wiki.test.raw").string() + bad + " > /dev/null 2>&1")
+                                          .c_str())),
+              2)
+        << bad;
   // Same numbers in-process.
   Tokenizer tok = Tokenizer::load((d / "model").string());
   PerplexityOptions opt;
