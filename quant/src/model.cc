@@ -298,8 +298,7 @@ at::Tensor CausalLM::hidden_impl(const at::Tensor& ids_in, KVCache* cache) const
       q = rms_norm(q, L.q_norm, eps);
       k = rms_norm(k, L.k_norm, eps);
     }
-    // RoPE in the [B, T, heads, hd] layout; queries grouped by their kv head, [B, kv, T, group,
-    // hd].
+    // RoPE in the [B, T, heads, hd] layout; then queries grouped by kv head: [B, kv, T, g, hd].
     q = q.view({B, T, nkv, group, hd});
     q = (q * cos_q + rotate_half(q) * sin_q).permute({0, 2, 1, 3, 4}).contiguous();
     k = (k * cos_k + rotate_half(k) * sin_k).transpose(1, 2).contiguous();  // [B, kv, T, hd]
