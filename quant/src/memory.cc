@@ -1,12 +1,20 @@
 // Memory estimates of forward and training passes, checked against the machine before allocating.
 #include "dmx/quant/memory.h"
 
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <stdexcept>
 
 namespace dmx::quant {
+
+int64_t peak_rss_bytes() {
+  rusage u{};
+  if (::getrusage(RUSAGE_SELF, &u) != 0) return 0;
+  return int64_t(u.ru_maxrss) * 1024;  // Linux: kilobytes
+}
 
 int64_t machine_memory_bytes() {
   if (const char* mb = std::getenv("DMX_MEMORY_LIMIT_MB")) {
@@ -20,15 +28,21 @@ int64_t machine_memory_bytes() {
 int64_t estimate_pass_bytes(const ModelConfig& c, int64_t batch, int64_t seqlen, Pass pass) {
   // In double: the inputs are bounded (config limits) but their products may pass int64.
   const double B = double(batch), T = double(seqlen), f = 4.0;
+  const double heads = double(c.num_attention_heads);
   const double params = double(parameter_count(c));
-  const double scores = B * double(c.num_attention_heads) * T * T * f;  // one layer's [B,H,T,T]
+  // Attention runs kAttentionBlockRows queries at a time against the keys up to the block's end:
+  // a forward holds one block's scores ([B, heads, rows, T]); autograd keeps every block's, the
+  // causal part of [B, heads, T, T] (about T (T + rows) / 2 per head).
+  const double rows = std::min(T, double(kAttentionBlockRows));
+  const double scores = B * heads * rows * T * f;
+  const double kept_scores = B * heads * T * std::min(T, (T + rows) / 2) * f;
   const double logits = B * T * double(c.vocab_size) * f;
   const double hidden =
       B * T * double(c.hidden_size + c.q_dim() + 2 * c.kv_dim() + 3 * c.intermediate_size) *
       f;  // one layer's activations
   double bytes = params * f + 3 * scores + 3 * logits + 2 * hidden;
   if (pass != Pass::Forward)  // every layer's activations and scores kept for autograd
-    bytes += double(c.num_hidden_layers) * (hidden + 2 * scores);
+    bytes += double(c.num_hidden_layers) * (hidden + 2 * kept_scores);
   if (pass == Pass::Train) bytes += 3 * params * f;  // weight gradients and two Adam moments
   return bytes > 9e18 ? int64_t(9e18) : int64_t(bytes);
 }

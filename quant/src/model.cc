@@ -4,8 +4,12 @@
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <atomic>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <limits>
+#include <mutex>
 
 namespace dmx::quant {
 namespace {
@@ -63,7 +67,59 @@ std::optional<at::ScalarType> torch_dtype_of(DType d) {
   }
 }
 
+// The boolean causal mask of a diagonal tile of n queries x n keys (true above the diagonal:
+// query r must not see key c > r), shaped [n, 1, n] to broadcast over the query heads of a kv head.
+// Built once per block size and shared; a smaller tile is a view of a larger one's top-left corner.
+at::Tensor causal_tile_mask(int64_t n) {
+  static std::mutex mu;
+  static at::Tensor mask;  // [rows, 1, rows], grown to the largest tile asked for
+  std::lock_guard<std::mutex> lock(mu);
+  if (!mask.defined() || mask.size(0) < n)
+    mask = at::ones({n, n}, at::TensorOptions().dtype(at::kBool)).triu(1).unsqueeze(1);
+  return mask.slice(0, 0, n).slice(2, 0, n);
+}
+
+std::atomic<int64_t> g_attention_block{kDefaultAttentionBlock};
+
 }  // namespace
+
+void set_attention_block(int64_t rows) {
+  if (rows < 1) throw ModelError("attention block must be at least one query row");
+  g_attention_block = rows;
+}
+int64_t attention_block() { return g_attention_block; }
+
+at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                            int64_t p0, at::ScalarType out_dtype, int64_t block) {
+  if (q.dim() != 5 || k.dim() != 4 || v.dim() != 4)
+    throw ModelError("causal_attention: q must be [B, kv, T, group, hd] and k, v [B, kv, S, hd]");
+  const int64_t B = q.size(0), nkv = q.size(1), T = q.size(2), g = q.size(3), hd = q.size(4);
+  const int64_t S = k.size(2);
+  if (p0 < 0 || S != p0 + T || v.size(2) != S || k.size(0) != B || k.size(1) != nkv ||
+      k.size(3) != hd || v.sizes() != k.sizes())
+    throw ModelError("causal_attention: shapes of q " + shape_str(q.sizes()) + ", k " +
+                     shape_str(k.sizes()) + ", v " + shape_str(v.sizes()) + " at offset " +
+                     std::to_string(p0) + " do not match");
+  const double scaling = 1.0 / std::sqrt(static_cast<double>(hd));
+  const int64_t rows = block > 0 ? block : attention_block();
+  const at::Tensor qc = q.contiguous();  // a block of queries is then a [B, kv, n * g, hd] view
+  std::vector<at::Tensor> out;
+  out.reserve(static_cast<size_t>((T + rows - 1) / rows));
+  for (int64_t t0 = 0; t0 < T; t0 += rows) {
+    const int64_t n = std::min(T, t0 + rows) - t0;
+    const int64_t keys = p0 + t0 + n;  // keys past the block's last query are all masked: skipped
+    const at::Tensor qb = qc.slice(2, t0, t0 + n).view({B, nkv, n * g, hd});
+    at::Tensor scores = at::matmul(qb, k.slice(2, 0, keys).transpose(-1, -2)).contiguous();
+    scores.mul_(scaling);
+    if (n > 1)  // only the diagonal tile (the block's own keys) holds masked entries
+      scores.view({B, nkv, n, g, keys})
+          .slice(-1, keys - n)
+          .masked_fill_(causal_tile_mask(n), -std::numeric_limits<double>::infinity());
+    const at::Tensor probs = at::softmax(scores, -1, at::kFloat).to(out_dtype);
+    out.push_back(at::matmul(probs, v.slice(2, 0, keys)).view({B, nkv, n, g, hd}));
+  }
+  return out.size() == 1 ? out[0] : at::cat(out, 2);
+}
 
 Linear::Linear(std::string name, at::Tensor w, at::Tensor b)
     : weight(std::move(w)), bias(std::move(b)), name_(std::move(name)) {}
@@ -227,12 +283,9 @@ at::Tensor CausalLM::hidden_impl(const at::Tensor& ids_in, KVCache* cache) const
   }
   const at::Tensor cos = rope_cos_sin(p0 + T, true).slice(0, p0);  // [T, hd]
   const at::Tensor sin = rope_cos_sin(p0 + T, false).slice(0, p0);
-  // New position i (absolute p0 + i) sees keys 0 .. p0 + i: true (masked) above that diagonal.
-  // A single new token sees every cached key: no mask.
-  const at::Tensor causal =
-      T > 1 ? at::ones({T, p0 + T}, at::TensorOptions().dtype(at::kBool)).triu(p0 + 1)
-            : at::Tensor();
-  const double scaling = 1.0 / std::sqrt(static_cast<double>(hd));
+  const at::Tensor cos_q = cos.view({T, 1, 1, hd}), sin_q = sin.view({T, 1, 1, hd});
+  const at::Tensor cos_k = cos.view({T, 1, hd}), sin_k = sin.view({T, 1, hd});
+  const int64_t group = nh / nkv;  // GQA: query head i reads kv head i / group
 
   at::Tensor h = embed_.index_select(0, ids.reshape({-1})).view({B, T, H});
   for (size_t li = 0; li < layers_.size(); ++li) {
@@ -245,11 +298,11 @@ at::Tensor CausalLM::hidden_impl(const at::Tensor& ids_in, KVCache* cache) const
       q = rms_norm(q, L.q_norm, eps);
       k = rms_norm(k, L.k_norm, eps);
     }
-    q = q.transpose(1, 2);
-    k = k.transpose(1, 2);
-    v = v.transpose(1, 2);
-    q = q * cos + rotate_half(q) * sin;
-    k = k * cos + rotate_half(k) * sin;
+    // RoPE in the [B, T, heads, hd] layout; then queries grouped by kv head: [B, kv, T, g, hd].
+    q = q.view({B, T, nkv, group, hd});
+    q = (q * cos_q + rotate_half(q) * sin_q).permute({0, 2, 1, 3, 4}).contiguous();
+    k = (k * cos_k + rotate_half(k) * sin_k).transpose(1, 2).contiguous();  // [B, kv, T, hd]
+    v = v.transpose(1, 2).contiguous();
     if (cache) {
       if (p0 > 0) {
         k = at::cat({cache->k[li], k}, 2);
@@ -258,15 +311,8 @@ at::Tensor CausalLM::hidden_impl(const at::Tensor& ids_in, KVCache* cache) const
       cache->k[li] = k;
       cache->v[li] = v;
     }
-    if (nh != nkv) {  // GQA: query head i reads kv head i / (nh / nkv)
-      k = k.repeat_interleave(nh / nkv, 1);
-      v = v.repeat_interleave(nh / nkv, 1);
-    }
-    at::Tensor scores = at::matmul(q, k.transpose(-1, -2)) * scaling;
-    if (causal.defined())
-      scores = scores.masked_fill(causal, -std::numeric_limits<double>::infinity());
-    at::Tensor probs = at::softmax(scores, -1, at::kFloat).to(dtype_);
-    at::Tensor attn = at::matmul(probs, v).transpose(1, 2).reshape({B, T, nh * hd});
+    const at::Tensor attn =
+        causal_attention(q, k, v, p0, dtype_).permute({0, 2, 1, 3, 4}).reshape({B, T, nh * hd});
     h = h + L.lin[O]->forward(attn);
     x = rms_norm(h, L.post_norm, eps);
     h = h + L.lin[DOWN]->forward(at::silu(L.lin[GATE]->forward(x)) * L.lin[UP]->forward(x));

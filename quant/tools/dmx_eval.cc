@@ -3,10 +3,10 @@
 //            [--assignment assignment.json] [--backend fake-quant|kernels]
 // DIR may also be a packed-MX checkpoint written by dmx-export (its own formats).
 #include <ATen/Parallel.h>
+#include <dmx/quant/memory.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
-#include <dmx/quant/memory.h>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -17,6 +17,7 @@
 #include "dmx/quant/eval.h"
 #include "dmx/quant/model.h"
 #include "dmx/quant/safetensors.h"
+#include "dmx/quant/threads.h"
 #include "dmx/quant/tokenizer.h"
 
 int main(int argc, char** argv) {
@@ -42,8 +43,9 @@ int main(int argc, char** argv) {
   app.add_option("--tokenizer", tokenizer_path, "tokenizer.json (default: MODEL/tokenizer.json)");
   app.add_option("--dtype", dtype_name, "compute dtype: float32 or bfloat16")
       ->check(CLI::IsMember({"float32", "bfloat16"}));
-  app.add_option("--threads", threads, "intra-op threads (0: LibTorch default)")
-      ->check(CLI::NonNegativeNumber);
+  app.add_option("--threads", threads,
+                 "compute threads, exactly (0: chosen from the window size, see quant/README.md)")
+      ->check(CLI::Range(0, dmx::quant::kMaxThreads));
   app.add_option("--out", out, "write the result as JSON here (default: print only)");
   app.add_option("--assignment", assignment,
                  "assignment.json of dmx-search: decoder Linears quantized per layer");
@@ -60,17 +62,19 @@ int main(int argc, char** argv) {
   }
 
   try {
-    if (threads > 0) at::set_num_threads(threads);
     const auto t0 = std::chrono::steady_clock::now();
     if (!std::filesystem::is_directory(model_dir))
       throw std::runtime_error(model_dir + ": model directory does not exist");
     // Everything that can be refused is refused before the model is loaded: the config (a
     // directory without one is named as such), a window that cannot fit in memory (with the
     // estimate), an --out whose directory does not exist.
+    dmx::quant::ThreadChoice thread_choice;
     {
       const dmx::quant::ModelConfig cfg = dmx::quant::load_config(model_dir);
       dmx::quant::check_pass_fits(cfg, batch, seqlen, dmx::quant::Pass::Forward,
                                   "perplexity of " + model_dir + " (--batch x --seqlen)");
+      thread_choice = dmx::quant::configure_threads(
+          threads, dmx::quant::thread_work_size(batch * seqlen, cfg.hidden_size));
       if (!out.empty() &&
           !std::filesystem::is_directory(std::filesystem::absolute(out).parent_path()))
         throw std::runtime_error("--out " + out + ": its directory does not exist");
@@ -81,14 +85,14 @@ int main(int argc, char** argv) {
     dmx::quant::Tokenizer tok = dmx::quant::Tokenizer::load(tokenizer_path);
     const dmx::quant::Backend backend = *dmx::quant::parse_backend(backend_name);
     dmx::kernels::KernelConfig kcfg;
-    if (threads > 0) kcfg.threads = threads;
+    if (threads > 0) kcfg.threads = threads;  // else the kernels' own default
     const bool packed = dmx::quant::is_packed_checkpoint(model_dir);
     dmx::quant::CausalLM model =
         dmx::quant::load_for_backend(model_dir, assignment, backend, dtype, kcfg);
     if (!quiet)
       std::cerr << "dmx-eval: loaded " << model.config().architecture_name << " ("
                 << dmx::quant::parameter_count(model.config()) << " parameters) from " << model_dir
-                << "\n";
+                << "; " << thread_choice.describe() << "\n";
     dmx::quant::PerplexityOptions opt;
     opt.seqlen = seqlen;
     opt.max_windows = max_windows;
@@ -118,6 +122,7 @@ int main(int argc, char** argv) {
                         {"mean_nll", r.mean_nll},
                         {"perplexity", r.perplexity},
                         {"seconds", r.seconds},
+                        {"threads", thread_choice.threads},
                         {"tokens_per_second", r.windows * seqlen / std::max(r.seconds, 1e-9)}};
     std::printf("perplexity %.4f (mean NLL %.6f over %lld tokens, %lld windows of %lld)\n",
                 r.perplexity, r.mean_nll, static_cast<long long>(r.predicted_tokens),

@@ -300,7 +300,13 @@ TEST(HostileMemory, ImpossiblePassesAreRefusedWithTheEstimate) {
   const double hidden = 1.0 * 4 * (64 + 64 + 2 * 64 + 3 * 128) * 4;
   EXPECT_EQ(estimate_pass_bytes(c, 1, 4, Pass::Forward),
             int64_t(double(parameter_count(c)) * 4 + 3 * scores + 3 * logits + 2 * hidden));
-  EXPECT_GT(estimate_pass_bytes(c, 1, 100000, Pass::Forward), int64_t(100000) * 100000 * 4 * 4);
+  // Attention in query blocks: a forward holds one block's [rows, T] scores per head, never [T, T];
+  // autograd keeps the causal half of every layer's [T, T].
+  EXPECT_GT(estimate_pass_bytes(c, 1, 100000, Pass::Forward),
+            3 * kAttentionBlockRows * int64_t(100000) * 4 * 4);
+  EXPECT_LT(estimate_pass_bytes(c, 1, 100000, Pass::Forward), int64_t(100000) * 100000 * 4 * 4);
+  EXPECT_GT(estimate_pass_bytes(c, 1, 100000, Pass::Backward),
+            c.num_hidden_layers * 2 * (int64_t(100000) * 100000 / 2) * 4 * 4);
   // Backward keeps every layer's activations and scores; training adds 3 x the weights.
   EXPECT_EQ(
       estimate_pass_bytes(c, 1, 4, Pass::Backward) - estimate_pass_bytes(c, 1, 4, Pass::Forward),

@@ -315,6 +315,51 @@ TEST_P(ModelVsReference, LogitsMatchPlainLoopsInFp32) {
   fs::remove_all(dir);
 }
 
+// Windows longer than an attention block (several query blocks, the last one partial) against
+// the plain loops, and the KV-cache path with a prefix spanning blocks against forward().
+TEST_P(ModelVsReference, LongWindowsInAttentionBlocksMatchPlainLoops) {
+  at::set_num_threads(1);
+  const Case& cs = GetParam();
+  const ModelConfig c = parse_config(cs.config.dump(), cs.name);
+  const uint32_t seed = 4321 + static_cast<uint32_t>(cs.name.size());
+  const Weights w = random_weights(c, seed);
+  const fs::path dir = temp_dir(cs.name + "_long");
+  write_checkpoint(dir, cs.config, c, w);
+  const CausalLM model = CausalLM::load(dir.string());
+  const int T = 300;
+  const std::vector<int> ids = token_ids(T, static_cast<int>(c.vocab_size), seed);
+  const auto r = Reference{c, w}.logits(ids);
+  const int64_t saved_block = attention_block();
+  for (int64_t block : {kDefaultAttentionBlock, int64_t{64}, int64_t{300}}) {
+    set_attention_block(block);
+    const at::Tensor logits = model.forward(to_tensor({ids}))[0];
+    double max_err = 0, max_abs = 0;
+    auto acc = logits.accessor<float, 2>();
+    for (int t = 0; t < T; ++t)
+      for (int64_t v = 0; v < c.vocab_size; ++v) {
+        max_err = std::max(max_err, std::abs(acc[t][v] - r[t][v]));
+        max_abs = std::max(max_abs, std::abs(r[t][v]));
+      }
+    EXPECT_LT(max_err, 2e-5 * std::max(1.0, max_abs))
+        << cs.name << " seed " << seed << " block " << block;
+  }
+  // Cached: a 130-token prefix, then 129 tokens (blocks of 64 at offset 130), then one token.
+  set_attention_block(64);
+  const at::Tensor ids_t = to_tensor({ids});
+  const at::Tensor full = model.forward(ids_t.slice(1, 0, 260));
+  CausalLM::KVCache cache;
+  const at::Tensor a = model.forward_cached(ids_t.slice(1, 0, 130), cache, false);
+  const at::Tensor b = model.forward_cached(ids_t.slice(1, 130, 259), cache, false);
+  const at::Tensor d = model.forward_cached(ids_t.slice(1, 259, 260), cache, true);
+  set_attention_block(saved_block);
+  EXPECT_EQ(cache.length, 260);
+  const double scale = std::max(1.0, full.abs().max().item<double>());
+  EXPECT_LT((a - full.slice(1, 0, 130)).abs().max().item<double>(), 2e-5 * scale) << cs.name;
+  EXPECT_LT((b - full.slice(1, 130, 259)).abs().max().item<double>(), 2e-5 * scale) << cs.name;
+  EXPECT_LT((d - full.slice(1, 259, 260)).abs().max().item<double>(), 2e-5 * scale) << cs.name;
+  fs::remove_all(dir);
+}
+
 INSTANTIATE_TEST_SUITE_P(Architectures, ModelVsReference, ::testing::ValuesIn(cases()),
                          [](const auto& info) { return info.param.name; });
 
@@ -566,6 +611,31 @@ TEST(Eval, DmxEvalCliWritesJson) {
   EXPECT_EQ(r["windows"], 3);
   EXPECT_EQ(r["seqlen"], 64);
   EXPECT_EQ(r["predicted_tokens"], 3 * 63);
+  EXPECT_EQ(r["threads"], 1);  // --threads N is exactly N
+  // --threads 2 gives 2 threads, reported in the log line, and the same perplexity to rounding.
+  {
+    const std::string out2 = (d / "ppl2.json").string(), log2 = (d / "log2").string();
+    ASSERT_EQ(std::system((bin + " --model " + (d / "model").string() + " --data " +
+                           (d / "wiki.test.raw").string() +
+                           " --seqlen 64 --max-windows 3 --threads 2 --out " + out2 + " 2> " + log2)
+                              .c_str()),
+              0);
+    std::ifstream in2(out2);
+    const json r2 = json::parse(in2);
+    EXPECT_EQ(r2["threads"], 2);
+    EXPECT_NEAR(r2["perplexity"].get<double>(), r["perplexity"].get<double>(),
+                1e-5 * r["perplexity"].get<double>());
+    std::ifstream lg(log2);
+    const std::string all((std::istreambuf_iterator<char>(lg)), std::istreambuf_iterator<char>());
+    EXPECT_NE(all.find("; 2 threads\n"), std::string::npos) << all;
+  }
+  // Negative or absurd --threads: a usage error (exit 2), nothing run.
+  for (const char* bad : {" --threads -1", " --threads 5000"})
+    EXPECT_EQ(WEXITSTATUS(std::system((bin + " --model " + (d / "model").string() + " --data " +
+                                       (d / "wiki.test.raw").string() + bad + " > /dev/null 2>&1")
+                                          .c_str())),
+              2)
+        << bad;
   // Same numbers in-process.
   Tokenizer tok = Tokenizer::load((d / "model").string());
   PerplexityOptions opt;

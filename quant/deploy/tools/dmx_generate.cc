@@ -16,16 +16,6 @@
 #include "dmx/quant/safetensors.h"
 #include "dmx/quant/tokenizer.h"
 
-namespace {
-// Peak resident set size of this process (VmHWM of /proc/self/status), 0 where unavailable.
-uint64_t peak_rss_bytes() {
-  std::ifstream in("/proc/self/status");
-  for (std::string line; std::getline(in, line);)
-    if (line.rfind("VmHWM:", 0) == 0) return std::stoull(line.substr(6)) * 1024;  // kB
-  return 0;
-}
-}  // namespace
-
 int main(int argc, char** argv) {
   CLI::App app{
       "dmx-generate: generate text with a causal LM; decoder Linears on dmx::kernels "

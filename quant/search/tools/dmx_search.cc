@@ -5,6 +5,7 @@
 #include <dmx/quant/eval.h>
 #include <dmx/quant/memory.h>
 #include <dmx/quant/search.h>
+#include <dmx/quant/threads.h>
 #include <dmx/quant/tokenizer.h>
 #include <dmx/sim.h>
 #include <dmx/util.h>
@@ -71,6 +72,7 @@ struct Context {
   std::optional<std::vector<double>> kl_sens;
   FormatSpace space = FormatSpace::EM;
   SimMetric metric = SimMetric::Cycles;
+  ThreadChoice threads;
 
   SimCostOptions sim_options() const {
     SimCostOptions o;
@@ -147,7 +149,6 @@ void load_context(Context& c) {
       throw UsageError(std::string("sim cost: ") + e.what());
     }
   }
-  if (s.threads > 0) at::set_num_threads(s.threads);
   if (s.seqlen < 2 || s.seqlen > (1 << 20)) throw UsageError("--seqlen must be in [2, 1048576]");
   // Fail on an impossible window or output before the model is loaded and any work is done.
   {
@@ -155,11 +156,17 @@ void load_context(Context& c) {
     check_pass_fits(cfg, s.batch, s.seqlen, Pass::Backward,
                     "a dMX step on " + s.model_dir + " (--batch x --seqlen)");
     check_pass_fits(cfg, 8, s.seqlen, Pass::Forward, "perplexity on " + s.model_dir);
+    try {
+      c.threads =
+          configure_threads(s.threads, thread_work_size(s.batch * s.seqlen, cfg.hidden_size));
+    } catch (const std::invalid_argument& e) {
+      throw UsageError(e.what());
+    }
     const fs::path parent = fs::absolute(s.out).parent_path();
     if (!fs::is_directory(parent))
       throw UsageError("--out " + s.out + ": its parent directory does not exist");
   }
-  std::cerr << "dmx-search: loading " << s.model_dir << "\n";
+  std::cerr << "dmx-search: loading " << s.model_dir << "; " << c.threads.describe() << "\n";
   c.model = std::make_unique<CausalLM>(CausalLM::load(s.model_dir));
   const Tokenizer tok = Tokenizer::load(s.tokenizer.empty() ? s.model_dir : s.tokenizer);
   c.calib_tokens = tokenize_file(tok, s.data);
@@ -297,9 +304,10 @@ json run_one(Context& c, const std::string& method, const std::string& budget_te
       if (p.step % every == 0 || p.step == p.steps)
         std::fprintf(stderr,
                      "dmx-search: %s step %d/%d loss %.4f %s %.4f soft-bits %.3f frac %.3f "
-                     "T' %.2f %.2f steps/s%s\n",
+                     "T' %.2f %.3g steps/s peak RSS %lld MiB%s\n",
                      method.c_str(), p.step, p.steps, p.loss, o.loss.c_str(), p.ce, p.soft_bits,
-                     p.soft_fraction, p.t_prime, p.steps_per_s, p.resumed ? " (resumed)" : "");
+                     p.soft_fraction, p.t_prime, p.steps_per_s,
+                     static_cast<long long>(peak_rss_bytes() >> 20), p.resumed ? " (resumed)" : "");
     };
     DmxResult r = dmx_search(*c.model, c.calib, cm, budget, o);
     if (r.stopped) {
@@ -310,6 +318,8 @@ json run_one(Context& c, const std::string& method, const std::string& budget_te
     a = r.assignment;
     m["steps"] = r.steps_done;
     m["steps_per_s"] = r.steps_per_s;
+    m["peak_rss_mib"] = peak_rss_bytes() >> 20;
+    m["threads"] = c.threads.threads;
     m["search_seconds"] = r.seconds;
     m["resumed"] = r.resumed;
     m["theta_weight"] = r.theta_w;
@@ -551,7 +561,10 @@ void add_common(CLI::App& app, Settings& s) {
       ->capture_default_str();
   app.add_option("--kl-windows", s.kl_windows, "windows for the KL ranking")->capture_default_str();
   app.add_option("--seed", s.seed, "seed (calibration window order)")->capture_default_str();
-  app.add_option("--threads", s.threads, "LibTorch threads (0: default)");
+  app.add_option(
+         "--threads", s.threads,
+         "compute threads, exactly (0: chosen from --batch x --seqlen, see quant/README.md)")
+      ->check(CLI::Range(0, kMaxThreads));
   app.add_option("--checkpoint-every", s.checkpoint_every, "steps between checkpoints")
       ->capture_default_str();
   app.add_flag("--fresh", s.fresh, "ignore (delete) an existing checkpoint");

@@ -23,6 +23,7 @@
 #include "dmx/quant/memory.h"
 #include "dmx/quant/model.h"
 #include "dmx/quant/safetensors.h"
+#include "dmx/quant/threads.h"
 #include "dmx/quant/tokenizer.h"
 #include "dmx/quant/train_checkpoint.h"
 
@@ -33,7 +34,7 @@ namespace {
 
 struct Args {
   std::string config, tokenizer, train, valid, test, out, work;
-  int64_t steps = 2000, batch = 16, seq = 128, warmup = 100, threads = 2;
+  int64_t steps = 2000, batch = 16, seq = 128, warmup = 100, threads = 0;
   int64_t ckpt_every = 100, eval_every = 250, eval_windows = 32, log_every = 10;
   int64_t die_at_step = 0;
   double lr = 3e-3, min_lr_frac = 0.1, weight_decay = 0.1, beta1 = 0.9, beta2 = 0.95;
@@ -185,7 +186,6 @@ std::vector<int32_t> tokens_of(const dmx::quant::Tokenizer& tok, const std::stri
 int run(const Args& a) {
   if (a.seq < 2) throw UsageError("--seq must be at least 2");
   if (a.warmup >= a.steps) throw UsageError("--warmup must be below --steps");
-  at::set_num_threads(static_cast<int>(a.threads));
   const std::string config_json = read_file(a.config, "model config");
   const dmx::quant::ModelConfig cfg = dmx::quant::parse_config(config_json, a.config);
   const auto tok = dmx::quant::Tokenizer::load(a.tokenizer);
@@ -196,7 +196,13 @@ int run(const Args& a) {
   fs::create_directories(work);
   fs::create_directories(a.out);
   const std::string ckpt_path = work + "/checkpoint.safetensors";
-  const std::string fp = fingerprint(a, config_json);
+  // The thread count resolved from --threads (0: chosen from --batch x --seq) is what the
+  // fingerprint and the logs record: a resumed run uses the same one.
+  Args resolved = a;
+  resolved.threads = dmx::quant::configure_threads(
+                         a.threads, dmx::quant::thread_work_size(a.batch * a.seq, cfg.hidden_size))
+                         .threads;
+  const std::string fp = fingerprint(resolved, config_json);
 
   std::fprintf(stderr, "dmx-train: tokenizing %s\n", a.train.c_str());
   const std::vector<int32_t> train_ids = tokens_of(tok, a.train);
@@ -238,7 +244,7 @@ int run(const Args& a) {
                cfg.architecture_name.c_str(), static_cast<long long>(n_params),
                static_cast<long long>(N), static_cast<long long>(a.steps),
                static_cast<long long>(a.batch), static_cast<long long>(a.seq),
-               static_cast<long long>(a.threads));
+               static_cast<long long>(resolved.threads));
 
   const torch::Tensor offsets = torch::arange(a.seq, torch::kLong).unsqueeze(0);
   auto t_run = std::chrono::steady_clock::now();
@@ -314,7 +320,7 @@ int run(const Args& a) {
       {"batch", a.batch},
       {"seq", a.seq},
       {"tokens_seen", a.steps * a.batch * a.seq},
-      {"threads", a.threads},
+      {"threads", resolved.threads},
       {"train_seconds", train_s},
       {"tokens_per_second_this_run",
        run_steps > 0
@@ -394,9 +400,10 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   app.add_option("--seed", a.seed, "seed of the init and of the batches")->capture_default_str();
-  app.add_option("--threads", a.threads, "LibTorch intra-op threads")
+  app.add_option("--threads", a.threads,
+                 "compute threads, exactly (0: chosen from --batch x --seq, see quant/README.md)")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(int64_t{0}, int64_t{dmx::quant::kMaxThreads}));
   app.add_option("--checkpoint-every", a.ckpt_every, "steps between checkpoints")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);

@@ -10,6 +10,9 @@
 
 namespace dmx::quant {
 
+// Peak resident set size of this process so far, in bytes (getrusage ru_maxrss).
+int64_t peak_rss_bytes();
+
 // Bytes of memory of this machine (physical pages, or DMX_MEMORY_LIMIT_MB when set).
 int64_t machine_memory_bytes();
 
@@ -18,9 +21,13 @@ int64_t machine_memory_bytes();
 // two Adam moments per weight).
 enum class Pass { Forward, Backward, Train };
 
-// Peak bytes of a pass over `batch` windows of `seqlen` tokens in FP32: the weights, the
-// materialized attention scores and probabilities of one layer ([B, heads, T, T], a few copies),
-// the logits and their log-softmax ([B, T, vocab]), and what `pass` keeps besides.
+// Query rows per attention block (CausalLM's default, dmx::quant::kDefaultAttentionBlock).
+constexpr int64_t kAttentionBlockRows = 256;
+
+// Peak bytes of a pass over `batch` windows of `seqlen` tokens in FP32: the weights, the attention
+// scores and probabilities of one query block ([B, heads, rows, T], a few copies), the logits and
+// their log-softmax ([B, T, vocab]), and what `pass` keeps besides (for autograd: every layer's
+// activations and the causal part of its [B, heads, T, T] probabilities).
 int64_t estimate_pass_bytes(const ModelConfig& c, int64_t batch, int64_t seqlen, Pass pass);
 
 // Throws std::runtime_error naming `what` and both figures when the estimate exceeds the machine.

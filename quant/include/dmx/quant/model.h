@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "dmx/quant/config.h"
+#include "dmx/quant/memory.h"
 #include "dmx/quant/safetensors.h"
 
 namespace dmx::quant {
@@ -51,6 +52,21 @@ using LinearPtr = std::shared_ptr<Linear>;
 // keep their dtype; F8_E4M3/F8_E5M2/F8_E8M0/F6/F4 and unsigned 16/32/64 come back as raw uint8
 // bytes (last dimension scaled to bytes when it divides evenly, else flattened).
 at::Tensor tensor_from_view(const TensorView& view);
+
+// Causal scaled-dot-product attention (softmax in FP32, scale 1 / sqrt(head_dim)) of T new
+// queries at positions p0 .. p0 + T - 1 over keys 0 .. p0 + T - 1, grouped by KV head (GQA):
+//   q [B, kv_heads, T, group, head_dim], k and v [B, kv_heads, p0 + T, head_dim]
+//   -> [B, kv_heads, T, group, head_dim] in out_dtype.
+// The queries are processed `block` rows at a time (0: attention_block()); a block's scores are
+// computed only against the keys up to its last query, and the causal mask is applied to the
+// diagonal tile alone from a shared cached mask, so no [T, T] tensor is ever materialized.
+// Differentiable (ATen ops only).
+constexpr int64_t kDefaultAttentionBlock = kAttentionBlockRows;  // memory.h
+at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                            int64_t p0, at::ScalarType out_dtype, int64_t block = 0);
+// Query rows per attention block used by CausalLM (process-wide; >= 1).
+void set_attention_block(int64_t rows);
+int64_t attention_block();
 
 class CausalLM {
  public:
