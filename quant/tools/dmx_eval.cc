@@ -3,10 +3,10 @@
 //            [--assignment assignment.json] [--backend fake-quant|kernels]
 // DIR may also be a packed-MX checkpoint written by dmx-export (its own formats).
 #include <ATen/Parallel.h>
+#include <dmx/cli.h>
 #include <dmx/quant/memory.h>
 #include <unistd.h>
 
-#include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -54,14 +54,9 @@ int main(int argc, char** argv) {
                  "Linears on dmx::kernels (needs --assignment or a packed checkpoint)")
       ->check(CLI::IsMember({"fake-quant", "kernels"}));
   app.add_flag("--quiet", quiet, "no progress on stderr");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    const int rc = app.exit(e);
-    return e.get_exit_code() == 0 ? rc : 2;
-  }
+  if (const auto rc = dmx::parse_cli(app, "dmx-eval", argc, argv)) return *rc;
 
-  try {
+  return dmx::run_tool("dmx-eval", [&] {
     const auto t0 = std::chrono::steady_clock::now();
     if (!std::filesystem::is_directory(model_dir))
       throw std::runtime_error(model_dir + ": model directory does not exist");
@@ -129,11 +124,5 @@ int main(int argc, char** argv) {
                 static_cast<long long>(r.windows), static_cast<long long>(seqlen));
     if (!out.empty()) dmx::quant::write_file_atomic(out, j.dump(2) + "\n");
     return 0;
-  } catch (const std::exception& e) {
-    std::string msg = e.what();
-    for (char& c : msg)
-      if (c == '\n') c = ' ';
-    std::cerr << "dmx-eval: error: " << msg << "\n";
-    return 1;
-  }
+  });
 }

@@ -19,7 +19,7 @@ using namespace dmx::quant;
 
 namespace {
 
-// The previous attention of CausalLM (before issue 24), in the [B, heads, T, head_dim] layout.
+// The previous attention of CausalLM (before the blocked attention), in the [B, heads, T, head_dim] layout.
 at::Tensor previous_attention(const at::Tensor& q, at::Tensor k, at::Tensor v, int64_t p0,
                               at::ScalarType dtype) {
   const int64_t T = q.size(2), nh = q.size(1), nkv = k.size(1), hd = q.size(3);

@@ -3,14 +3,12 @@
 //   dmx-generate --model HF_DIR --assignment assignment.json --prompt ...   (quantized at load)
 //   dmx-generate --model HF_DIR --backend torch --prompt ...               (LibTorch FP32)
 #include <ATen/Parallel.h>
+#include <dmx/cli.h>
 
-#include <CLI/CLI.hpp>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "dmx/quant/deploy.h"
 #include "dmx/quant/safetensors.h"
@@ -55,26 +53,15 @@ int main(int argc, char** argv) {
   app.add_flag("--ignore-eos", ignore_eos, "do not stop at the config's eos_token_id");
   app.add_option("--out", out, "write tokens, text and timings as JSON here");
   app.add_flag("--quiet", quiet, "no tokens-per-second line on stderr");
-  try {
-    app.parse(argc, argv);
+  if (const auto rc = dmx::parse_cli(app, "dmx-generate", argc, argv)) return *rc;
+  return dmx::run_tool("dmx-generate", [&] {
     if (prompt.empty() && prompt_file.empty())
-      throw CLI::ValidationError("--prompt", "a prompt (--prompt or --prompt-file) is required");
-  } catch (const CLI::ParseError& e) {
-    const int rc = app.exit(e);
-    return e.get_exit_code() == 0 ? rc : 2;
-  }
-  try {
+      throw dmx::UsageError("--prompt: a prompt (--prompt or --prompt-file) is required");
     using namespace dmx::quant;
     if (threads > 0) at::set_num_threads(threads);
     dmx::kernels::KernelConfig kcfg;
     if (threads > 0) kcfg.threads = threads;
-    if (!prompt_file.empty()) {
-      std::ifstream in(prompt_file, std::ios::binary);
-      if (!in) throw std::runtime_error(prompt_file + ": cannot open");
-      std::stringstream ss;
-      ss << in.rdbuf();
-      prompt = ss.str();
-    }
+    if (!prompt_file.empty()) prompt = dmx::read_regular_file(prompt_file, "prompt file");
     if (!std::filesystem::is_directory(model_dir))
       throw std::runtime_error(model_dir + ": model directory does not exist");
     const Tokenizer tok =
@@ -154,12 +141,5 @@ int main(int argc, char** argv) {
       write_file_atomic(out, j.dump(2) + "\n");
     }
     return 0;
-  } catch (const std::exception& e) {
-    std::string msg = e.what();
-    for (char& c : msg)
-      if (c == '\n') c = ' ';
-    std::fflush(stdout);
-    std::cerr << "dmx-generate: error: " << msg << "\n";
-    return 1;
-  }
+  });
 }

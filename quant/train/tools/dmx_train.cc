@@ -6,9 +6,9 @@
 // so a run resumed from a checkpoint takes exactly the steps an uninterrupted run takes (same
 // thread count: BLAS reductions depend on it).
 #include <ATen/Parallel.h>
+#include <dmx/cli.h>
 #include <torch/torch.h>
 
-#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -43,9 +43,7 @@ struct Args {
   bool fresh = false;
 };
 
-struct UsageError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
+using dmx::UsageError;  // exit 2 (dmx/util.h)
 
 // Inputs are regular files only; a corpus may be large (the tokenizer holds it in memory anyway).
 std::string read_file(const std::string& path, const char* what) {
@@ -418,18 +416,6 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   app.add_flag("--fresh", a.fresh, "ignore an existing checkpoint");
   app.add_option("--die-at-step", a.die_at_step, "test hook: SIGKILL this process after that step");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e) == 0 ? 0 : 2;
-  }
-  try {
-    return run(a);
-  } catch (const UsageError& e) {
-    std::fprintf(stderr, "dmx-train: error: %s\n", e.what());
-    return 2;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "dmx-train: error: %s\n", e.what());
-    return 1;
-  }
+  if (const auto rc = dmx::parse_cli(app, "dmx-train", argc, argv)) return *rc;
+  return dmx::run_tool("dmx-train", [&] { return run(a); });
 }

@@ -1,4 +1,4 @@
-// Deploying a searched assignment (issue 16): the per-layer formats of `assignment.json`, the
+// Deploying a searched assignment: the per-layer formats of `assignment.json`, the
 // packed-MX checkpoint (schema `dmx_mx` version 1, see quant/deploy/README.md), and the kernel
 // backend: decoder Linears executed by dmx::kernels on packed weights, activations quantized on
 // the fly to the layer's activation format.
