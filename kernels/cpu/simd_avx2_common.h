@@ -1,11 +1,15 @@
-// AVX2 helpers shared by the simd_avx2*.cc kernels. Include only after
-// `#pragma GCC target("avx2,fma")` (each kernel file sets it): these inline functions are then
-// compiled for AVX2 in that file alone, never emitted into a file built for the baseline ISA.
+// AVX2 helpers shared by the simd_avx2*.cc and simd_avx512.cc kernels. Include only after a
+// `#pragma GCC target` that enables AVX2 and FMA (each kernel file sets it): these inline functions
+// are then compiled for AVX2 in that file alone, never emitted into a file built for the baseline
+// ISA.
 #pragma once
 
 #include <immintrin.h>
 
+// Internal linkage on purpose: files built for different targets must never share one
+// out-of-line copy (the linker could hand an AVX-512-compiled copy to an AVX2-only path).
 namespace dmx::kernels::detail::avx2 {
+namespace {
 
 // Sums of 8 vectors of 8 int32 -> one vector, lane r = sum of v[r].
 inline __m256i reduce8_epi32(const __m256i* v) {
@@ -31,4 +35,5 @@ inline __m256 block_results(__m256d lo, __m256d hi, const double* wfac, double a
   return _mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo));
 }
 
+}  // namespace
 }  // namespace dmx::kernels::detail::avx2

@@ -1,6 +1,6 @@
 // AVX-512 kernels (F/BW/VL): the 512-bit FP64 block-sum tile (integer block sums use the AVX2
-// int8/int16 tiles on this path too). Same
-// target-pragma scheme as simd_avx2.cc; only called when path_available(AVX512).
+// int8/int16 tiles on this path too). Same target-pragma scheme as simd_avx2.cc; only called when
+// path_available(AVX512).
 #include <cstring>
 
 #include "internal.h"
@@ -11,23 +11,11 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 
+#include "simd_avx2_common.h"  // the AVX2 reductions (this file's target includes AVX2)
+
 namespace dmx::kernels::detail {
-namespace {
 
-inline __m256d reduce4_pd(__m256d v0, __m256d v1, __m256d v2, __m256d v3) {
-  const __m256d h01 = _mm256_hadd_pd(v0, v1), h23 = _mm256_hadd_pd(v2, v3);
-  return _mm256_add_pd(_mm256_permute2f128_pd(h01, h23, 0x20),
-                       _mm256_permute2f128_pd(h01, h23, 0x31));
-}
-
-inline __m256 block_results(__m256d lo, __m256d hi, const double* wfac, double afac) {
-  const __m256d fa = _mm256_set1_pd(afac);
-  lo = _mm256_mul_pd(_mm256_mul_pd(lo, _mm256_loadu_pd(wfac)), fa);
-  hi = _mm256_mul_pd(_mm256_mul_pd(hi, _mm256_loadu_pd(wfac + 4)), fa);
-  return _mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo));
-}
-
-}  // namespace
+using namespace avx2;
 
 void double_tile_avx512(const TileArgs& t) {
   const double* Ad = static_cast<const double*>(t.Adec);
