@@ -1,6 +1,7 @@
 // config.json parsing for the Llama and Qwen3 families.
 #include "dmx/quant/config.h"
 
+#include <dmx/json.h>
 #include <dmx/util.h>
 
 #include <cmath>
@@ -151,13 +152,7 @@ ModelConfig parse_config_object(const json& j, const std::string& src);
 }  // namespace
 
 ModelConfig parse_config(const std::string& text, const std::string& src) {
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::exception& e) {
-    std::string msg = e.what();
-    fail(src, "not well-formed JSON (" + msg.substr(msg.find(']') + 2) + ")");
-  }
+  json j = parse_json<ConfigError>(text, src);
   if (!j.is_object()) fail(src, "not a JSON object");
   try {
     return parse_config_object(j, src);

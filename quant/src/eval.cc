@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "dmx/quant/model.h"
+#include "dmx/util.h"
 #include "dmx/quant/tokenizer.h"
 
 namespace dmx::quant {
@@ -50,13 +51,10 @@ PerplexityResult perplexity(const CausalLM& model, const std::vector<int32_t>& t
 
 PerplexityResult perplexity_of_file(const CausalLM& model, const Tokenizer& tokenizer,
                                     const std::string& path, const PerplexityOptions& opt) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error(path + ": cannot open (" + std::strerror(errno) + ")");
-  std::stringstream ss;
-  ss << in.rdbuf();
+  const std::string text = read_regular_file(path, "text file", int64_t(1) << 30);
   std::vector<int32_t> tokens;
   try {
-    tokens = tokenizer.encode(ss.str());
+    tokens = tokenizer.encode(text);
   } catch (const std::exception& e) {
     throw std::runtime_error(path + ": " + e.what());
   }

@@ -1,6 +1,7 @@
 // safetensors: mmap reader with full header validation, sharded index, atomic writer.
 #include "dmx/quant/safetensors.h"
 
+#include <dmx/json.h>
 #include <dmx/util.h>
 
 #include <fcntl.h>
@@ -109,8 +110,7 @@ SafetensorsHeader parse_safetensors(const uint8_t* bytes, size_t size, const std
   try {
     header = json::parse(hbegin, hbegin + header_len, on_event);
   } catch (const json::exception& e) {
-    std::string msg = e.what();
-    fail(source, "header is not well-formed JSON (" + msg.substr(msg.find(']') + 2) + ")");
+    fail(source, "header is not valid JSON (" + json_error_detail(e) + ")");
   }
   if (!header.is_object()) fail(source, "header is not a JSON object");
   if (!duplicate.empty()) fail(source, "header has the key " + json_quoted(duplicate) + " twice");
@@ -276,12 +276,9 @@ Checkpoint::Checkpoint(const std::string& path) {
     const std::string src = index_path.string();
     json index;
     try {
-      index = json::parse(read_regular_file(src, "safetensors index", 64 << 20));
+      index = read_json_file<SafetensorsError>(src, "safetensors index");
     } catch (const InputFileError& e) {
       throw SafetensorsError(e.what());
-    } catch (const json::exception& e) {
-      std::string msg = e.what();
-      fail(src, "not well-formed JSON (" + msg.substr(msg.find(']') + 2) + ")");
     }
     if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object())
       fail(src, "no \"weight_map\" object");

@@ -1,6 +1,8 @@
 // dmx-search's checkpoint.json: writer and strict reader.
 #include "dmx/quant/search_checkpoint.h"
 
+#include <dmx/json.h>
+
 #include <cmath>
 #include <cstring>
 #include <nlohmann/json.hpp>
@@ -25,8 +27,7 @@ SearchCheckpoint parse_search_checkpoint(const std::string& text, const std::str
   try {
     j = json::parse(text);
   } catch (const json::exception& e) {
-    std::string msg = e.what();
-    fail("not a checkpoint (" + msg.substr(msg.find(']') + 2) + ")");
+    fail("not a checkpoint (" + json_error_detail(e) + ")");
   }
   if (!j.is_object()) fail("not a checkpoint (not a JSON object)");
   SearchCheckpoint ck;

@@ -1,6 +1,7 @@
 // Byte-level BPE tokenizer for Hugging Face tokenizer.json files.
 #include "dmx/quant/tokenizer.h"
 
+#include <dmx/json.h>
 #include <dmx/util.h>
 
 #define PCRE2_CODE_UNIT_WIDTH 8
@@ -450,13 +451,7 @@ Tokenizer Tokenizer::from_json(const std::string& text, const std::string& sourc
   auto impl = std::make_unique<Impl>();
   Impl& t = *impl;
   t.source = source;
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::exception& e) {
-    std::string msg = e.what();
-    fail(source, "not well-formed JSON (" + msg.substr(msg.find(']') + 2) + ")");
-  }
+  const json j = parse_json<TokenizerError>(text, source);
   try {
     if (!j.is_object() || !j.contains("model")) fail(source, "no \"model\" section");
     const json& m = j["model"];

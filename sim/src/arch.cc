@@ -8,6 +8,7 @@
 #include <set>
 #include <sstream>
 
+#include "dmx/json.h"
 #include "dmx/sim.h"
 
 #ifndef DMX_RTL_STAGES
@@ -159,12 +160,7 @@ std::string ArchConfig::fingerprint() const {
 }
 
 ArchConfig parse_arch_json(const std::string& text, const std::string& origin) {
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::exception& e) {
-    throw ConfigError(origin + ": not valid JSON: " + e.what());
-  }
+  json j = parse_json<ConfigError>(text, origin);
   check_keys(j, origin, "",
              {"name", "description", "sources", "derivation", "array", "clock_ghz", "sram_kib",
               "dram", "throughput", "throughput_pair", "energy_pj", "static_mw", "dataflow"});
@@ -286,12 +282,7 @@ ArchConfig load_arch(const std::string& path) {
 
 std::string override_arch_key(const std::string& text, const std::string& origin,
                               const std::string& key, const std::string& value) {
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::exception& e) {
-    throw ConfigError(origin + ": not valid JSON: " + e.what());
-  }
+  json j = parse_json<ConfigError>(text, origin);
   json v;
   try {
     v = json::parse(value);

@@ -5,6 +5,7 @@
 #include <set>
 #include <sstream>
 
+#include "dmx/json.h"
 #include "dmx/sim.h"
 
 namespace dmx::sim {
@@ -59,12 +60,7 @@ const char* op_kind_name(OpKind k) {
 }
 
 ModelShape parse_model_json(const std::string& text, const std::string& origin) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::exception& e) {
-    throw ConfigError(origin + ": not valid JSON: " + e.what());
-  }
+  nlohmann::json j = parse_json<ConfigError>(text, origin);
   if (!j.is_object()) throw ConfigError(origin + ": a config.json must be a JSON object");
   if (j.contains("text_config") && !j.contains("hidden_size")) j = j["text_config"];
   if (!j.is_object()) throw ConfigError(origin + ": key 'text_config': must be a JSON object");
@@ -346,12 +342,7 @@ Workload topology_workload(const std::string& text, const std::string& origin) {
 }
 
 FormatAssignment parse_assignment_json(const std::string& text, const std::string& origin) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::exception& e) {
-    throw ConfigError(origin + ": not valid JSON: " + e.what());
-  }
+  nlohmann::json j = parse_json<ConfigError>(text, origin);
   if (!j.is_object() || !j.contains("layers") || !j["layers"].is_array())
     throw ConfigError(origin + ": key 'layers': missing (an assignment.json of dmx-search)");
   FormatAssignment a;

@@ -21,6 +21,7 @@
 #include <thread>
 
 #include "dmx/cli.h"
+#include "dmx/progress.h"
 #include "dmx/sim.h"
 
 extern char** environ;
@@ -83,12 +84,6 @@ ArchConfig load_arch_with(const std::string& file, const std::string& dataflow) 
     a.dataflow = *d;
   }
   return a;
-}
-
-std::string fmt_seconds(double s) {
-  char b[64];
-  std::snprintf(b, sizeof b, "%.1f s", s);
-  return b;
 }
 
 // ---- gemm ---------------------------------------------------------------------------------------
@@ -293,18 +288,17 @@ int run_model_cmd(const ModelArgs& m) {
   for (const std::string& path : {m.out, m.totals, m.json})  // fail before the work, not after
     if (!path.empty() && !fs::is_directory(fs::absolute(path).parent_path()))
       throw UsageError(path + ": its directory does not exist");
-  const auto t0 = std::chrono::steady_clock::now();
   std::vector<CostRow> rows;
   TileCache cache;
-  for (const Workload& w : wl.list) {
+  dmx::ProgressLine progress("dmx-sim model", "workload", m.quiet, 0.0);
+  for (size_t i = 0; i < wl.list.size(); ++i) {
+    const Workload& w = wl.list[i];
     auto part = cost_workload(w, a, opt, &cache);
     rows.insert(rows.end(), part.begin(), part.end());
-    if (!m.quiet)
-      std::cerr << "dmx-sim model: " << w.phase.name() << " batch " << w.phase.batch << " done, "
-                << rows.size() << " rows, " << cache.simulations() << " tile windows simulated, "
-                << fmt_seconds(
-                       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count())
-                << "\n";
+    progress.update(int64_t(i + 1), int64_t(wl.list.size()),
+                    std::string(w.phase.name()) + " batch " + std::to_string(w.phase.batch) + ": " +
+                        std::to_string(rows.size()) + " rows, " +
+                        std::to_string(cache.simulations()) + " tile windows simulated");
   }
   const auto totals = cost_totals(rows, opt.assignment == nullptr);
   const ModelShape* model = wl.model ? &*wl.model : nullptr;

@@ -169,7 +169,7 @@ TEST(Config, ClearErrors) {
   std::string yarn = kLlama32_1B;
   yarn.replace(yarn.find("\"rope_type\": \"llama3\""), 21, "\"rope_type\": \"yarn\"");
   EXPECT_NE(error_of(yarn).find("\"yarn\" is not supported"), std::string::npos);
-  EXPECT_NE(error_of("{\"architectures\": ").find("not well-formed JSON"), std::string::npos);
+  EXPECT_NE(error_of("{\"architectures\": ").find("not valid JSON"), std::string::npos);
   EXPECT_NE(error_of("{}").find("missing key \"architectures\""), std::string::npos);
   std::string str_hidden = kSmolLM2_135M;
   str_hidden.replace(str_hidden.find("\"hidden_size\": 576"), 18, "\"hidden_size\": \"576\"");

@@ -224,7 +224,7 @@ TEST(HostileConfig, OutOfRangeAndMistypedValuesGetOneLine) {
   for (auto [key, value, want] : std::vector<std::tuple<std::string, std::string, std::string>>{
            {"num_hidden_layers", "1e9", "\"num_hidden_layers\" must be an integer in [0, 4096]"},
            {"hidden_size", "1e30", "\"hidden_size\" must be an integer"},
-           {"hidden_size", "1e400", "cfg.json: not well-formed JSON"},
+           {"hidden_size", "1e400", "cfg.json: not valid JSON"},
            {"hidden_size", "18446744073709551615", "\"hidden_size\" must be an integer"},
            {"vocab_size", "-5", "\"vocab_size\" must be an integer"},
            {"model_type", "5", "cfg.json: unexpected structure"},

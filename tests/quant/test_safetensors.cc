@@ -137,7 +137,7 @@ TEST(Safetensors, RejectsMalformedFilesWithOneLineNamedErrors) {
       {"abc", "too short"},
       {too_long, "exceeds the file size"},
       {h("[1,2]"), "does not start with a JSON object"},
-      {h("{\"a\":"), "not well-formed JSON"},
+      {h("{\"a\":"), "not valid JSON"},
       {h(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})"),
        "twice"},
       {h(R"({"a":{"dtype":"Q8","shape":[1],"data_offsets":[0,4]}})"), "unknown dtype"},
@@ -235,7 +235,7 @@ TEST(Safetensors, ShardedCheckpointThroughIndex) {
     Checkpoint bad(d.string());
     FAIL();
   } catch (const SafetensorsError& e) {
-    EXPECT_NE(std::string(e.what()).find("model.safetensors.index.json: not well-formed JSON"),
+    EXPECT_NE(std::string(e.what()).find("model.safetensors.index.json: not valid JSON"),
               std::string::npos)
         << e.what();
   }

@@ -14,6 +14,7 @@
 #include <set>
 #include <sstream>
 
+#include "dmx/json.h"
 #include "dmx/quant/mx.h"
 
 namespace dmx::quant {
@@ -21,14 +22,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error(path + ": cannot open (" + std::strerror(errno) + ")");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 std::string shape_str(const std::vector<int64_t>& s) {
   std::string out = "[";
@@ -103,12 +96,7 @@ json quantization_config(const FormatAssignment& a) {
 // ---- Assignments -------------------------------------------------------------------------------
 FormatAssignment parse_assignment(const std::string& text, const std::string& source,
                                   const ModelConfig& cfg) {
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::exception& e) {
-    throw std::runtime_error(source + ": invalid JSON (" + e.what() + ")");
-  }
+  const json j = parse_json<std::runtime_error>(text, source);
   if (!j.is_object() || !j.contains("layers") || !j["layers"].is_array())
     throw std::runtime_error(source + ": no \"layers\" array (not an assignment.json)");
   const std::vector<std::string> names = decoder_linear_names(cfg);
@@ -137,7 +125,7 @@ FormatAssignment parse_assignment(const std::string& text, const std::string& so
 }
 
 FormatAssignment load_assignment(const std::string& path, const ModelConfig& cfg) {
-  return parse_assignment(read_text(path), path, cfg);
+  return parse_assignment(read_regular_file(path, "assignment", 64 << 20), path, cfg);
 }
 
 FormatAssignment uniform_assignment(const ModelConfig& cfg, MxFormat weight, MxFormat act) {
@@ -241,7 +229,7 @@ ExportStats export_packed(const std::string& src_dir, const FormatAssignment& a,
                      {"format_version", std::to_string(kPackedFormatVersion)}});
   json cj = json::parse(config_to_json(cfg));
   cj["quantization_config"] = quantization_config(a);
-  write_file_atomic((tmp / "config.json").string(), cj.dump(2) + "\n");
+  write_json_atomic((tmp / "config.json").string(), cj);
   const std::string tok = !opt.tokenizer_path.empty()
                               ? opt.tokenizer_path
                               : (fs::path(src_dir) / "tokenizer.json").string();
@@ -266,7 +254,7 @@ bool is_packed_checkpoint(const std::string& dir) {
   const fs::path p = fs::path(dir) / "config.json";
   if (!fs::is_regular_file(p)) return false;
   try {
-    const json j = json::parse(read_text(p.string()));
+    const json j = read_json_file(p.string(), "model config");
     return j.is_object() && j.contains("quantization_config") &&
            j["quantization_config"].is_object() &&
            j["quantization_config"].value("quant_method", std::string()) == kPackedQuantMethod;
@@ -281,10 +269,8 @@ PackedCheckpoint load_packed(const std::string& dir) {
   ck.dir = dir;
   json j;
   try {
-    j = json::parse(read_text(cpath));
-  } catch (const json::exception& e) {
-    throw ModelError(cpath + ": invalid JSON (" + e.what() + ")");
-  } catch (const std::runtime_error& e) {
+    j = read_json_file<ModelError>(cpath, "model config");
+  } catch (const InputFileError& e) {
     throw ModelError(e.what());
   }
   try {

@@ -2,7 +2,6 @@
 //   dmx-generate --model PACKED_DIR --prompt "text" [--max-new-tokens 64] [--temperature 0]
 //   dmx-generate --model HF_DIR --assignment assignment.json --prompt ...   (quantized at load)
 //   dmx-generate --model HF_DIR --backend torch --prompt ...               (LibTorch FP32)
-#include <ATen/Parallel.h>
 #include <dmx/cli.h>
 
 #include <cstdio>
@@ -10,8 +9,11 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "dmx/json.h"
+#include "dmx/quant/config.h"
 #include "dmx/quant/deploy.h"
 #include "dmx/quant/safetensors.h"
+#include "dmx/quant/threads.h"
 #include "dmx/quant/tokenizer.h"
 
 int main(int argc, char** argv) {
@@ -58,9 +60,6 @@ int main(int argc, char** argv) {
     if (prompt.empty() && prompt_file.empty())
       throw dmx::UsageError("--prompt: a prompt (--prompt or --prompt-file) is required");
     using namespace dmx::quant;
-    if (threads > 0) at::set_num_threads(threads);
-    dmx::kernels::KernelConfig kcfg;
-    if (threads > 0) kcfg.threads = threads;
     if (!prompt_file.empty()) prompt = dmx::read_regular_file(prompt_file, "prompt file");
     if (!std::filesystem::is_directory(model_dir))
       throw std::runtime_error(model_dir + ": model directory does not exist");
@@ -76,6 +75,13 @@ int main(int argc, char** argv) {
                                  std::to_string(max_prompt_tokens));
       ids.resize(static_cast<size_t>(max_prompt_tokens));
     }
+    // The suite's one thread policy (dmx/quant/threads.h) for LibTorch and OpenBLAS, sized by the
+    // prefill. --threads N gives the MX kernels' pool N as well; by default that pool keeps its
+    // own default (all cores: its row-split GEMVs are memory-bound and gain from every core).
+    const ThreadChoice thread_choice = configure_threads(
+        threads, thread_work_size(int64_t(ids.size()), load_config(model_dir).hidden_size));
+    dmx::kernels::KernelConfig kcfg;
+    if (threads > 0) kcfg.threads = thread_choice.threads;
     const Backend backend = *parse_backend(backend_name);
     const CausalLM model = load_for_backend(model_dir, assignment, backend, at::kFloat, kcfg);
     for (int32_t t : ids)
@@ -116,9 +122,10 @@ int main(int argc, char** argv) {
     const double rss_mib = static_cast<double>(peak_rss_bytes()) / (1 << 20);
     if (!quiet)
       std::fprintf(stderr,
-                   "dmx-generate: backend %s: prefill %lld tokens in %.3f s (%.1f tokens/s), "
+                   "dmx-generate: backend %s, %s: prefill %lld tokens in %.3f s (%.1f tokens/s), "
                    "decode %zu tokens in %.3f s (%.2f tokens/s), peak RSS %.0f MiB\n",
-                   backend_name.c_str(), static_cast<long long>(r.prompt_tokens), r.prefill_seconds,
+                   backend_name.c_str(), thread_choice.describe().c_str(),
+                   static_cast<long long>(r.prompt_tokens), r.prefill_seconds,
                    r.prefill_tokens_per_s(), r.tokens.size() > 0 ? r.tokens.size() - 1 : 0,
                    r.decode_seconds, r.decode_tokens_per_s(), rss_mib);
     if (!out.empty()) {
@@ -136,9 +143,9 @@ int main(int argc, char** argv) {
                           {"decode_seconds", r.decode_seconds},
                           {"prefill_tokens_per_s", r.prefill_tokens_per_s()},
                           {"decode_tokens_per_s", r.decode_tokens_per_s()},
-                          {"threads", threads},
+                          {"threads", thread_choice.threads},
                           {"peak_rss_bytes", peak_rss_bytes()}};
-      write_file_atomic(out, j.dump(2) + "\n");
+      dmx::write_json_atomic(out, j);
     }
     return 0;
   });

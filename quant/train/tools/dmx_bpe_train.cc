@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <iostream>
 
+#include "dmx/progress.h"
 #include "dmx/quant/safetensors.h"  // write_file_atomic
 #include "dmx/train/bpe.h"
 
@@ -41,16 +42,8 @@ int main(int argc, char** argv) {
     if (!quiet)
       std::fprintf(stderr, "dmx-bpe-train: %lld bytes, %zu distinct pre-tokens\n",
                    static_cast<long long>(bytes), counter.counts().size());
-    int64_t last_pct = -1;
-    if (!quiet)
-      opt.progress = [&](int64_t done, int64_t wanted) {
-        const int64_t pct = wanted ? done * 100 / wanted : 100;
-        if (pct / 10 != last_pct / 10) {
-          std::fprintf(stderr, "dmx-bpe-train: %lld / %lld merges\n", static_cast<long long>(done),
-                       static_cast<long long>(wanted));
-          last_pct = pct;
-        }
-      };
+    dmx::ProgressLine progress("dmx-bpe-train", "merges", quiet);
+    opt.progress = [&](int64_t done, int64_t wanted) { progress.update(done, wanted); };
     const dmx::train::BpeModel model = dmx::train::train_bpe(counter.counts(), opt);
     if (static_cast<int64_t>(model.vocab.size()) < opt.vocab_size)
       std::fprintf(

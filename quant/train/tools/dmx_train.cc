@@ -18,6 +18,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "dmx/json.h"
 #include "dmx/quant/config.h"
 #include "dmx/quant/eval.h"
 #include "dmx/quant/memory.h"
@@ -342,7 +343,7 @@ int run(const Args& a) {
     std::fprintf(stderr, "dmx-train: %s perplexity %.4f (%lld windows of %lld)\n", key.c_str(),
                  r.perplexity, static_cast<long long>(r.windows), static_cast<long long>(a.seq));
   }
-  dmx::quant::write_file_atomic(a.out + "/train_summary.json", summary.dump(2) + "\n");
+  dmx::write_json_atomic(a.out + "/train_summary.json", summary);
   std::fprintf(stderr, "dmx-train: wrote %s (%.0f s of training)\n", a.out.c_str(), train_s);
   return 0;
 }

@@ -182,7 +182,7 @@ TEST(DeployAssignment, RejectsBadFilesWithOneLineMessages) {
   twice["layers"][1]["layer"] = good["layers"][0]["layer"];
   badfmt["layers"][2]["act_format"] = "E9M9";
   noact["layers"][4].erase("act_format");
-  const std::vector<Bad> bad = {{"{", "invalid JSON"},
+  const std::vector<Bad> bad = {{"{", "not valid JSON"},
                                 {"{\"x\": 1}", "no \"layers\" array"},
                                 {missing.dump(), "no formats for decoder Linear"},
                                 {unknown.dump(), "is not a decoder Linear"},
@@ -439,7 +439,7 @@ TEST(DeployLoad, RejectsMalformedCheckpointsNamingTheProblem) {
   {
     fs::create_directories(d / "badjson");
     std::ofstream(d / "badjson" / "config.json") << "{ not json";
-    cases.push_back({(d / "badjson").string(), "invalid JSON"});
+    cases.push_back({(d / "badjson").string(), "not valid JSON"});
     fs::create_directories(d / "trunc");
     std::ofstream(d / "trunc" / "config.json") << cfg.dump();
     std::ofstream(d / "trunc" / "model.safetensors", std::ios::binary)
