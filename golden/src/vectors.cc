@@ -1,11 +1,10 @@
 // The conformance vector files' reader: strict tokens, counts and ranges, one error per line.
 #include "dmx/vectors.h"
 
-#include <sys/stat.h>
-
 #include <charconv>
-#include <fstream>
 #include <sstream>
+
+#include "dmx/util.h"
 
 namespace dmx {
 namespace {
@@ -149,16 +148,13 @@ VectorFile parse_vector_file(const std::string& text, const std::string& origin)
 }
 
 VectorFile load_vector_file(const std::string& path) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) throw VectorFileError(path + ": cannot open the vector file");
-  if (!S_ISREG(st.st_mode)) throw VectorFileError(path + ": the vector file is not a regular file");
-  if (st.st_size > (int64_t(64) << 20))
-    throw VectorFileError(path + ": the vector file is larger than 64 MiB");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw VectorFileError(path + ": cannot open the vector file");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return parse_vector_file(ss.str(), path);
+  std::string text;
+  try {
+    text = read_regular_file(path, "vector file", int64_t(64) << 20);
+  } catch (const InputFileError& e) {
+    throw VectorFileError(e.what());
+  }
+  return parse_vector_file(text, path);
 }
 
 }  // namespace dmx
