@@ -50,8 +50,8 @@ if [ "$build_ok" = false ]; then
   step "nvcc build of dmx-bench-cuda"
   mkdir -p "$BUILD/bin"
   if "$NVCC" -O3 -std=c++17 -arch=sm_"$ARCH" -Xcompiler=-fno-fast-math,-ffp-contract=off \
-      -Igolden/include -Ikernels/include -Ikernels/cuda golden/src/*.cc \
-      kernels/cuda/kernels_cuda.cu kernels/cuda/bench_cuda.cc -lcublas \
+      -Igolden/include -Iutil/include -Ikernels/include -Ikernels/cuda golden/src/*.cc \
+      util/src/*.cc kernels/cuda/*.cu kernels/cuda/bench_cuda.cc -lcublas \
       -o "$BUILD/bin/dmx-bench-cuda" >>"$LOG" 2>&1; then
     build_mode=nvcc
     build_ok=true
