@@ -1,5 +1,6 @@
 // dMX CUDA fast BF16 x MX GEMV/GEMM: BF16 activations against packed MX weights, CUDA cores for
-// M <= 8 and mma.sync BF16 tensor cores above (FP32 accumulation, within the error bound of README.md).
+// M <= 8 and mma.sync BF16 tensor cores above (FP32 accumulation, within the error bound of
+// README.md).
 #include "cuda_common.cuh"
 
 namespace dmx::cuda {
