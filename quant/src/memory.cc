@@ -30,6 +30,8 @@ int64_t estimate_pass_bytes(const ModelConfig& c, int64_t batch, int64_t seqlen,
   const double B = double(batch), T = double(seqlen), f = 4.0;
   const double heads = double(c.num_attention_heads);
   const double params = double(parameter_count(c));
+  const double hid = double(c.hidden_size), inter = double(c.intermediate_size);
+  const double qd = double(c.q_dim()), kvd = double(c.kv_dim());
   // Attention runs kAttentionBlockRows queries at a time against the keys up to the block's end:
   // a forward holds one block's scores ([B, heads, rows, T]); autograd keeps every block's, the
   // causal part of [B, heads, T, T] (about T (T + rows) / 2 per head).
@@ -37,12 +39,28 @@ int64_t estimate_pass_bytes(const ModelConfig& c, int64_t batch, int64_t seqlen,
   const double scores = B * heads * rows * T * f;
   const double kept_scores = B * heads * T * std::min(T, (T + rows) / 2) * f;
   const double logits = B * T * double(c.vocab_size) * f;
-  const double hidden =
-      B * T * double(c.hidden_size + c.q_dim() + 2 * c.kv_dim() + 3 * c.intermediate_size) *
-      f;  // one layer's activations
+  const double hidden = B * T * (hid + qd + 2 * kvd + 3 * inter) * f;  // one layer's activations
   double bytes = params * f + 3 * scores + 3 * logits + 2 * hidden;
-  if (pass != Pass::Forward)  // every layer's activations and scores kept for autograd
-    bytes += double(c.num_hidden_layers) * (hidden + 2 * kept_scores);
+  if (pass == Pass::Forward) return bytes > 9e18 ? int64_t(9e18) : int64_t(bytes);
+  // Autograd keeps every layer's activations and attention probabilities.
+  bytes += double(c.num_hidden_layers) * (hidden + 2 * kept_scores);
+  if (pass == Pass::Backward) {
+    // dmx-search's fake quantization (mx_fake_quant_continuous) is differentiable in the format
+    // offset, so autograd keeps, per element it quantizes: the element exponent minus the offset's
+    // mantissa width (maximum's input), 2^frac and 2^floor of the step (pow2_smooth's product),
+    // the step, the rounded value and two where-masks (bytes): 6.5 floats. Per decoder Linear
+    // that is its weight (once per step) and its input (per token: q, k and v quantize the same
+    // input three times), plus the quantized input the matrix product keeps and the unquantized
+    // input the division keeps alive (counted once per distinct input: 4 per layer).
+    constexpr double kSavedPerQuantizedElement = 6.5;
+    const double linear_inputs = 3 * hid + qd + 2 * hid + inter;  // q k v, o, gate up, down
+    const double distinct_inputs = hid + qd + hid + inter;
+    const double decoder_weights = hid * (qd + 2 * kvd) + qd * hid + 3 * hid * inter;
+    bytes += double(c.num_hidden_layers) *
+             (kSavedPerQuantizedElement * decoder_weights +
+              B * T * ((kSavedPerQuantizedElement + 1) * linear_inputs + distinct_inputs)) *
+             f;
+  }
   if (pass == Pass::Train) bytes += 3 * params * f;  // weight gradients and two Adam moments
   return bytes > 9e18 ? int64_t(9e18) : int64_t(bytes);
 }

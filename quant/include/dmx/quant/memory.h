@@ -27,7 +27,8 @@ constexpr int64_t kAttentionBlockRows = 256;
 // Peak bytes of a pass over `batch` windows of `seqlen` tokens in FP32: the weights, the attention
 // scores and probabilities of one query block ([B, heads, rows, T], a few copies), the logits and
 // their log-softmax ([B, T, vocab]), and what `pass` keeps besides (for autograd: every layer's
-// activations and the causal part of its [B, heads, T, T] probabilities).
+// activations and the causal part of its [B, heads, T, T] probabilities; for dmx-search's
+// Backward pass also what its differentiable fake quantization keeps per quantized element).
 int64_t estimate_pass_bytes(const ModelConfig& c, int64_t batch, int64_t seqlen, Pass pass);
 
 // Throws std::runtime_error naming `what` and both figures when the estimate exceeds the machine.
