@@ -11,6 +11,8 @@
 #include <limits>
 #include <mutex>
 
+#include "dmx/quant/rotate.h"
+
 namespace dmx::quant {
 namespace {
 
@@ -315,7 +317,9 @@ at::Tensor CausalLM::hidden_impl(const at::Tensor& ids_in, KVCache* cache) const
         causal_attention(q, k, v, p0, dtype_).permute({0, 2, 1, 3, 4}).reshape({B, T, nh * hd});
     h = h + L.lin[O]->forward(attn);
     x = rms_norm(h, L.post_norm, eps);
-    h = h + L.lin[DOWN]->forward(at::silu(L.lin[GATE]->forward(x)) * L.lin[UP]->forward(x));
+    at::Tensor u = at::silu(L.lin[GATE]->forward(x)) * L.lin[UP]->forward(x);
+    if (down_hadamard_) u = down_hadamard_->apply(u);  // rotate_hadamard's online transform
+    h = h + L.lin[DOWN]->forward(u);
   }
   if (cache) cache->length = p0 + T;
   return rms_norm(h, final_norm_, eps);
@@ -391,6 +395,8 @@ void CausalLM::set_requires_grad(bool requires_grad) {
 }
 
 void CausalLM::save(const std::string& dir, at::ScalarType dtype) const {
+  if (rotation_seed_)
+    throw ModelError("save: a Hadamard-rotated model cannot be saved as a Hugging Face checkpoint");
   DType file_dtype;
   std::string torch_dtype;
   switch (dtype) {

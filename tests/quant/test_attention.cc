@@ -128,8 +128,9 @@ TEST(Attention, BlockedMatchesPreviousImplementationAndDoubleLoops) {
           ASSERT_EQ(got.sizes(), in.q4.sizes());
           const at::Tensor old = previous_attention(in.q4, in.k, in.v, p0, at::kFloat);
           EXPECT_LT(max_abs_diff(got, old), 2e-6);
-          if (T <= 129 || block == 64)  // the double loops are slow; cover every length once
+          if (T <= 129 || block == 64) {  // the double loops are slow; cover every length once
             EXPECT_LT(max_abs_diff(got, double_attention(in.q4, in.k, in.v, p0)), 2e-6);
+          }
         }
 }
 

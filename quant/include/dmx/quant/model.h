@@ -12,6 +12,7 @@
 #include <array>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -47,6 +48,8 @@ class Linear {
   std::string name_;
 };
 using LinearPtr = std::shared_ptr<Linear>;
+
+class HadamardTransform;  // dmx/quant/rotate.h
 
 // safetensors view -> tensor (copied out of the mapping). BF16/F16/F32/F64 and the integer types
 // keep their dtype; F8_E4M3/F8_E5M2/F8_E8M0/F6/F4 and unsigned 16/32/64 come back as raw uint8
@@ -116,12 +119,23 @@ class CausalLM {
   LinearPtr linear(const std::string& name) const;
   void set_linear(const std::string& name, LinearPtr layer);
 
+  // Folds a randomized Hadamard rotation of the residual stream into the weights (every norm's
+  // scale folded into the Linears that read it, the norms left at 1, the embedding and lm_head
+  // untied) and adds an online Hadamard transform before each down_proj (its weight folded to
+  // match), as QuaRot does. The FP32 function is unchanged up to rounding; MX quantization then
+  // sees rotated weights and activations. Needs plain Linears (rotate before wrapping) and
+  // hidden and intermediate sizes with a Hadamard construction (rotate.h); ModelError otherwise.
+  void rotate_hadamard(uint64_t seed);
+  // The seed of rotate_hadamard, or nullopt for an unrotated model.
+  std::optional<uint64_t> rotation_seed() const { return rotation_seed_; }
+
   // The checkpoint tensors by HF name (embeddings, norms, each Linear's current weight/bias,
   // lm_head.weight when untied).
   std::vector<std::pair<std::string, at::Tensor>> named_parameters() const;
   void set_requires_grad(bool requires_grad);
   // Writes config.json and model.safetensors into `dir` (created if needed), tensors in `dtype`
-  // (kBFloat16, kHalf or kFloat); each file written to a temporary and renamed.
+  // (kBFloat16, kHalf or kFloat); each file written to a temporary and renamed. A rotated model
+  // is refused (its online transform has no place in a Hugging Face checkpoint).
   void save(const std::string& dir, at::ScalarType dtype = at::kBFloat16) const;
 
  private:
@@ -139,6 +153,8 @@ class CausalLM {
   std::vector<std::string> linear_names_;
   std::map<std::string, std::pair<size_t, size_t>> linear_index_;  // name -> (layer, slot)
   at::Tensor inv_freq_;                                            // [head_dim / 2] FP32
+  std::shared_ptr<const HadamardTransform> down_hadamard_;         // before down_proj, when rotated
+  std::optional<uint64_t> rotation_seed_;
 };
 
 }  // namespace dmx::quant
