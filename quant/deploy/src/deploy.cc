@@ -124,6 +124,17 @@ FormatAssignment parse_assignment(const std::string& text, const std::string& so
   return a;
 }
 
+std::optional<uint64_t> assignment_rotation(const std::string& text, const std::string& source) {
+  const json j = parse_json<std::runtime_error>(text, source);
+  if (!j.is_object() || !j.contains("rotation") || j["rotation"].is_null()) return std::nullopt;
+  const json& r = j["rotation"];
+  if (!r.is_object() || r.value("kind", json()) != "hadamard" || !r.contains("seed") ||
+      !r["seed"].is_number_unsigned())
+    throw std::runtime_error(source +
+                             ": \"rotation\" must be {\"kind\": \"hadamard\", \"seed\": N}");
+  return r["seed"].get<uint64_t>();
+}
+
 FormatAssignment load_assignment(const std::string& path, const ModelConfig& cfg) {
   return parse_assignment(read_regular_file(path, "assignment", 64 << 20), path, cfg);
 }
@@ -479,6 +490,13 @@ CausalLM load_for_backend(const std::string& dir, const std::string& assignment,
   CausalLM m = CausalLM::load(dir, dtype);
   if (assignment.empty()) return m;
   const FormatAssignment a = load_assignment(assignment, m.config());
+  const std::optional<uint64_t> rotation =
+      assignment_rotation(read_regular_file(assignment, "assignment", 64 << 20), assignment);
+  if (rotation && backend != Backend::FakeQuant)
+    throw ModelError(assignment +
+                     ": searched on a Hadamard-rotated model, which only the fake-quant backend "
+                     "runs (its online transform has no packed form yet)");
+  if (rotation) m.rotate_hadamard(*rotation);
   if (backend == Backend::FakeQuant)
     apply_fake_quant(m, a);
   else

@@ -42,6 +42,11 @@ int main(int argc, char** argv) {
     FormatAssignment a;
     if (!assignment.empty()) {
       a = load_assignment(assignment, cfg);
+      if (assignment_rotation(dmx::read_regular_file(assignment, "assignment"), assignment))
+        throw dmx::UsageError(assignment +
+                              ": searched on a Hadamard-rotated model; a packed checkpoint has no "
+                              "place for the rotation's online transform yet (evaluate it with "
+                              "dmx-eval --backend fake-quant)");
     } else {
       auto w = dmx::parse_format(format);
       auto x = dmx::parse_format(act_format.empty() ? format : act_format);

@@ -398,6 +398,7 @@ std::string search_fingerprint(const CausalLM& model, const at::Tensor& windows,
   if (o.theta_max > 0) j["theta_max"] = o.theta_max;
   j["cost"] = {cm.kind, cm.unit, cm.total_low(), cm.total_high()};
   j["layers"] = model.linear_names().size();
+  if (model.rotation_seed()) j["rotation"] = *model.rotation_seed();
   j["windows"] = {windows.size(0), windows.size(1), windows.sum().item<int64_t>()};
   return j.dump();
 }

@@ -4,6 +4,7 @@
 #include <dmx/cli.h>
 #include <dmx/quant/eval.h>
 #include <dmx/quant/memory.h>
+#include <dmx/quant/rotate.h>
 #include <dmx/quant/search.h>
 #include <dmx/quant/threads.h>
 #include <dmx/quant/tokenizer.h>
@@ -48,6 +49,8 @@ struct Settings {
   double budget_tolerance = 0.02;
   double theta_max = 0.0;
   std::string loss = "ce";
+  std::string rotate = "none";  // none | hadamard (CausalLM::rotate_hadamard)
+  uint64_t rotate_seed = 0;
   // sweep
   std::vector<std::string> budgets;
   std::vector<std::string> methods{"dmx", "kl", "uniform"};
@@ -153,6 +156,11 @@ void load_context(Context& c) {
   // Fail on an impossible window or output before the model is loaded and any work is done.
   {
     const ModelConfig cfg = load_config(s.model_dir);
+    if (s.rotate == "hadamard")
+      for (int64_t n : {cfg.hidden_size, cfg.intermediate_size})
+        if (!HadamardTransform::supported(n))
+          throw UsageError("--rotate hadamard: " + s.model_dir + ": size " + std::to_string(n) +
+                           " has no Hadamard construction (2^k times 1 or a Paley order)");
     check_pass_fits(cfg, s.batch, s.seqlen, Pass::Backward,
                     "a dMX step on " + s.model_dir + " (--batch x --seqlen)");
     check_pass_fits(cfg, 8, s.seqlen, Pass::Forward, "perplexity on " + s.model_dir);
@@ -168,6 +176,7 @@ void load_context(Context& c) {
   }
   std::cerr << "dmx-search: loading " << s.model_dir << "; " << c.threads.describe() << "\n";
   c.model = std::make_unique<CausalLM>(CausalLM::load(s.model_dir));
+  if (s.rotate == "hadamard") c.model->rotate_hadamard(s.rotate_seed);
   const Tokenizer tok = Tokenizer::load(s.tokenizer.empty() ? s.model_dir : s.tokenizer);
   c.calib_tokens = tokenize_file(tok, s.data);
   c.eval_tokens = s.eval_data == s.data ? c.calib_tokens : tokenize_file(tok, s.eval_data);
@@ -185,54 +194,63 @@ void load_context(Context& c) {
                                true);
 }
 
-json assignment_json(const Assignment& a, const CostModel& cm) {
+// {"kind": "hadamard", "seed": N} for a rotated model (deploy's assignment_rotation reads it).
+json rotation_json(const CausalLM& m) {
+  if (!m.rotation_seed()) return nullptr;
+  return {{"kind", "hadamard"}, {"seed", *m.rotation_seed()}};
+}
+
+json assignment_json(const Assignment& a, const CostModel& cm, const CausalLM& m) {
   json layers = json::array();
   for (const auto& l : a.layers)
     layers.push_back({{"layer", l.name},
                       {"weight_format", format_name(l.wfmt)},
                       {"act_format", format_name(l.afmt)},
                       {"cost", l.cost}});
-  return {{"layers", layers},
-          {"total_cost", a.total_cost},
-          {"cost_unit", cm.unit},
-          {"avg_bits", a.avg_bits},
-          {"avg_bits_weighted", a.avg_bits_weighted}};
+  return {{"layers", layers},           {"rotation", rotation_json(m)},
+          {"total_cost", a.total_cost}, {"cost_unit", cm.unit},
+          {"avg_bits", a.avg_bits},     {"avg_bits_weighted", a.avg_bits_weighted}};
 }
 
 // The settings that shape a sweep point's result; a finished point is reused only when they match.
 json run_settings(const Settings& s) {
-  return {{"model", s.model_dir},
-          {"data", s.data},
-          {"eval_data", s.eval_data},
-          {"tokenizer", s.tokenizer},
-          {"cost_model", s.cost_model},
-          {"weighted", s.weighted},
-          {"arch", s.arch},
-          {"metric", s.metric},
-          {"tokens", s.tokens},
-          {"phase", s.phase},
-          {"generate", s.generate},
-          {"context", s.context},
-          {"sim_batch", s.sim_batch},
-          {"space", s.space},
-          {"rungs", s.rungs},
-          {"untied", s.untied},
-          {"steps", s.steps},
-          {"lr", s.lr},
-          {"momentum", s.momentum},
-          {"lambda", s.lambda},
-          {"batch", s.batch},
-          {"loss", s.loss},
-          {"theta_max", s.theta_max},
-          {"budget_projection", s.budget_projection},
-          {"budget_tolerance", s.budget_tolerance},
-          {"seqlen", s.seqlen},
-          {"calib_windows", s.calib_windows},
-          {"eval_windows", s.eval_windows},
-          {"kl_windows", s.kl_windows},
-          {"seed", s.seed},
-          {"quantize_embed", s.quant_embed},
-          {"quantize_lm_head", s.quant_head}};
+  json j = {{"model", s.model_dir},
+            {"data", s.data},
+            {"eval_data", s.eval_data},
+            {"tokenizer", s.tokenizer},
+            {"cost_model", s.cost_model},
+            {"weighted", s.weighted},
+            {"arch", s.arch},
+            {"metric", s.metric},
+            {"tokens", s.tokens},
+            {"phase", s.phase},
+            {"generate", s.generate},
+            {"context", s.context},
+            {"sim_batch", s.sim_batch},
+            {"space", s.space},
+            {"rungs", s.rungs},
+            {"untied", s.untied},
+            {"steps", s.steps},
+            {"lr", s.lr},
+            {"momentum", s.momentum},
+            {"lambda", s.lambda},
+            {"batch", s.batch},
+            {"loss", s.loss},
+            {"theta_max", s.theta_max},
+            {"budget_projection", s.budget_projection},
+            {"budget_tolerance", s.budget_tolerance},
+            {"seqlen", s.seqlen},
+            {"calib_windows", s.calib_windows},
+            {"eval_windows", s.eval_windows},
+            {"kl_windows", s.kl_windows},
+            {"seed", s.seed},
+            {"quantize_embed", s.quant_embed},
+            {"quantize_lm_head", s.quant_head}};
+  if (s.rotate != "none") {  // absent when unrotated, so points of earlier sweeps still match
+    j["rotate"] = s.rotate;
+    j["rotate_seed"] = s.rotate_seed;
+  }
+  return j;
 }
 
 // One method at one budget: returns the metrics (and writes them + the assignment under `dir`).
@@ -378,8 +396,9 @@ json run_one(Context& c, const std::string& method, const std::string& budget_te
   m["model"] = s.model_dir;
   m["seed"] = s.seed;
   m["wall_seconds"] = wall;
+  m["rotation"] = rotation_json(*c.model);
   m["settings"] = run_settings(s);
-  write_file_atomic(dir + "/assignment.json", assignment_json(a, cm).dump(2) + "\n");
+  write_file_atomic(dir + "/assignment.json", assignment_json(a, cm, *c.model).dump(2) + "\n");
   write_file_atomic(dir + "/metrics.json", m.dump(2) + "\n");
   std::fprintf(
       stderr,
@@ -568,6 +587,13 @@ void add_common(CLI::App& app, Settings& s) {
   app.add_option("--checkpoint-every", s.checkpoint_every, "steps between checkpoints")
       ->capture_default_str();
   app.add_flag("--fresh", s.fresh, "ignore (delete) an existing checkpoint");
+  app.add_option("--rotate", s.rotate,
+                 "rotate the model before quantizing: hadamard (a randomized Hadamard of the "
+                 "residual stream folded into the weights, online Hadamard before down_proj)")
+      ->check(CLI::IsMember({"none", "hadamard"}))
+      ->capture_default_str();
+  app.add_option("--rotate-seed", s.rotate_seed, "--rotate hadamard: seed of the random signs")
+      ->capture_default_str();
   app.add_option("--quantize-embed", s.quant_embed, "also quantize the embedding table (format)");
   app.add_option("--quantize-lm-head", s.quant_head, "also quantize the lm_head weight (format)");
   app.add_option("--stop-after", s.stop_after, "stop after N steps as if killed (resume testing)");

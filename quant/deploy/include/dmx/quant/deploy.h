@@ -36,6 +36,11 @@ using FormatAssignment = std::map<std::string, ModuleFormats>;
 FormatAssignment parse_assignment(const std::string& json_text, const std::string& source,
                                   const ModelConfig& cfg);
 FormatAssignment load_assignment(const std::string& path, const ModelConfig& cfg);
+// The rotation an assignment was searched under: its "rotation" key, {"kind": "hadamard",
+// "seed": N} (dmx-search --rotate hadamard), or nullopt when absent or null. The formats apply to
+// the model rotated with that seed (CausalLM::rotate_hadamard) only.
+std::optional<uint64_t> assignment_rotation(const std::string& json_text,
+                                            const std::string& source);
 FormatAssignment uniform_assignment(const ModelConfig& cfg, MxFormat weight, MxFormat act);
 // Mean of (weight bits + activation bits) / 2 over the layers (dmx-search's avg_bits).
 double assignment_avg_bits(const FormatAssignment& a);
