@@ -16,6 +16,7 @@ sweeps=(
   "qwen3-tiny-variants --model models/qwen3-tiny --budgets 5.5 --methods dmx dmx3 dmx-untied kl uniform"
   "llama-tiny-bits-kd --model models/llama-tiny --budgets 4.5 5.5 6.5 --methods dmx dmx-untied kl uniform --loss kd"
   "qwen3-tiny-bits-kd --model models/qwen3-tiny --budgets 4.5 5.5 6.5 --methods dmx dmx-untied kl uniform --loss kd"
+  "llama-tiny-bits-kd-hadamard --model models/llama-tiny --budgets 4.5 5.5 6.5 --methods dmx kl uniform --loss kd --rotate hadamard --rotate-seed 0"
 )
 run() {
   local name=$1
