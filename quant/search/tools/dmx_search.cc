@@ -36,6 +36,7 @@ struct Settings {
   std::string method = "dmx", format = "mxfp4", act_format, budget;
   std::string cost_model = "bits", arch, metric = "cycles", space = "em";
   bool weighted = false, untied = false, fresh = false;
+  std::string baselines = "on";  // FP32 / uniform perplexities in every metrics.json
   int rungs = 2, steps = 400, threads = 0, checkpoint_every = 10;
   double lr = 1.5, momentum = 0.99, lambda = 5.0;
   int64_t batch = 1, seqlen = 128, calib_windows = 32, eval_windows = 0, kl_windows = 4;
@@ -73,6 +74,7 @@ struct Context {
   std::unique_ptr<sim::ArchConfig> arch;
   std::map<int, CostModel> cost_models;  // by rungs
   std::optional<std::vector<double>> kl_sens;
+  std::optional<json> baselines;  // baseline_perplexities, once per invocation
   FormatSpace space = FormatSpace::EM;
   SimMetric metric = SimMetric::Cycles;
   ThreadChoice threads;
@@ -253,6 +255,37 @@ json run_settings(const Settings& s) {
   return j;
 }
 
+PerplexityOptions eval_options(const Settings& s) {
+  PerplexityOptions po;
+  po.seqlen = s.seqlen;
+  po.max_windows = s.eval_windows;
+  po.batch = 4;
+  return po;
+}
+
+// What a search result is compared with, on the same evaluation windows: FP32 and every uniform
+// MX format (MXFP4 E2M1, MXFP6 E3M2 and E2M3, MXFP8 E4M3 and E5M2, MXINT8), weights and
+// activations alike. Computed once per invocation (a sweep shares it); leaves the Linears wrapped
+// with no formats, as run_one expects to set them.
+json baseline_perplexities(Context& c) {
+  if (c.baselines) return *c.baselines;
+  std::vector<MxLinearPtr> lins = wrap_decoder_linears(*c.model);
+  const PerplexityOptions po = eval_options(c.s);
+  json b = json::object();
+  for (const auto& l : lins) l->set_fixed(std::nullopt, std::nullopt);
+  b["fp32"] = perplexity(*c.model, c.eval_tokens, po).perplexity;
+  for (MxFormat f : {MxFormat::E2M1, MxFormat::E3M2, MxFormat::E2M3, MxFormat::E4M3, MxFormat::E5M2,
+                     MxFormat::INT8}) {
+    for (const auto& l : lins) l->set_fixed(f, f);
+    b[std::string("uniform_") + format_name(f)] =
+        perplexity(*c.model, c.eval_tokens, po).perplexity;
+  }
+  for (const auto& l : lins) l->set_fixed(std::nullopt, std::nullopt);
+  std::cerr << "dmx-search: baselines: " << b.dump() << "\n";
+  c.baselines = b;
+  return b;
+}
+
 // One method at one budget: returns the metrics (and writes them + the assignment under `dir`).
 json run_one(Context& c, const std::string& method, const std::string& budget_text,
              const std::string& dir, const std::string& uniform_fmt = "") {
@@ -278,6 +311,7 @@ json run_one(Context& c, const std::string& method, const std::string& budget_te
   }
   fs::create_directories(dir);
   json m;
+  if (s.baselines == "on") m["baselines"] = baseline_perplexities(c);
   Assignment a;
   if (base == "uniform") {
     const MxFormat w = need_format(uniform_fmt.empty() ? s.format : uniform_fmt, "--format");
@@ -355,11 +389,7 @@ json run_one(Context& c, const std::string& method, const std::string& budget_te
     m["theta_act"] = r.theta_a;
   }
   // Perplexity with exactly the discrete formats.
-  PerplexityOptions po;
-  po.seqlen = s.seqlen;
-  po.max_windows = s.eval_windows;
-  po.batch = 4;
-  const PerplexityResult pr = perplexity(*c.model, c.eval_tokens, po);
+  const PerplexityResult pr = perplexity(*c.model, c.eval_tokens, eval_options(s));
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   m["method"] = method;
   if (base == "uniform") m["format"] = format_name(a.layers.front().wfmt);
@@ -463,11 +493,7 @@ int run_sweep(Context& c) {
   // Unquantized reference.
   {
     for (auto& l : wrap_decoder_linears(*c.model)) l->set_fixed(std::nullopt, std::nullopt);
-    PerplexityOptions po;
-    po.seqlen = s.seqlen;
-    po.max_windows = s.eval_windows;
-    po.batch = 4;
-    const double ppl = perplexity(*c.model, c.eval_tokens, po).perplexity;
+    const double ppl = perplexity(*c.model, c.eval_tokens, eval_options(s)).perplexity;
     json m = {{"method", "fp32"},
               {"perplexity", ppl},
               {"achieved_bits", 32.0},
@@ -523,6 +549,13 @@ int run_sweep(Context& c) {
          << " : 1/0):4 " << (method == "uniform" ? "with points pt 7 ps 1.2" : "with linespoints")
          << " title '" << method << "'";
     }
+    // The uniform points named by their format, the FP32 model as a dashed line.
+    if (std::find(s.methods.begin(), s.methods.end(), "uniform") != s.methods.end())
+      gp << ", '" << s.out << "/sweep.csv' using (strcol(1) eq 'uniform' ? $" << xi
+         << " : 1/0):4:2 with labels offset 0,0.8 notitle";
+    for (const auto& m : rows)
+      if (m.value("method", "") == "fp32")
+        gp << ", " << num(m["perplexity"]) << " with lines dt 2 lc rgb 'black' title 'FP32'";
     gp << "\n";
     const std::string script = s.out + "/pareto.gp";
     write_file_atomic(script, gp.str());
@@ -587,6 +620,11 @@ void add_common(CLI::App& app, Settings& s) {
   app.add_option("--checkpoint-every", s.checkpoint_every, "steps between checkpoints")
       ->capture_default_str();
   app.add_flag("--fresh", s.fresh, "ignore (delete) an existing checkpoint");
+  app.add_option("--baselines", s.baselines,
+                 "FP32 and uniform-format perplexities on the same windows in metrics.json "
+                 "(on | off: six extra evaluations per invocation)")
+      ->check(CLI::IsMember({"on", "off"}))
+      ->capture_default_str();
   app.add_option("--rotate", s.rotate,
                  "rotate the model before quantizing: hadamard (a randomized Hadamard of the "
                  "residual stream folded into the weights, online Hadamard before down_proj)")

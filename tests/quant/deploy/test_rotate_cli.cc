@@ -1,6 +1,7 @@
-// dmx-search --rotate hadamard end to end: the assignment records the rotation, dmx-eval applies
-// it on the fake-quant backend (the same perplexity as rotating and fake-quantizing in process,
-// and not the unrotated one), and the paths that cannot run a rotated model refuse it by name.
+// dmx-search --rotate hadamard end to end: the assignment records the rotation, metrics.json the
+// baselines, dmx-eval applies the rotation on the fake-quant backend (the same perplexity as
+// rotating and fake-quantizing in process, and not the unrotated one), and the paths that cannot
+// run a rotated model refuse it by name.
 #include <ATen/ATen.h>
 #include <dmx/quant/deploy.h>
 #include <dmx/quant/eval.h>
@@ -52,6 +53,16 @@ TEST(RotateCli, SearchRecordsTheRotationAndEvalAppliesIt) {
   const json a = json::parse(slurp(d / "rot" / "assignment.json"));
   EXPECT_EQ(a.at("rotation"), (json{{"kind", "hadamard"}, {"seed", 3}}));
   const std::string assignment = (d / "rot" / "assignment.json").string();
+  // metrics.json carries the baselines on the same windows: its own uniform E2M1 point (run
+  // through the assignment path) equals the E2M1 baseline (the fixed-format path) exactly.
+  const json met = json::parse(slurp(d / "rot" / "metrics.json"));
+  const json& base = met.at("baselines");
+  EXPECT_EQ(base.at("uniform_E2M1"), met.at("perplexity"));
+  for (const char* k :
+       {"fp32", "uniform_E3M2", "uniform_E2M3", "uniform_E4M3", "uniform_E5M2", "uniform_INT8"})
+    EXPECT_TRUE(base.contains(k)) << k;
+  EXPECT_LT(base.at("fp32").get<double>(), base.at("uniform_E2M1").get<double>());
+  EXPECT_LT(base.at("uniform_E4M3").get<double>(), base.at("uniform_E2M1").get<double>());
 
   // dmx-eval on the fake-quant backend against the same computation in process.
   const std::string js = (d / "eval.json").string();
@@ -69,6 +80,13 @@ TEST(RotateCli, SearchRecordsTheRotationAndEvalAppliesIt) {
   const Tokenizer tok = Tokenizer::load(model);
   const double want = perplexity_of_file(m, tok, data, po).mean_nll;
   EXPECT_NEAR(eval_nll, want, 1e-6);
+  // The FP32 baseline of the rotated model is the unrotated model's perplexity (same function).
+  {
+    PerplexityOptions fo = po;
+    fo.max_windows = 4;
+    const double fp32 = perplexity_of_file(CausalLM::load(model), tok, data, fo).perplexity;
+    EXPECT_NEAR(base.at("fp32").get<double>(), fp32, 1e-4 * fp32);
+  }
   CausalLM plain = CausalLM::load(model);
   apply_fake_quant(plain,
                    uniform_assignment(plain.config(), dmx::MxFormat::E2M1, dmx::MxFormat::E2M1));
