@@ -540,7 +540,8 @@ int run_sweep(Context& c) {
        << "'\n"
        << "set ylabel 'perplexity'\nset title 'dMX Pareto: "
        << fs::path(s.model_dir).filename().string()
-       << (sim ? " on " + fs::path(s.arch).stem().string() : std::string(" (bits)")) << "'\nplot ";
+       << (sim ? " on " + fs::path(s.arch).stem().string() : std::string(" (bits)"))
+       << (s.rotate != "none" ? ", rotated (" + s.rotate + ")" : std::string()) << "'\nplot ";
     bool first = true;
     for (const auto& method : s.methods) {
       if (!first) gp << ", ";

@@ -1,0 +1,9 @@
+set terminal svg size 800,520 dynamic noenhanced background rgb 'white'
+set output 'reports/dmx/llama-tiny-bits-kd-hadamard/pareto.svg.tmp'
+set datafile separator ','
+set key outside right
+set grid
+set xlabel 'achieved bits'
+set ylabel 'perplexity'
+set title 'dMX Pareto: llama-tiny (bits), rotated (hadamard)'
+plot 'reports/dmx/llama-tiny-bits-kd-hadamard/sweep.csv' using (strcol(1) eq 'dmx' ? $5 : 1/0):4 with linespoints title 'dmx', 'reports/dmx/llama-tiny-bits-kd-hadamard/sweep.csv' using (strcol(1) eq 'kl' ? $5 : 1/0):4 with linespoints title 'kl', 'reports/dmx/llama-tiny-bits-kd-hadamard/sweep.csv' using (strcol(1) eq 'uniform' ? $5 : 1/0):4 with points pt 7 ps 1.2 title 'uniform', 'reports/dmx/llama-tiny-bits-kd-hadamard/sweep.csv' using (strcol(1) eq 'uniform' ? $5 : 1/0):4:2 with labels offset 0,0.8 notitle, 35.60968859 with lines dt 2 lc rgb 'black' title 'FP32'
