@@ -19,6 +19,9 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #endif
+#ifdef DMX_DIST_GLOG
+#include <glog/logging.h>
+#endif
 
 namespace dmx::dist {
 
@@ -183,6 +186,12 @@ std::unique_ptr<Group> Group::join(const Launch& l, const std::string& tool,
                    ": this build has no distributed engine (LibTorch's c10d; configure with "
                    "DMX_WITH_TORCH=ON)");
 #else
+#ifdef DMX_DIST_GLOG
+  // c10d logs each failed connect and closed socket through glog (several lines, before the
+  // tool's own error); the errors reach the user as DistError's one line instead. GLOG_minloglevel
+  // in the environment still wins.
+  if (!std::getenv("GLOG_minloglevel")) FLAGS_minloglevel = google::GLOG_FATAL;
+#endif
   const std::string where = l.master_addr + ":" + std::to_string(l.master_port);
   const std::string me = g->who();
   Impl& im = *g->impl_;
@@ -243,7 +252,17 @@ std::unique_ptr<Group> Group::join(const Launch& l, const std::string& tool,
                     first_differing_line(fingerprint, their_fp);
       }
       im.store->set("dmx/verdict", bytes(verdict.empty() ? "ok " + ws : verdict));
-      if (!verdict.empty()) throw DistError(me + ": " + verdict);
+      if (!verdict.empty()) {
+        // Keep the store up until the ranks that joined have read the verdict (at most 5 s), so
+        // that they report it instead of a closed connection.
+        const int joined = l.world_size - 1 - static_cast<int>(missing.size());
+        const auto until = std::chrono::steady_clock::now() +
+                           std::min(im.timeout, std::chrono::milliseconds(5000));
+        while (im.store->add("dmx/verdict_read", 0) < joined &&
+               std::chrono::steady_clock::now() < until)
+          std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        throw DistError(me + ": " + verdict);
+      }
     } else {
       try {
         im.store->wait({"dmx/verdict"}, im.timeout);
@@ -252,6 +271,7 @@ std::unique_ptr<Group> Group::join(const Launch& l, const std::string& tool,
                         std::to_string(int(l.timeout_s)) + " s (" + one_line(e) + ")");
       }
       verdict = text(im.store->get("dmx/verdict"));
+      im.store->add("dmx/verdict_read", 1);
       if (verdict.rfind("ok ", 0) != 0) throw DistError(me + ": " + verdict);
       if (verdict != "ok " + ws)
         throw DistError(me + ": started with WORLD_SIZE=" + ws +
@@ -287,7 +307,7 @@ std::unique_ptr<Group> Group::join(const Launch& l, const std::string& tool,
   } catch (const DistError&) {                                                              \
     throw;                                                                                  \
   } catch (const std::exception& e) {                                                       \
-    throw DistError(tool_ + " " + who() + ": " + what +                                     \
+    throw DistError(who() + ": " + what +                                     \
                     " failed: another rank exited or did not answer within the timeout (" + \
                     one_line(e) + ")");                                                     \
   }
