@@ -1,29 +1,26 @@
-// dMX dist: the launch variables, the rendezvous and the collectives on LibTorch's c10d (see
-// dmx/dist.h). Built with DMX_DIST_C10D where LibTorch is found; without it only world size 1 runs.
+// dMX dist: the launch variables and the group; the rendezvous and the collectives are in the
+// c10d module (backend.h, c10d_backend.cc), loaded on the first join of more than one process.
 #include "dmx/dist.h"
 
+#include <dlfcn.h>
 #include <dmx/util.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <cerrno>
 #include <chrono>
 #include <climits>
 #include <cstdlib>
+#include <filesystem>
 #include <sstream>
 #include <thread>
 
-#ifdef DMX_DIST_C10D
-#include <ATen/ATen.h>
-
-#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
-#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
-#include <torch/csrc/distributed/c10d/TCPStore.hpp>
-#endif
-#ifdef DMX_DIST_GLOG
-#include <glog/logging.h>
-#endif
+#include "backend.h"
 
 namespace dmx::dist {
+
+namespace fs = std::filesystem;
+constexpr const char* kModuleName = "libdmx_dist_c10d.so";
 
 namespace {
 
@@ -42,14 +39,6 @@ std::optional<std::string> env(const char* name) {
   const char* v = std::getenv(name);
   if (!v) return std::nullopt;
   return std::string(v);
-}
-
-std::string one_line(const std::exception& e) {
-#ifdef DMX_DIST_C10D
-  if (const auto* ce = dynamic_cast<const c10::Error*>(&e))
-    return first_line(ce->what_without_backtrace());
-#endif
-  return first_line(e.what());
 }
 
 }  // namespace
@@ -134,15 +123,9 @@ int local_world_size() {
 
 // ---- the group
 // -----------------------------------------------------------------------------------
-#ifdef DMX_DIST_C10D
 struct Group::Impl {
-  c10::intrusive_ptr<c10d::TCPStore> store;
-  c10::intrusive_ptr<c10d::ProcessGroupGloo> pg;  // destroyed before the store
-  std::chrono::milliseconds timeout{0};
+  std::unique_ptr<Backend> backend;
 };
-#else
-struct Group::Impl {};
-#endif
 
 Group::Group(Launch l) : launch_(std::move(l)) {}
 Group::~Group() = default;
@@ -151,28 +134,38 @@ std::string Group::who() const {
   return "rank " + std::to_string(rank()) + " of " + std::to_string(size());
 }
 
-#ifdef DMX_DIST_C10D
 namespace {
-bool is_loopback(const std::string& a) {
-  return a == "localhost" || a == "::1" || a.rfind("127.", 0) == 0;
-}
-
-// The first line of `b` that differs from `a` ("" when equal), for the rendezvous' error.
-std::string first_differing_line(const std::string& a, const std::string& b) {
-  std::istringstream sa(a), sb(b);
-  std::string la, lb;
-  while (true) {
-    const bool ga = bool(std::getline(sa, la)), gb = bool(std::getline(sb, lb));
-    if (!ga && !gb) return "";
-    if (!ga || !gb || la != lb) {
-      std::string s = gb ? lb : "(nothing)";
-      if (s.size() > 120) s = s.substr(0, 117) + "...";
-      return s;
+// The c10d module: next to the executable's build tree (bin/../lib), else where CMake built it.
+CreateBackend load_backend() {
+  static CreateBackend create = nullptr;
+  if (create) return create;
+  std::vector<std::string> tried;
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  std::vector<std::string> paths;
+  if (const char* p = std::getenv("DMX_DIST_MODULE")) paths.push_back(p);
+  if (!ec) paths.push_back((exe.parent_path().parent_path() / "lib" / kModuleName).string());
+#ifdef DMX_DIST_MODULE_PATH
+  paths.push_back(DMX_DIST_MODULE_PATH);
+#endif
+  std::string why;
+  for (const auto& path : paths) {
+    if (!fs::exists(path)) continue;
+    void* h = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+      const char* e = dlerror();
+      why = path + ": " + (e ? e : "dlopen failed");
+      continue;
     }
+    create = reinterpret_cast<CreateBackend>(dlsym(h, kCreateBackendSymbol));
+    if (create) return create;
+    why = path + ": no " + kCreateBackendSymbol;
   }
+  throw DistError("cannot load the distributed engine (" +
+                  (why.empty() ? std::string(kModuleName) + " not found next to the tool" : why) +
+                  ")");
 }
 }  // namespace
-#endif
 
 std::unique_ptr<Group> Group::join(const Launch& l, const std::string& tool,
                                    const std::string& fingerprint) {
@@ -180,194 +173,56 @@ std::unique_ptr<Group> Group::join(const Launch& l, const std::string& tool,
   g->tool_ = tool;
   g->impl_ = std::make_unique<Impl>();
   if (!l.distributed()) return g;
-#ifndef DMX_DIST_C10D
+#ifndef DMX_DIST_MODULE_PATH
   (void)fingerprint;
   throw UsageError("WORLD_SIZE=" + std::to_string(l.world_size) +
-                   ": this build has no distributed engine (LibTorch's c10d; configure with "
-                   "DMX_WITH_TORCH=ON)");
+                   ": this build has no distributed engine (LibTorch's c10d and the Gloo headers, "
+                   "libgloo-dev, are needed; configure with DMX_WITH_TORCH=ON)");
 #else
-#ifdef DMX_DIST_GLOG
-  // c10d logs each failed connect and closed socket through glog (several lines, before the
-  // tool's own error); the errors reach the user as DistError's one line instead. GLOG_minloglevel
-  // in the environment still wins.
-  if (!std::getenv("GLOG_minloglevel")) FLAGS_minloglevel = google::GLOG_FATAL;
-#endif
-  const std::string where = l.master_addr + ":" + std::to_string(l.master_port);
-  const std::string me = g->who();
-  Impl& im = *g->impl_;
-  im.timeout = std::chrono::milliseconds(static_cast<int64_t>(l.timeout_s * 1000));
-  c10d::TCPStoreOptions so;
-  so.port = static_cast<uint16_t>(l.master_port);
-  so.isServer = l.rank == 0;
-  so.numWorkers = l.world_size;
-  so.waitWorkers = false;  // the check-in below waits, with errors naming the missing ranks
-  so.timeout = im.timeout;
-  try {
-    im.store = c10::make_intrusive<c10d::TCPStore>(l.master_addr, so);
-  } catch (const std::exception& e) {
-    if (l.rank == 0)
-      throw DistError(me + ": cannot host the rendezvous at MASTER_ADDR:MASTER_PORT " + where +
-                      " (" + one_line(e) + ")");
-    throw DistError(me + ": cannot reach the master (rank 0) at MASTER_ADDR:MASTER_PORT " + where +
-                    " within " + std::to_string(int(l.timeout_s)) + " s (" + one_line(e) + ")");
-  }
-  auto bytes = [](const std::string& s) { return std::vector<uint8_t>(s.begin(), s.end()); };
-  auto text = [](const std::vector<uint8_t>& v) { return std::string(v.begin(), v.end()); };
-  const std::string ws = std::to_string(l.world_size);
-  try {
-    const int64_t claims = im.store->add("dmx/claim/" + std::to_string(l.rank), 1);
-    if (claims > 1)
-      throw DistError(me + ": RANK=" + std::to_string(l.rank) +
-                      " is already taken by another process of this group (master " + where + ")");
-    im.store->set("dmx/join/" + std::to_string(l.rank), bytes(ws + "\n" + fingerprint));
-    std::string verdict;
-    if (l.rank == 0) {
-      const auto deadline = std::chrono::steady_clock::now() + im.timeout;
-      std::vector<int> missing;
-      while (true) {
-        missing.clear();
-        for (int r = 1; r < l.world_size; ++r)
-          if (!im.store->check({"dmx/join/" + std::to_string(r)})) missing.push_back(r);
-        if (missing.empty() || std::chrono::steady_clock::now() > deadline) break;
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
-      }
-      if (!missing.empty()) {
-        std::string list;
-        for (int r : missing) list += (list.empty() ? "" : ",") + std::to_string(r);
-        verdict = "rank(s) " + list + " did not join within " + std::to_string(int(l.timeout_s)) +
-                  " s (WORLD_SIZE=" + ws + ", master " + where + ")";
-      }
-      for (int r = 1; r < l.world_size && verdict.empty(); ++r) {
-        const std::string info = text(im.store->get("dmx/join/" + std::to_string(r)));
-        const std::string theirs = info.substr(0, info.find('\n'));
-        const std::string their_fp =
-            info.find('\n') == std::string::npos ? "" : info.substr(info.find('\n') + 1);
-        if (theirs != ws)
-          verdict = "rank " + std::to_string(r) + " was started with WORLD_SIZE=" + theirs +
-                    ", rank 0 with WORLD_SIZE=" + ws;
-        else if (their_fp != fingerprint)
-          verdict = "rank " + std::to_string(r) +
-                    " runs with other options than rank 0 (every rank needs the same command); "
-                    "first difference: " +
-                    first_differing_line(fingerprint, their_fp);
-      }
-      im.store->set("dmx/verdict", bytes(verdict.empty() ? "ok " + ws : verdict));
-      if (!verdict.empty()) {
-        // Keep the store up until the ranks that joined have read the verdict (at most 5 s), so
-        // that they report it instead of a closed connection.
-        const int joined = l.world_size - 1 - static_cast<int>(missing.size());
-        const auto until = std::chrono::steady_clock::now() +
-                           std::min(im.timeout, std::chrono::milliseconds(5000));
-        while (im.store->add("dmx/verdict_read", 0) < joined &&
-               std::chrono::steady_clock::now() < until)
-          std::this_thread::sleep_for(std::chrono::milliseconds(10));
-        throw DistError(me + ": " + verdict);
-      }
-    } else {
-      try {
-        im.store->wait({"dmx/verdict"}, im.timeout);
-      } catch (const std::exception& e) {
-        throw DistError(me + ": rank 0 did not complete the rendezvous at " + where + " within " +
-                        std::to_string(int(l.timeout_s)) + " s (" + one_line(e) + ")");
-      }
-      verdict = text(im.store->get("dmx/verdict"));
-      im.store->add("dmx/verdict_read", 1);
-      if (verdict.rfind("ok ", 0) != 0) throw DistError(me + ": " + verdict);
-      if (verdict != "ok " + ws)
-        throw DistError(me + ": started with WORLD_SIZE=" + ws +
-                        ", rank 0 with WORLD_SIZE=" + verdict.substr(3));
-    }
-  } catch (const DistError&) {
-    throw;
-  } catch (const std::exception& e) {
-    throw DistError(me + ": rendezvous at " + where + " failed (" + one_line(e) + ")");
-  }
-  try {
-    auto opts = c10d::ProcessGroupGloo::Options::create(im.timeout);
-    if (auto ifname = env("GLOO_SOCKET_IFNAME"))
-      opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(*ifname));
-    else if (is_loopback(l.master_addr))
-      opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
-    else
-      opts->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
-    opts->threads = 1;
-    auto prefixed = c10::make_intrusive<c10d::PrefixStore>("gloo", im.store);
-    im.pg = c10::make_intrusive<c10d::ProcessGroupGloo>(prefixed, l.rank, l.world_size, opts);
-  } catch (const std::exception& e) {
-    throw DistError(me + ": cannot connect the Gloo process group (" + one_line(e) + ")");
-  }
+  const CreateBackend create = load_backend();
+  std::string error;
+  Backend* b = create(l, fingerprint, &error);
+  if (!b) throw DistError(error);
+  g->impl_->backend.reset(b);
   return g;
 #endif
 }
 
-#ifdef DMX_DIST_C10D
-#define DMX_DIST_TRY(what, ...)                                                             \
-  try {                                                                                     \
-    __VA_ARGS__;                                                                            \
-  } catch (const DistError&) {                                                              \
-    throw;                                                                                  \
-  } catch (const std::exception& e) {                                                       \
-    throw DistError(who() + ": " + what +                                     \
-                    " failed: another rank exited or did not answer within the timeout (" + \
-                    one_line(e) + ")");                                                     \
+// Runs one backend call; its failure becomes one line naming this rank and the operation.
+template <class F>
+auto Group::call(const std::string& what, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const std::exception& e) {
+    throw DistError(who() + ": " + what +
+                    " failed: another rank exited or did not answer within the timeout (" +
+                    first_line(e.what()) + ")");
   }
-#endif
+}
 
 void Group::allreduce_sum(std::vector<double>& v) {
   if (size() == 1 || v.empty()) return;
-#ifdef DMX_DIST_C10D
-  DMX_DIST_TRY("allreduce", {
-    std::vector<at::Tensor> t{at::from_blob(v.data(), {int64_t(v.size())}, at::kDouble)};
-    impl_->pg->allreduce(t)->wait(impl_->timeout);
-  });
-#endif
+  call("allreduce", [&] { impl_->backend->allreduce_sum(v); });
 }
 
 void Group::barrier() {
   if (size() == 1) return;
-#ifdef DMX_DIST_C10D
-  DMX_DIST_TRY("barrier", impl_->pg->barrier()->wait(impl_->timeout));
-#endif
+  call("barrier", [&] { impl_->backend->barrier(); });
 }
 
 void Group::put(const std::string& key, const std::string& value) {
   if (size() == 1) throw std::logic_error("dist::Group::put on a single-process group");
-#ifdef DMX_DIST_C10D
-  DMX_DIST_TRY("store write of " + key,
-               impl_->store->set("u/" + key, std::vector<uint8_t>(value.begin(), value.end())));
-#endif
+  call("store write of " + key, [&] { impl_->backend->set(key, value); });
 }
 
 std::optional<std::string> Group::try_get(const std::string& key) {
   if (size() == 1) throw std::logic_error("dist::Group::try_get on a single-process group");
-#ifdef DMX_DIST_C10D
-  std::optional<std::string> out;
-  DMX_DIST_TRY("store read of " + key, {
-    if (impl_->store->check({"u/" + key})) {
-      const auto v = impl_->store->get("u/" + key);
-      out = std::string(v.begin(), v.end());
-    }
-  });
-  return out;
-#else
-  return std::nullopt;
-#endif
+  return call("store read of " + key, [&] { return impl_->backend->try_get(key); });
 }
 
 std::string Group::get(const std::string& key, const std::string& what) {
   if (size() == 1) throw std::logic_error("dist::Group::get on a single-process group");
-#ifdef DMX_DIST_C10D
-  std::string out;
-  DMX_DIST_TRY("waiting for " + what, {
-    impl_->store->wait({"u/" + key}, impl_->timeout);
-    const auto v = impl_->store->get("u/" + key);
-    out.assign(v.begin(), v.end());
-  });
-  return out;
-#else
-  (void)what;
-  return "";
-#endif
+  return call("waiting for " + what, [&] { return impl_->backend->get(key); });
 }
 
 void Group::broadcast(std::string& bytes, int from) {

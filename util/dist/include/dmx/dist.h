@@ -98,6 +98,8 @@ class Group {
 
  private:
   explicit Group(Launch l);
+  template <class F>
+  auto call(const std::string& what, F&& f) -> decltype(f());
   struct Impl;
   Launch launch_;
   std::unique_ptr<Impl> impl_;
