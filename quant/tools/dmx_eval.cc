@@ -119,6 +119,7 @@ int main(int argc, char** argv) {
                      static_cast<long long>(done), static_cast<long long>(total), s,
                      tty && done < total ? "" : "\n");
       };
+    group->barrier();  // the ranks start evaluating together (their loading times differ)
     dmx::quant::PerplexityResult r = dmx::quant::perplexity_of_file(model, tok, data, opt);
     nlohmann::json j = {{"model", model_dir},
                         {"architecture", model.config().architecture_name},

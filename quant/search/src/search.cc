@@ -536,6 +536,7 @@ DmxResult dmx_search(CausalLM& model, const at::Tensor& calib_windows, const Cos
   };
 
   int ran = 0;
+  if (group) group->barrier();  // steps/s counts from a common start (loading times differ)
   auto tl = std::chrono::steady_clock::now();
   for (int step = start; step < opt.steps; ++step) {
     const double tp = temperature_at(opt, step);

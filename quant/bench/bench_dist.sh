@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Scaling of the distributed tools on this machine, 1 thread per process, the 1-rank and 2-rank
+# runs of each tool in this one invocation (alternating, REPS times):
+#   dmx-search (dMX on models/llama-tiny, global batch 8 x 128 tokens): steps/s of the search loop
+#   dmx-eval   (llama-tiny, 128-token windows of data/wiki.test.raw): tokens/s of the evaluation
+# Prints the command, commit, CPU and load average first, then one line per run and the ratios.
+# It waits (up to WAIT seconds, default 600) for the 1-minute load to fall below MAX_LOAD (0.6)
+# before measuring, and reports the load it started at either way.
+#   quant/bench/bench_dist.sh [BUILD_DIR]     env: REPS (2), STEPS (20), WINDOWS (240), WAIT, MAX_LOAD
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+BUILD=${1:-build}
+BIN=$BUILD/bin
+REPS=${REPS:-2}
+STEPS=${STEPS:-20}
+WINDOWS=${WINDOWS:-240}
+WAIT=${WAIT:-600}
+MAX_LOAD=${MAX_LOAD:-0.6}
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+
+load1() { cut -d' ' -f1 /proc/loadavg; }
+waited=0
+while awk -v l="$(load1)" -v m="$MAX_LOAD" 'BEGIN { exit !(l >= m) }' && [ $waited -lt "$WAIT" ]; do
+  sleep 10
+  waited=$((waited + 10))
+done
+echo "command: $0 $* (REPS=$REPS STEPS=$STEPS WINDOWS=$WINDOWS)"
+echo "commit: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . 2>/dev/null || echo ' (with uncommitted changes)')"
+echo "cpu: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores"
+echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (waited ${waited} s for < $MAX_LOAD)"
+echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+
+SEARCH=("$BIN/dmx-search" --model models/llama-tiny --data data/wiki.valid.raw --method dmx
+  --budget 5.5 --lr 20 --steps "$STEPS" --batch 8 --seqlen 128 --calib-windows 64 --eval-windows 4
+  --threads 1 --seed 0)
+EVAL=("$BIN/dmx-eval" --model models/llama-tiny --data data/wiki.test.raw --seqlen 128
+  --max-windows "$WINDOWS" --threads 1 --quiet)
+echo "search: ${SEARCH[*]} --out DIR   (2 ranks: scripts/dmx-launch.sh -n 2 -- ...)"
+echo "eval:   ${EVAL[*]} --out FILE"
+
+value() { python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
+s1=() s2=() e1=() e2=()
+for rep in $(seq "$REPS"); do
+  for n in 1 2; do
+    rm -rf "$T/s"
+    scripts/dmx-launch.sh -n $n -- "${SEARCH[@]}" --out "$T/s" 2>"$T/log" || { tail -3 "$T/log"; exit 1; }
+    v=$(value "$T/s/metrics.json" steps_per_s)
+    echo "search rep $rep ranks $n: $v steps/s (load $(load1))"
+    if [ $n -eq 1 ]; then s1+=("$v"); else s2+=("$v"); fi
+    scripts/dmx-launch.sh -n $n -- "${EVAL[@]}" --out "$T/e.json" >/dev/null 2>"$T/log" || { tail -3 "$T/log"; exit 1; }
+    v=$(value "$T/e.json" tokens_per_second)
+    echo "eval   rep $rep ranks $n: $v tokens/s (load $(load1))"
+    if [ $n -eq 1 ]; then e1+=("$v"); else e2+=("$v"); fi
+  done
+done
+python3 - "${s1[*]}" "${s2[*]}" "${e1[*]}" "${e2[*]}" <<'EOF'
+import sys, statistics as st
+s1, s2, e1, e2 = ([float(x) for x in a.split()] for a in sys.argv[1:5])
+print(f"dmx-search 2 ranks / 1 rank: {st.median(s2) / st.median(s1):.3f}x steps/s "
+      f"(medians {st.median(s1):.4g} / {st.median(s2):.4g}; per rep: "
+      + ", ".join(f"{b / a:.3f}" for a, b in zip(s1, s2)) + ")")
+print(f"dmx-eval   2 ranks / 1 rank: {st.median(e2) / st.median(e1):.3f}x tokens/s "
+      f"(medians {st.median(e1):.5g} / {st.median(e2):.5g}; per rep: "
+      + ", ".join(f"{b / a:.3f}" for a, b in zip(e1, e2)) + ")")
+EOF
+echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
