@@ -4,8 +4,10 @@
 #   dmx-search (dMX on models/llama-tiny, global batch 8 x 128 tokens): steps/s of the search loop
 #   dmx-eval   (llama-tiny, 128-token windows of data/wiki.test.raw): tokens/s of the evaluation
 # Prints the command, commit, CPU and load average first, then one line per run and the ratios.
-# It waits (up to WAIT seconds, default 600) for the 1-minute load to fall below MAX_LOAD (0.6)
-# before measuring, and reports the load it started at either way.
+# It waits (up to WAIT seconds in all, default 600) for the 1-minute load to fall below MAX_LOAD
+# (0.6) before measuring, and before every run for the other processes to use less than MAX_BUSY
+# cores (0.15, sampled over 2 s from /proc/stat); each run's line shows what they used just
+# before and just after it (the machine is shared: a run that overlapped a busy spell shows it).
 #   quant/bench/bench_dist.sh [BUILD_DIR]     env: REPS (2), STEPS (20), WINDOWS (240), WAIT, MAX_LOAD
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -39,18 +41,40 @@ EVAL=("$BIN/dmx-eval" --model models/llama-tiny --data data/wiki.test.raw --seql
 echo "search: ${SEARCH[*]} --out DIR   (2 ranks: scripts/dmx-launch.sh -n 2 -- ...)"
 echo "eval:   ${EVAL[*]} --out FILE"
 
+# CPU time used by anything on the machine over 2 s, in cores (from /proc/stat): between runs
+# this is the other processes' load (the 1-minute load average still holds our previous run).
+busy() {
+  read -r _ u n s i w q sq st _ </proc/stat
+  local t0=$((u + n + s + q + sq + st)) i0=$((i + w))
+  sleep 2
+  read -r _ u n s i w q sq st _ </proc/stat
+  local t1=$((u + n + s + q + sq + st)) i1=$((i + w))
+  awk -v b=$((t1 - t0)) -v a=$((t1 - t0 + i1 - i0)) -v c="$(nproc)" 'BEGIN { printf "%.2f", c * b / a }'
+}
+# Waits (up to WAIT seconds in all) until the other processes use less than MAX_BUSY cores.
+MAX_BUSY=${MAX_BUSY:-0.15}
+quiet() {  # sets b
+  b=$(busy)
+  while awk -v b="$b" -v m="$MAX_BUSY" 'BEGIN { exit !(b >= m) }' && [ $waited -lt "$WAIT" ]; do
+    sleep 3
+    waited=$((waited + 5))
+    b=$(busy)
+  done
+}
 value() { python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
 s1=() s2=() e1=() e2=()
 for rep in $(seq "$REPS"); do
   for n in 1 2; do
     rm -rf "$T/s"
+    quiet
     scripts/dmx-launch.sh -n $n -- "${SEARCH[@]}" --out "$T/s" 2>"$T/log" || { tail -3 "$T/log"; exit 1; }
     v=$(value "$T/s/metrics.json" steps_per_s)
-    echo "search rep $rep ranks $n: $v steps/s (load $(load1))"
+    echo "search rep $rep ranks $n: $v steps/s (other processes before: $b cores; after: $(busy))"
     if [ $n -eq 1 ]; then s1+=("$v"); else s2+=("$v"); fi
+    quiet
     scripts/dmx-launch.sh -n $n -- "${EVAL[@]}" --out "$T/e.json" >/dev/null 2>"$T/log" || { tail -3 "$T/log"; exit 1; }
     v=$(value "$T/e.json" tokens_per_second)
-    echo "eval   rep $rep ranks $n: $v tokens/s (load $(load1))"
+    echo "eval   rep $rep ranks $n: $v tokens/s (other processes before: $b cores; after: $(busy))"
     if [ $n -eq 1 ]; then e1+=("$v"); else e2+=("$v"); fi
   done
 done
@@ -64,4 +88,4 @@ print(f"dmx-eval   2 ranks / 1 rank: {st.median(e2) / st.median(e1):.3f}x tokens
       f"(medians {st.median(e1):.5g} / {st.median(e2):.5g}; per rep: "
       + ", ".join(f"{b / a:.3f}" for a, b in zip(e1, e2)) + ")")
 EOF
-echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg); waited ${waited} s in all for quiet spells"

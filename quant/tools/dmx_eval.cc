@@ -74,6 +74,9 @@ int main(int argc, char** argv) {
       const dmx::quant::ModelConfig cfg = dmx::quant::load_config(model_dir);
       dmx::quant::check_pass_fits(cfg, batch, seqlen, dmx::quant::Pass::Forward,
                                   "perplexity of " + model_dir + " (--batch x --seqlen)");
+      // Ranks sharing a machine (LOCAL_WORLD_SIZE) share its cores by default.
+      if (threads == 0 && dmx::dist::local_world_size() > 1)
+        threads = std::max(1, dmx::quant::available_cores() / dmx::dist::local_world_size());
       thread_choice = dmx::quant::configure_threads(
           threads, dmx::quant::thread_work_size(batch * seqlen, cfg.hidden_size));
       if (launch.rank == 0 && !out.empty() &&
