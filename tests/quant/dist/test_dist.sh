@@ -77,7 +77,7 @@ search)
   # 2 windows: the same passes, the same FP64 sums in the same order, so everything is bit-equal.
   S0=("$BIN/dmx-search" --model "$MODEL" --data "$SRC/data/wiki.valid.raw" --method dmx --budget 5.5
     --lr 20 --seqlen 64 --calib-windows 16 --eval-windows 8 --threads 1 --seed 0)
-  S=("${S0[@]}" --steps 12 --batch 4)
+  S=("${S0[@]}" --steps 8 --batch 4)
   if "${S[@]}" --micro-batch 2 --out "$T/one" 2>"$T/one.err" && TAG=s two "${S[@]}" --out "$T/two"; then
     json_equal "$T/one/assignment.json" "$T/two/assignment.json" layers total_cost &&
       ok "search: 2 ranks give one process's assignment" || bad "search: assignments differ"
@@ -105,7 +105,7 @@ EOF
     bad "one-pass search failed: $(cat "$T/pass.err" "$T/p.0" | tail -3)"
   fi
   # --batch not divisible by WORLD_SIZE: usage error on every rank, nothing written.
-  TAG=odd two "${S0[@]}" --steps 12 --batch 3 --out "$T/odd"
+  TAG=odd two "${S0[@]}" --steps 8 --batch 3 --out "$T/odd"
   if [ "$(head -c 300 "$T/odd.0")" != "" ] && grep -q "not a multiple of WORLD_SIZE=2" "$T/odd.0" &&
     [ "$(wc -l <"$T/odd.0")" -eq 1 ] && [ ! -e "$T/odd" ]; then
     ok "search: --batch 3 on 2 ranks refused in one line"
@@ -117,13 +117,13 @@ resume)
   # Killed (--stop-after) and rerun on 2 ranks: bit-equal to the uninterrupted 2-rank run. Then the
   # same checkpoint resumed by one process with --micro-batch 2: the state holds no world size.
   S=("$BIN/dmx-search" --model "$MODEL" --data "$SRC/data/wiki.valid.raw" --method dmx --budget 5.5
-    --lr 20 --steps 10 --batch 4 --seqlen 64 --calib-windows 16 --eval-windows 4 --threads 1 --seed 0
+    --lr 20 --steps 8 --batch 4 --seqlen 64 --calib-windows 16 --eval-windows 4 --threads 1 --seed 0
     --checkpoint-every 2)
   TAG=full two "${S[@]}" --out "$T/full" || bad "uninterrupted run: $(tail -2 "$T/full.0")"
-  TAG=a two "${S[@]}" --out "$T/part" --stop-after 5 || bad "stopped run: $(tail -2 "$T/a.0")"
+  TAG=a two "${S[@]}" --out "$T/part" --stop-after 4 || bad "stopped run: $(tail -2 "$T/a.0")"
   cp -r "$T/part" "$T/part1"
-  if grep -q "stopped after step 5" "$T/a.0" && [ ! -e "$T/part/metrics.json" ]; then
-    ok "resume: stopped after 5 steps, checkpoint only"
+  if grep -q "stopped after step 4" "$T/a.0" && [ ! -e "$T/part/metrics.json" ]; then
+    ok "resume: stopped after 4 steps, checkpoint only"
   else
     bad "resume: stop: $(tail -2 "$T/a.0")"
   fi

@@ -109,10 +109,6 @@ Launch resolve_launch(const LaunchFlags& f) {
   return l;
 }
 
-std::pair<int64_t, int64_t> shard(int64_t n, int rank, int world) {
-  return {n * rank / world, n * (rank + 1) / world};
-}
-
 int local_world_size() {
   auto v = env("LOCAL_WORLD_SIZE");
   if (!v) return 0;
@@ -170,10 +166,10 @@ CreateBackend load_backend() {
 std::unique_ptr<Group> Group::join(const Launch& l, const std::string& tool,
                                    const std::string& fingerprint) {
   std::unique_ptr<Group> g(new Group(l));
-  g->tool_ = tool;
   g->impl_ = std::make_unique<Impl>();
   if (!l.distributed()) return g;
 #ifndef DMX_DIST_MODULE_PATH
+  (void)tool;
   (void)fingerprint;
   throw UsageError("WORLD_SIZE=" + std::to_string(l.world_size) +
                    ": this build has no distributed engine (LibTorch's c10d and the Gloo headers, "
@@ -181,7 +177,8 @@ std::unique_ptr<Group> Group::join(const Launch& l, const std::string& tool,
 #else
   const CreateBackend create = load_backend();
   std::string error;
-  Backend* b = create(l, fingerprint, &error);
+  // Ranks of another tool on the same port differ in the first line.
+  Backend* b = create(l, "tool " + tool + "\n" + fingerprint, &error);
   if (!b) throw DistError(error);
   g->impl_->backend.reset(b);
   return g;
@@ -232,19 +229,6 @@ void Group::broadcast(std::string& bytes, int from) {
     put(key, bytes);
   else
     bytes = get(key, "rank " + std::to_string(from) + "'s broadcast");
-}
-
-std::vector<std::string> Group::gather(const std::string& mine) {
-  if (size() == 1) return {mine};
-  const std::string key = "ga/" + std::to_string(seq_++) + "/";
-  if (!root()) {
-    put(key + std::to_string(rank()), mine);
-    return {};
-  }
-  std::vector<std::string> out{mine};
-  for (int r = 1; r < size(); ++r)
-    out.push_back(get(key + std::to_string(r), "rank " + std::to_string(r) + "'s results"));
-  return out;
 }
 
 }  // namespace dmx::dist

@@ -6,9 +6,13 @@
 //
 // Faults: every blocking call (the rendezvous, a collective, a store read) gives up after the
 // launch's timeout with a one-line DistError naming the rank and the operation; a peer that exits
-// makes the collectives fail at once (its sockets close). This header needs no LibTorch; a build
-// without it (DMX_WITH_TORCH off) still runs single-process and refuses WORLD_SIZE > 1 with an
-// error.
+// makes the collectives fail at once (its sockets close). The timeout must exceed the longest
+// time one rank may legitimately wait for another (e.g. the imbalance of a search step).
+//
+// Neither this header nor dmx_dist needs LibTorch: the c10d part is a module (libdmx_dist_c10d.so)
+// that join() loads only for a group of more than one, so a single-process tool never loads
+// LibTorch for it. A build without LibTorch or the Gloo headers runs single-process and refuses
+// WORLD_SIZE > 1 with an error.
 #pragma once
 
 #include <cstdint>
@@ -16,7 +20,6 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
-#include <utility>
 #include <vector>
 
 namespace CLI {
@@ -57,16 +60,12 @@ void add_dist_options(CLI::App& app, LaunchFlags& f);
 // without MASTER_PORT. Nothing set: a single-process Launch.
 Launch resolve_launch(const LaunchFlags& f);
 
-// The contiguous block [first, last) of `n` items that `rank` of `world` takes (sizes differ by at
-// most one; the blocks are in rank order and cover [0, n)).
-std::pair<int64_t, int64_t> shard(int64_t n, int rank, int world);
-
 // One rank's membership in the group. Single-process (world 1): every collective is the identity
 // and nothing touches the network.
 class Group {
  public:
   // Joins: rank 0 hosts the TCPStore at master_addr:master_port, every rank checks in with its
-  // WORLD_SIZE and `fingerprint` (the options that must agree, e.g. the tool's settings); rank 0
+  // WORLD_SIZE, `tool` and `fingerprint` (the options that must agree, one per line); rank 0
   // refuses a mismatch, a rank claimed twice or a rank that does not join within the timeout, and
   // every rank gets the same one-line error. Then the Gloo process group is created.
   static std::unique_ptr<Group> join(const Launch& launch, const std::string& tool,
@@ -86,8 +85,6 @@ class Group {
   void allreduce_sum(std::vector<double>& v);
   // Rank `root`'s bytes to every rank.
   void broadcast(std::string& bytes, int root = 0);
-  // Every rank's bytes at rank 0 (in rank order); the other ranks get an empty vector.
-  std::vector<std::string> gather(const std::string& mine);
   void barrier();
 
   // The store as a mailbox (small values): put, a non-blocking take (nullopt when absent), and a
@@ -103,8 +100,7 @@ class Group {
   struct Impl;
   Launch launch_;
   std::unique_ptr<Impl> impl_;
-  std::string tool_;
-  int64_t seq_ = 0;  // collective sequence number (store keys of broadcast / gather)
+  int64_t seq_ = 0;  // broadcast sequence number (its store keys)
 };
 
 // Thread default for a rank: LOCAL_WORLD_SIZE ranks on this machine share its cores (0: no
