@@ -3,6 +3,8 @@
 # runs of each tool in this one invocation (alternating, REPS times):
 #   dmx-search (dMX on models/llama-tiny, global batch 8 x 128 tokens): steps/s of the search loop
 #   dmx-eval   (llama-tiny, 128-token windows of data/wiki.test.raw): tokens/s of the evaluation
+# Each rep also runs two independent single-process runs of half the work at once (no
+# communication): the machine's own 2-process scaling, the ceiling of any 2-rank run here.
 # Prints the command, commit, CPU and load average first, then one line per run and the ratios.
 # It waits (up to WAIT seconds in all, default 600) for the 1-minute load to fall below MAX_LOAD
 # (0.6) before measuring, and before every run for the other processes to use less than MAX_BUSY
@@ -33,13 +35,17 @@ echo "cpu: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores"
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (waited ${waited} s for < $MAX_LOAD)"
 echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 
-SEARCH=("$BIN/dmx-search" --model models/llama-tiny --data data/wiki.valid.raw --method dmx
-  --budget 5.5 --lr 20 --steps "$STEPS" --batch 8 --seqlen 128 --calib-windows 64 --eval-windows 4
+SEARCH0=("$BIN/dmx-search" --model models/llama-tiny --data data/wiki.valid.raw --method dmx
+  --budget 5.5 --lr 20 --steps "$STEPS" --seqlen 128 --calib-windows 64 --eval-windows 4
   --threads 1 --seed 0)
-EVAL=("$BIN/dmx-eval" --model models/llama-tiny --data data/wiki.test.raw --seqlen 128
-  --max-windows "$WINDOWS" --threads 1 --quiet)
+SEARCH=("${SEARCH0[@]}" --batch 8)
+EVAL0=("$BIN/dmx-eval" --model models/llama-tiny --data data/wiki.test.raw --seqlen 128 --threads 1
+  --quiet)
+EVAL=("${EVAL0[@]}" --max-windows "$WINDOWS")
 echo "search: ${SEARCH[*]} --out DIR   (2 ranks: scripts/dmx-launch.sh -n 2 -- ...)"
 echo "eval:   ${EVAL[*]} --out FILE"
+echo "indep:  the machine's own 2-process scaling: two single-process runs of half the work each"
+echo "        (--batch 4, --max-windows $((WINDOWS / 2))) started together, no communication"
 
 # CPU time used by anything on the machine over 2 s, in cores (from /proc/stat): between runs
 # this is the other processes' load (the 1-minute load average still holds our previous run).
@@ -62,7 +68,7 @@ quiet() {  # sets b
   done
 }
 value() { python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
-s1=() s2=() e1=() e2=()
+s1=() s2=() e1=() e2=() si=() ei=()
 for rep in $(seq "$REPS"); do
   for n in 1 2; do
     rm -rf "$T/s"
@@ -77,15 +83,38 @@ for rep in $(seq "$REPS"); do
     echo "eval   rep $rep ranks $n: $v tokens/s (other processes before: $b cores; after: $(busy))"
     if [ $n -eq 1 ]; then e1+=("$v"); else e2+=("$v"); fi
   done
+  quiet
+  rm -rf "$T/a" "$T/b"
+  "${SEARCH0[@]}" --batch 4 --out "$T/a" 2>"$T/loga" &
+  pa=$!
+  "${SEARCH0[@]}" --batch 4 --out "$T/b" 2>"$T/logb" || { tail -3 "$T/logb"; exit 1; }
+  wait $pa || { tail -3 "$T/loga"; exit 1; }
+  v=$(python3 -c 'import json, sys; print(min(json.load(open(f))["steps_per_s"] for f in sys.argv[1:]))' "$T/a/metrics.json" "$T/b/metrics.json")
+  echo "search rep $rep 2 independent half runs: $v steps/s (the slower; other processes before: $b cores)"
+  si+=("$v")
+  quiet
+  "${EVAL0[@]}" --max-windows $((WINDOWS / 2)) --out "$T/ea.json" >/dev/null 2>"$T/loga" &
+  pa=$!
+  "${EVAL0[@]}" --max-windows $((WINDOWS / 2)) --out "$T/eb.json" >/dev/null 2>"$T/logb" || { tail -3 "$T/logb"; exit 1; }
+  wait $pa || { tail -3 "$T/loga"; exit 1; }
+  v=$(python3 -c 'import json, sys; r = [json.load(open(f)) for f in sys.argv[1:]]; print(sum(x["windows"] * x["seqlen"] for x in r) / max(x["seconds"] for x in r))' "$T/ea.json" "$T/eb.json")
+  echo "eval   rep $rep 2 independent half runs: $v tokens/s (both together; other processes before: $b cores)"
+  ei+=("$v")
 done
-python3 - "${s1[*]}" "${s2[*]}" "${e1[*]}" "${e2[*]}" <<'EOF'
+python3 - "${s1[*]}" "${s2[*]}" "${e1[*]}" "${e2[*]}" "${si[*]}" "${ei[*]}" <<'EOF'
 import sys, statistics as st
-s1, s2, e1, e2 = ([float(x) for x in a.split()] for a in sys.argv[1:5])
+s1, s2, e1, e2, si, ei = ([float(x) for x in a.split()] for a in sys.argv[1:7])
 print(f"dmx-search 2 ranks / 1 rank: {st.median(s2) / st.median(s1):.3f}x steps/s "
       f"(medians {st.median(s1):.4g} / {st.median(s2):.4g}; per rep: "
       + ", ".join(f"{b / a:.3f}" for a, b in zip(s1, s2)) + ")")
 print(f"dmx-eval   2 ranks / 1 rank: {st.median(e2) / st.median(e1):.3f}x tokens/s "
       f"(medians {st.median(e1):.5g} / {st.median(e2):.5g}; per rep: "
       + ", ".join(f"{b / a:.3f}" for a, b in zip(e1, e2)) + ")")
+print(f"machine, 2 independent processes / 1: search {st.median(si) / st.median(s1):.3f}x, "
+      f"eval {st.median(ei) / st.median(e1):.3f}x (per rep: search "
+      + ", ".join(f"{b / a:.3f}" for a, b in zip(s1, si)) + "; eval "
+      + ", ".join(f"{b / a:.3f}" for a, b in zip(e1, ei)) + ")")
+print(f"2 ranks / 2 independent processes (the cost of the communication): search "
+      f"{st.median(s2) / st.median(si):.3f}, eval {st.median(e2) / st.median(ei):.3f}")
 EOF
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg); waited ${waited} s in all for quiet spells"
