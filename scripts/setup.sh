@@ -8,7 +8,7 @@ PACKAGES=(cmake g++ make pkg-config git libgmp-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   nlohmann-json3-dev libcli11-dev libpcre2-dev libicu-dev clang libclang-rt-14-dev
   verilator libsystemc-dev yosys gnuplot-nox
-  libtorch-dev libopenblas0-pthread
+  libtorch-dev libgloo-dev libopenblas0-pthread
   python3 python3.11-doc bible-kjv bible-kjv-text)
 
 missing=()

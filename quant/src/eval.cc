@@ -36,12 +36,25 @@ PerplexityResult perplexity(const CausalLM& model, const std::vector<int32_t>& t
     for (int64_t i = 0; i < r.windows * opt.seqlen; ++i) p[i] = tokens[i];
   }
   all = all.view({r.windows, opt.seqlen});
-  double nll = 0;
-  for (int64_t w = 0; w < r.windows; w += opt.batch) {
-    const int64_t w1 = std::min(r.windows, w + opt.batch);
-    nll += model.next_token_nll_sum(all.slice(0, w, w1)).item<double>();
-    if (opt.progress) opt.progress(w1, r.windows);
+  if (opt.world < 1 || opt.rank < 0 || opt.rank >= opt.world)
+    throw std::invalid_argument("rank " + std::to_string(opt.rank) + " of " +
+                                std::to_string(opt.world) + " is not a shard");
+  if (opt.world > 1 && !opt.allreduce_sum)
+    throw std::invalid_argument("a sharded perplexity needs allreduce_sum");
+  // NLL sum of every batch (batch b: windows [b * batch, (b + 1) * batch)); this rank fills its
+  // block of batches, the others stay 0 until the reduction (adding 0 is exact).
+  const int64_t nb = (r.windows + opt.batch - 1) / opt.batch;
+  const int64_t b0 = nb * opt.rank / opt.world, b1 = nb * (opt.rank + 1) / opt.world;
+  std::vector<double> batch_nll(static_cast<size_t>(nb), 0.0);
+  const int64_t mine = std::min(r.windows, b1 * opt.batch) - std::min(r.windows, b0 * opt.batch);
+  for (int64_t b = b0; b < b1; ++b) {
+    const int64_t w = b * opt.batch, w1 = std::min(r.windows, w + opt.batch);
+    batch_nll[b] = model.next_token_nll_sum(all.slice(0, w, w1)).item<double>();
+    if (opt.progress) opt.progress(w1 - b0 * opt.batch, mine);
   }
+  if (opt.world > 1) opt.allreduce_sum(batch_nll);
+  double nll = 0;
+  for (double v : batch_nll) nll += v;  // batch order, as a single process adds them
   r.predicted_tokens = r.windows * (opt.seqlen - 1);
   r.mean_nll = nll / static_cast<double>(r.predicted_tokens);
   r.perplexity = std::exp(r.mean_nll);

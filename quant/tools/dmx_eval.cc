@@ -2,8 +2,11 @@
 //   dmx-eval --model DIR --data wiki.test.raw [--seqlen 2048] [--max-windows N] [--out r.json]
 //            [--assignment assignment.json] [--backend fake-quant|kernels]
 // DIR may also be a packed-MX checkpoint written by dmx-export (its own formats).
+// Sharded over processes (dmx/dist.h): MASTER_ADDR/MASTER_PORT/RANK/WORLD_SIZE or the same flags;
+// each rank evaluates a block of whole batches and rank 0 prints and writes the exact total.
 #include <ATen/Parallel.h>
 #include <dmx/cli.h>
+#include <dmx/dist.h>
 #include <dmx/quant/memory.h>
 #include <unistd.h>
 
@@ -54,10 +57,13 @@ int main(int argc, char** argv) {
                  "Linears on dmx::kernels (needs --assignment or a packed checkpoint)")
       ->check(CLI::IsMember({"fake-quant", "kernels"}));
   app.add_flag("--quiet", quiet, "no progress on stderr");
+  dmx::dist::LaunchFlags dist_flags;
+  dmx::dist::add_dist_options(app, dist_flags);
   if (const auto rc = dmx::parse_cli(app, "dmx-eval", argc, argv)) return *rc;
 
   return dmx::run_tool("dmx-eval", [&] {
     const auto t0 = std::chrono::steady_clock::now();
+    const dmx::dist::Launch launch = dmx::dist::resolve_launch(dist_flags);
     if (!std::filesystem::is_directory(model_dir))
       throw std::runtime_error(model_dir + ": model directory does not exist");
     // Everything that can be refused is refused before the model is loaded: the config (a
@@ -68,14 +74,26 @@ int main(int argc, char** argv) {
       const dmx::quant::ModelConfig cfg = dmx::quant::load_config(model_dir);
       dmx::quant::check_pass_fits(cfg, batch, seqlen, dmx::quant::Pass::Forward,
                                   "perplexity of " + model_dir + " (--batch x --seqlen)");
+      // Ranks sharing a machine (LOCAL_WORLD_SIZE) share its cores by default.
+      if (threads == 0 && dmx::dist::local_world_size() > 1)
+        threads = std::max(1, dmx::quant::available_cores() / dmx::dist::local_world_size());
       thread_choice = dmx::quant::configure_threads(
           threads, dmx::quant::thread_work_size(batch * seqlen, cfg.hidden_size));
-      if (!out.empty() &&
+      if (launch.rank == 0 && !out.empty() &&
           !std::filesystem::is_directory(std::filesystem::absolute(out).parent_path()))
         throw std::runtime_error("--out " + out + ": its directory does not exist");
     }
     if (tokenizer_path.empty())
       tokenizer_path = (std::filesystem::path(model_dir) / "tokenizer.json").string();
+    // Every rank must evaluate the same windows of the same model: the rendezvous compares these.
+    const std::string fingerprint = "model " + model_dir + "\ndata " + data + "\ntokenizer " +
+                                    tokenizer_path + "\nseqlen " + std::to_string(seqlen) +
+                                    "\nmax_windows " + std::to_string(max_windows) + "\nbatch " +
+                                    std::to_string(batch) + "\ndtype " + dtype_name +
+                                    "\nassignment " + assignment + "\nbackend " + backend_name;
+    std::unique_ptr<dmx::dist::Group> group =
+        dmx::dist::Group::join(launch, "dmx-eval", fingerprint);
+    if (group->size() > 1) quiet = quiet || !group->root();
     const at::ScalarType dtype = dtype_name == "bfloat16" ? at::kBFloat16 : at::kFloat;
     dmx::quant::Tokenizer tok = dmx::quant::Tokenizer::load(tokenizer_path);
     const dmx::quant::Backend backend = *dmx::quant::parse_backend(backend_name);
@@ -92,6 +110,9 @@ int main(int argc, char** argv) {
     opt.seqlen = seqlen;
     opt.max_windows = max_windows;
     opt.batch = batch;
+    opt.rank = group->rank();
+    opt.world = group->size();
+    opt.allreduce_sum = [&](std::vector<double>& v) { group->allreduce_sum(v); };
     const bool tty = isatty(2);
     if (!quiet)
       opt.progress = [&](int64_t done, int64_t total) {
@@ -101,6 +122,7 @@ int main(int argc, char** argv) {
                      static_cast<long long>(done), static_cast<long long>(total), s,
                      tty && done < total ? "" : "\n");
       };
+    group->barrier();  // the ranks start evaluating together (their loading times differ)
     dmx::quant::PerplexityResult r = dmx::quant::perplexity_of_file(model, tok, data, opt);
     nlohmann::json j = {{"model", model_dir},
                         {"architecture", model.config().architecture_name},
@@ -118,11 +140,17 @@ int main(int argc, char** argv) {
                         {"perplexity", r.perplexity},
                         {"seconds", r.seconds},
                         {"threads", thread_choice.threads},
+                        {"world_size", group->size()},
                         {"tokens_per_second", r.windows * seqlen / std::max(r.seconds, 1e-9)}};
+    if (!group->root()) {  // rank 0 reports and writes; the barrier passes its failure on
+      group->barrier();
+      return 0;
+    }
     std::printf("perplexity %.4f (mean NLL %.6f over %lld tokens, %lld windows of %lld)\n",
                 r.perplexity, r.mean_nll, static_cast<long long>(r.predicted_tokens),
                 static_cast<long long>(r.windows), static_cast<long long>(seqlen));
     if (!out.empty()) dmx::quant::write_file_atomic(out, j.dump(2) + "\n");
+    group->barrier();
     return 0;
   });
 }

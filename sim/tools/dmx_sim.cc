@@ -4,6 +4,9 @@
 //   dmx-sim model (--config config.json | --topology t.csv) --arch FILE [--phase both]
 //                 [--tokens 2048] [--context 2048] [--batch 1,8] -o table.csv [--totals t.csv]
 //   dmx-sim sweep --arch FILE --vary key=v1,v2,... [--vary ...] (--config | --topology) ... -o DIR
+// A sweep runs across processes too (dmx/dist.h: MASTER_ADDR/MASTER_PORT/RANK/WORLD_SIZE or the
+// same flags): the points to run are dealt round-robin to the ranks, every other rank sends each
+// finished point's tables to rank 0 through the c10d store, and rank 0 writes them as they come.
 // Exit codes: 0 ok, 2 usage or invalid input (config files, shapes), 1 other failures.
 #include <spawn.h>
 #include <sys/wait.h>
@@ -21,6 +24,7 @@
 #include <thread>
 
 #include "dmx/cli.h"
+#include "dmx/dist.h"
 #include "dmx/progress.h"
 #include "dmx/sim.h"
 
@@ -385,6 +389,8 @@ struct SweepArgs {
   std::string arch, out_dir;
   std::vector<std::string> vary;
   int jobs = int(std::max(1u, std::thread::hardware_concurrency()));
+  bool jobs_given = false;
+  dist::LaunchFlags dist;
 };
 
 std::vector<std::map<std::string, std::string>> read_csv_maps(const fs::path& p) {
@@ -497,67 +503,197 @@ int run_sweep_cmd(const SweepArgs& s) {
       text = override_arch_key(text, s.arch, axes[a].key, p[a]);
     texts.push_back(text);
   }
-  fs::create_directories(fs::path(s.out_dir) / "points");
+  const dist::Launch launch = dist::resolve_launch(s.dist);
+  int jobs = s.jobs;
+  if (!s.jobs_given && dist::local_world_size() > 1)  // ranks on one machine share its cores
+    jobs = std::max(1, int(std::thread::hardware_concurrency()) / dist::local_world_size());
+  std::unique_ptr<dist::Group> group;
+  {
+    std::string fp = "arch " + base + "\nout " + s.out_dir;
+    for (const auto& v : s.vary) fp += "\nvary " + v;
+    for (const auto& a : s.work.argv()) fp += "\n" + a;
+    group = dist::Group::join(launch, "dmx-sim", fp);
+  }
+  const bool root = group->root();
+  const int world = group->size();
   const std::string self = fs::read_symlink("/proc/self/exe").string();
-  std::vector<size_t> todo;
-  std::vector<fs::path> dirs;
+  std::vector<std::string> names;
   for (size_t i = 0; i < points.size(); ++i) {
     std::string name;
     for (size_t a = 0; a < axes.size(); ++a)
       name += (name.empty() ? "" : ",") + axes[a].key + "=" + points[i][a];
-    fs::path dir = fs::path(s.out_dir) / "points" / safe_name(name);
-    fs::create_directories(dir);
-    dirs.push_back(dir);
-    const nlohmann::json want = point_settings(texts[i], s.work);
-    // Resumable: a finished point is reused only when every setting that produced it matches.
-    if (fs::exists(dir / "totals.csv") && fs::exists(dir / "settings.json")) {
-      nlohmann::json had;
-      try {
-        had = nlohmann::json::parse(read_config_file((dir / "settings.json").string(), "settings"));
-      } catch (const std::exception&) {
-        had = nullptr;
-      }
-      const std::string diff = first_difference(want, had);
-      if (diff.empty()) continue;
-      std::cerr << "dmx-sim sweep: " << dir.filename().string() << ": setting '" << diff
-                << "' differs from the finished point; recomputing it\n";
-    }
-    fs::remove(dir / "totals.csv");
-    write_file_atomic((dir / "arch.json").string(), texts[i]);
-    write_file_atomic((dir / "settings.pending.json").string(), want.dump(1));
-    todo.push_back(i);
+    names.push_back(safe_name(name));
   }
-  std::cerr << "dmx-sim sweep: " << points.size() << " points, " << todo.size() << " to run, "
-            << s.jobs << " parallel\n";
-  std::map<pid_t, size_t> running;
-  size_t next = 0, done = 0;
+  // Rank 0 owns the output directory: it decides what is left to run and tells the others.
+  std::vector<size_t> todo;
+  std::vector<fs::path> dirs;
+  if (root) {
+    fs::create_directories(fs::path(s.out_dir) / "points");
+    for (size_t i = 0; i < points.size(); ++i) {
+      fs::path dir = fs::path(s.out_dir) / "points" / names[i];
+      fs::create_directories(dir);
+      dirs.push_back(dir);
+      const nlohmann::json want = point_settings(texts[i], s.work);
+      // Resumable: a finished point is reused only when every setting that produced it matches.
+      if (fs::exists(dir / "totals.csv") && fs::exists(dir / "settings.json")) {
+        nlohmann::json had;
+        try {
+          had =
+              nlohmann::json::parse(read_config_file((dir / "settings.json").string(), "settings"));
+        } catch (const std::exception&) {
+          had = nullptr;
+        }
+        const std::string diff = first_difference(want, had);
+        if (diff.empty()) continue;
+        std::cerr << "dmx-sim sweep: " << dir.filename().string() << ": setting '" << diff
+                  << "' differs from the finished point; recomputing it\n";
+      }
+      fs::remove(dir / "totals.csv");
+      write_file_atomic((dir / "arch.json").string(), texts[i]);
+      write_file_atomic((dir / "settings.pending.json").string(), want.dump(1));
+      todo.push_back(i);
+    }
+  }
+  std::string todo_text;
+  for (size_t i : todo) todo_text += std::to_string(i) + " ";
+  group->broadcast(todo_text);
+  todo.clear();
+  {
+    std::istringstream in(todo_text);
+    for (size_t i; in >> i;) todo.push_back(i);
+  }
+  // The other ranks compute in a scratch folder of their own machine and send the tables.
+  std::string scratch;
+  if (!root) {
+    std::string tmpl = (fs::temp_directory_path() / "dmx-sim-sweep-XXXXXX").string();
+    if (!mkdtemp(tmpl.data())) throw std::runtime_error("cannot create a scratch folder in /tmp");
+    scratch = tmpl;
+    for (size_t i = 0; i < points.size(); ++i) dirs.push_back(fs::path(scratch) / names[i]);
+  }
+  struct ScratchGuard {
+    std::string dir;
+    ~ScratchGuard() {
+      std::error_code ec;
+      if (!dir.empty()) fs::remove_all(dir, ec);
+    }
+  } scratch_guard{scratch};
+  // Round-robin: todo[k] runs on rank k % world (neighbouring grid points cost alike).
+  std::vector<size_t> mine;
+  for (size_t k = 0; k < todo.size(); ++k)
+    if (int(k % world) == group->rank()) mine.push_back(todo[k]);
+  if (!root)
+    for (size_t i : mine) {
+      fs::create_directories(dirs[i]);
+      write_file_atomic((dirs[i] / "arch.json").string(), texts[i]);
+    }
+  std::cerr << "dmx-sim sweep: " << (world > 1 ? group->who() + ": " : "") << points.size()
+            << " points, " << todo.size() << " to run"
+            << (world > 1 ? ", " + std::to_string(mine.size()) + " here" : "") << ", " << jobs
+            << " parallel\n";
+  size_t done = 0;
   int failures = 0;
-  while (next < todo.size() || !running.empty()) {
-    while (next < todo.size() && int(running.size()) < s.jobs) {
-      const fs::path& dir = dirs[todo[next++]];
+  // Rank 0: the points of the other ranks, written as their tables arrive.
+  std::vector<size_t> remote;
+  for (size_t k = 0; k < todo.size(); ++k)
+    if (root && int(k % world) != 0) remote.push_back(todo[k]);
+  auto receive = [&](bool block) {
+    auto deadline = std::chrono::steady_clock::now() +
+                    std::chrono::milliseconds(int64_t(launch.timeout_s * 1000));
+    while (!remote.empty()) {
+      bool got = false;
+      for (auto it = remote.begin(); it != remote.end();) {
+        auto msg = group->try_get("sim/point/" + std::to_string(*it));
+        if (!msg) {
+          ++it;
+          continue;
+        }
+        const fs::path& dir = dirs[*it];
+        const auto j = nlohmann::json::parse(*msg);
+        const bool ok = j.value("ok", false);
+        if (ok) {
+          write_file_atomic((dir / "table.csv").string(), j.at("table").get<std::string>());
+          write_file_atomic((dir / "totals.csv").string(), j.at("totals").get<std::string>());
+          fs::rename(dir / "settings.pending.json", dir / "settings.json");
+        } else {
+          ++failures;
+        }
+        ++done;
+        std::cerr << "dmx-sim sweep: [" << done << "/" << todo.size() << "] "
+                  << dir.filename().string() << (ok ? " done" : " FAILED") << " (rank "
+                  << j.value("rank", -1) << ")\n";
+        it = remote.erase(it);
+        got = true;
+      }
+      if (!block) return;
+      if (got) {  // progress: the timeout counts from the last point that arrived
+        deadline = std::chrono::steady_clock::now() +
+                   std::chrono::milliseconds(int64_t(launch.timeout_s * 1000));
+        continue;
+      }
+      if (std::chrono::steady_clock::now() > deadline) {
+        std::string ranks;
+        for (size_t k = 0; k < todo.size(); ++k)
+          if (std::find(remote.begin(), remote.end(), todo[k]) != remote.end()) {
+            const std::string r = std::to_string(k % world);
+            if (ranks.find(" " + r + ",") == std::string::npos) ranks += " " + r + ",";
+          }
+        ranks.pop_back();
+        throw dist::DistError(group->who() + ": no point arrived from rank(s)" + ranks +
+                              " within " + std::to_string(int(launch.timeout_s)) + " s (" +
+                              std::to_string(remote.size()) +
+                              " points missing; the finished ones are written, rerun to resume)");
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  };
+  std::map<pid_t, size_t> running;
+  size_t next = 0;
+  while (next < mine.size() || !running.empty()) {
+    while (next < mine.size() && int(running.size()) < jobs) {
+      const fs::path& dir = dirs[mine[next++]];
       std::vector<std::string> args = {self, "model", "--arch", (dir / "arch.json").string()};
       const auto wa = s.work.argv();
       args.insert(args.end(), wa.begin(), wa.end());
       args.insert(args.end(), {"-q", "-o", (dir / "table.csv").string(), "--totals",
                                (dir / "totals.csv").string()});
-      running[spawn(args)] = todo[next - 1];
+      running[spawn(args)] = mine[next - 1];
     }
     int status = 0;
     pid_t pid = waitpid(-1, &status, 0);
     if (pid < 0) break;
     auto it = running.find(pid);
     if (it == running.end()) continue;
-    ++done;
     const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
     const fs::path& dir = dirs[it->second];
-    if (ok)
-      fs::rename(dir / "settings.pending.json", dir / "settings.json");
-    else
-      ++failures;
-    std::cerr << "dmx-sim sweep: [" << done << "/" << todo.size() << "] " << dir.filename().string()
-              << (ok ? " done" : " FAILED") << "\n";
+    if (root) {
+      ++done;
+      if (ok)
+        fs::rename(dir / "settings.pending.json", dir / "settings.json");
+      else
+        ++failures;
+      std::cerr << "dmx-sim sweep: [" << done << "/" << todo.size() << "] "
+                << dir.filename().string() << (ok ? " done" : " FAILED") << "\n";
+      receive(false);
+    } else {
+      nlohmann::json j = {{"ok", ok}, {"rank", group->rank()}};
+      if (ok) {
+        j["table"] = read_config_file((dir / "table.csv").string(), "point table");
+        j["totals"] = read_config_file((dir / "totals.csv").string(), "point totals");
+      } else {
+        ++failures;
+      }
+      group->put("sim/point/" + std::to_string(it->second), j.dump());
+    }
     running.erase(it);
   }
+  if (!root) {
+    // A round trip to rank 0's store: every point sent before it has been stored there.
+    group->try_get("sim/sync");
+    std::cerr << "dmx-sim sweep: " << group->who() << ": sent " << mine.size() << " points"
+              << (failures ? " (" + std::to_string(failures) + " failed)" : "") << "\n";
+    return failures ? 1 : 0;
+  }
+  receive(true);
   if (failures) {
     std::cerr << "dmx-sim sweep: " << failures << " points failed; rerun to retry them\n";
     return 1;
@@ -641,13 +777,15 @@ int main(int argc, char** argv) {
       ->add_option("--vary", s.vary, "dotted key=v1,v2,... (repeatable; the grid is their product)")
       ->required();
   sweep->add_option("-o,--output", s.out_dir, "output directory (resumable)")->required();
-  sweep->add_option("-j,--jobs", s.jobs, "parallel processes")->capture_default_str();
+  sweep->add_option("-j,--jobs", s.jobs, "parallel processes (per rank)")->capture_default_str();
+  dist::add_dist_options(*sweep, s.dist);
 
   if (const auto rc = parse_cli(app, "dmx-sim", argc, argv)) return *rc;
   return run_tool("dmx-sim", [&] {
     try {
       if (*gemm) return run_gemm_cmd(g);
       if (*model) return run_model_cmd(m);
+      s.jobs_given = sweep->count("--jobs") > 0;
       return run_sweep_cmd(s);
     } catch (const ConfigError& e) {
       throw UsageError(e.what());  // a config file the tool cannot take: exit 2

@@ -2,6 +2,7 @@
 #include "dmx/quant/search.h"
 
 #include <ATen/ATen.h>
+#include <dmx/dist.h>
 #include <dmx/quant/search_checkpoint.h>
 #include <dmx/sim.h>
 #include <dmx/util.h>
@@ -445,6 +446,18 @@ DmxResult dmx_search(CausalLM& model, const at::Tensor& calib_windows, const Cos
     throw std::invalid_argument("the cost model's ladder does not match the offsets' space/rungs");
   if (opt.loss != "ce" && opt.loss != "kd")
     throw std::invalid_argument("loss '" + opt.loss + "' is not ce or kd");
+  dist::Group* const group = opt.group;
+  const int world = group ? group->size() : 1, rank = group ? group->rank() : 0;
+  if (opt.batch % world != 0)
+    throw std::invalid_argument("the global batch " + std::to_string(opt.batch) +
+                                " is not a multiple of the world size " + std::to_string(world));
+  const int64_t micro = opt.micro_batch > 0 ? opt.micro_batch : opt.batch / world;
+  if (micro < 1 || (opt.batch / world) % micro != 0)
+    throw std::invalid_argument("the micro-batch " + std::to_string(micro) +
+                                " does not divide each rank's share of the batch (" +
+                                std::to_string(opt.batch / world) + " windows)");
+  const int64_t chunks = opt.batch / micro, local_chunks = chunks / world,
+                local_chunk0 = rank * local_chunks;
   model.set_requires_grad(false);
   std::vector<MxLinearPtr> lins = wrap_decoder_linears(model);
   const size_t L = lins.size();
@@ -489,13 +502,18 @@ DmxResult dmx_search(CausalLM& model, const at::Tensor& calib_windows, const Cos
   DmxResult res;
   int start = 0;
   const std::string fp = search_fingerprint(model, calib_windows, cm, budget, opt);
-  if (!opt.checkpoint.empty() && std::filesystem::exists(opt.checkpoint)) {
-    std::string text;
+  // Rank 0 reads the checkpoint and sends it ("1" + text, or "0": none) to the other ranks.
+  std::string ck_msg = "0";
+  if (rank == 0 && !opt.checkpoint.empty() && std::filesystem::exists(opt.checkpoint)) {
     try {
-      text = read_regular_file(opt.checkpoint, "search checkpoint", 64 << 20);
+      ck_msg = "1" + read_regular_file(opt.checkpoint, "search checkpoint", 64 << 20);
     } catch (const InputFileError& e) {
       throw std::runtime_error(e.what());
     }
+  }
+  if (group) group->broadcast(ck_msg);
+  if (ck_msg[0] == '1') {
+    const std::string text = ck_msg.substr(1);
     const SearchCheckpoint ck =
         parse_search_checkpoint(text, opt.checkpoint, fp, params.size(), opt.steps);
     start = ck.step;
@@ -507,7 +525,7 @@ DmxResult dmx_search(CausalLM& model, const at::Tensor& calib_windows, const Cos
     res.resumed = true;
   }
   auto save = [&](int step) {
-    if (opt.checkpoint.empty()) return;
+    if (opt.checkpoint.empty() || rank != 0) return;
     SearchCheckpoint ck;
     ck.fingerprint = fp;
     ck.step = step;
@@ -519,32 +537,71 @@ DmxResult dmx_search(CausalLM& model, const at::Tensor& calib_windows, const Cos
   };
 
   int ran = 0;
+  if (group) group->barrier();  // steps/s counts from a common start (loading times differ)
   auto tl = std::chrono::steady_clock::now();
   for (int step = start; step < opt.steps; ++step) {
     const double tp = temperature_at(opt, step);
     for (auto& l : lins) l->set_temperature(tp);
-    std::vector<int64_t> idx;
-    for (int64_t i = 0; i < opt.batch; ++i) idx.push_back(order[(step * opt.batch + i) % nwin]);
-    const at::Tensor sel = at::tensor(idx, at::kLong);
-    at::Tensor ids = calib_windows.index_select(0, sel);
-    at::Tensor ce;
-    if (opt.loss == "kd") {
-      const at::Tensor lt = teacher.index_select(0, sel);
-      ce = (lt.exp() * (lt - at::log_softmax(model.forward(ids), -1))).sum(-1).mean();
-    } else {
-      ce = model.next_token_loss(ids);
+    // The step's global batch is the one a single process takes, cut into micro-batches of
+    // `micro` windows (chunk k: windows [k * micro, (k + 1) * micro) of the batch); this rank
+    // runs its contiguous block of chunks, one forward/backward pass each.
+    at::Tensor soft_total, soft_bits, reg, loss, ce;
+    std::vector<at::Tensor> grads;
+    double ce_step = 0, loss_step = 0;
+    // One row per chunk: the gradient of (chunk's mean task loss + regularizer) and the chunk's
+    // task loss; the rows of other ranks' chunks stay 0 until the all-reduce (adding 0 is exact).
+    const size_t P = params.size();
+    std::vector<double> rows(static_cast<size_t>(chunks) * (P + 1), 0.0);
+    for (int64_t k = local_chunk0; k < local_chunk0 + local_chunks; ++k) {
+      std::vector<int64_t> idx;
+      for (int64_t i = k * micro; i < (k + 1) * micro; ++i)
+        idx.push_back(order[(step * opt.batch + i) % nwin]);
+      const at::Tensor sel = at::tensor(idx, at::kLong);
+      at::Tensor ids = calib_windows.index_select(0, sel);
+      if (opt.loss == "kd") {
+        const at::Tensor lt = teacher.index_select(0, sel);
+        ce = (lt.exp() * (lt - at::log_softmax(model.forward(ids), -1))).sum(-1).mean();
+      } else {
+        ce = model.next_token_loss(ids);
+      }
+      soft_total = soft_total_cost(lins, cm);
+      soft_bits = soft_bits_equivalent(soft_total, cm);
+      reg = hinge_regularizer(soft_bits, target_bits, opt.lambda);
+      loss = ce + reg.to(at::kFloat);
+      for (auto& p : params)
+        if (p.grad().defined()) p.mutable_grad().zero_();
+      loss.backward();
+      if (chunks == 1) {  // one pass over the whole batch: its gradients as they are
+        for (auto& p : params) grads.push_back(p.grad().defined() ? p.grad() : at::zeros_like(p));
+        ce_step = ce.item<double>();
+        loss_step = loss.item<double>();
+        break;
+      }
+      double* row = &rows[static_cast<size_t>(k) * (P + 1)];
+      for (size_t i = 0; i < P; ++i)
+        row[i] = params[i].grad().defined() ? params[i].grad().item<float>() : 0.0;
+      row[P] = ce.item<double>();
     }
-    at::Tensor soft_total = soft_total_cost(lins, cm);
-    at::Tensor soft_bits = soft_bits_equivalent(soft_total, cm);
-    at::Tensor reg = hinge_regularizer(soft_bits, target_bits, opt.lambda);
-    at::Tensor loss = ce + reg.to(at::kFloat);
-    for (auto& p : params)
-      if (p.grad().defined()) p.mutable_grad().zero_();
-    loss.backward();
+    if (chunks > 1) {
+      if (world > 1) group->allreduce_sum(rows);
+      // The mean over the chunks, added in chunk order in FP64 on every rank: the same numbers
+      // in the same order whatever the world size, so N ranks equal one process bit for bit
+      // (each chunk's regularizer gradient is the same, the mean keeps it once).
+      std::vector<double> acc(P + 1, 0.0);
+      for (int64_t k = 0; k < chunks; ++k)
+        for (size_t i = 0; i <= P; ++i) acc[i] += rows[static_cast<size_t>(k) * (P + 1) + i];
+      for (size_t i = 0; i < P; ++i)
+        grads.push_back(at::full({}, static_cast<float>(acc[i] / chunks), at::kFloat));
+      ce_step = acc[P] / chunks;
+      loss_step = static_cast<float>(ce_step) + reg.to(at::kFloat).item<float>();
+    }
+    if (res.ce_curve.empty()) res.first_step = step;
+    res.ce_curve.push_back(ce_step);
+    res.loss_curve.push_back(loss_step);
     {
       at::NoGradGuard ng;
       for (size_t i = 0; i < params.size(); ++i) {
-        at::Tensor g = params[i].grad().defined() ? params[i].grad() : at::zeros_like(params[i]);
+        const at::Tensor& g = grads[i];
         momentum[i].mul_(opt.momentum).add_(g);
         params[i].sub_(opt.lr * (g + opt.momentum * momentum[i]));
         // Projection onto theta >= 0 (so b_raw = |theta| = theta): with theta initialised at 0,
@@ -569,8 +626,8 @@ DmxResult dmx_search(CausalLM& model, const at::Tensor& calib_windows, const Cos
       SearchProgress p;
       p.step = step + 1;
       p.steps = opt.steps;
-      p.ce = ce.item<double>();
-      p.loss = loss.item<double>();
+      p.ce = ce_step;
+      p.loss = loss_step;
       p.soft_bits = soft_bits.item<double>();
       p.soft_fraction = cm.fraction(soft_total.item<double>());
       p.t_prime = tp;
@@ -588,6 +645,20 @@ DmxResult dmx_search(CausalLM& model, const at::Tensor& calib_windows, const Cos
   const double run_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - tl).count();
   res.steps_per_s = ran > 0 ? ran / run_s : 0.0;
 
+  if (group) {
+    // Every rank applied the same averaged gradients; check that the offsets are bit-equal to
+    // rank 0's before each rank discretizes its own copy.
+    std::string mine;
+    for (auto& p : params) {
+      const uint32_t u = f32_bits(p.item<float>());
+      mine.append(reinterpret_cast<const char*>(&u), sizeof u);
+    }
+    std::string root = mine;
+    group->broadcast(root);
+    if (root != mine)
+      throw std::runtime_error(group->who() + ": the offsets differ from rank 0's after step " +
+                               std::to_string(start + ran));
+  }
   std::vector<int> wr(L), ar(L);
   for (size_t l = 0; l < L; ++l) {
     const double tw = lins[l]->theta_weight().item<double>();

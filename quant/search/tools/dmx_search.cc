@@ -1,7 +1,10 @@
 // dmx-search: per-layer MX format assignment (dMX, KL ranking, uniform) and budget sweeps.
+// Data parallel over processes (dmx/dist.h): MASTER_ADDR/MASTER_PORT/RANK/WORLD_SIZE or the same
+// flags; --batch is the global batch, rank 0 alone writes outputs and checkpoints.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <dmx/cli.h>
+#include <dmx/dist.h>
 #include <dmx/quant/eval.h>
 #include <dmx/quant/memory.h>
 #include <dmx/quant/rotate.h>
@@ -39,7 +42,8 @@ struct Settings {
   std::string baselines = "on";  // FP32 / uniform perplexities in every metrics.json
   int rungs = 2, steps = 400, threads = 0, checkpoint_every = 10;
   double lr = 1.5, momentum = 0.99, lambda = 5.0;
-  int64_t batch = 1, seqlen = 128, calib_windows = 32, eval_windows = 0, kl_windows = 4;
+  int64_t batch = 1, micro_batch = 0, seqlen = 128, calib_windows = 32, eval_windows = 0,
+          kl_windows = 4;
   int64_t tokens = 0;
   std::string phase = "both";  // sim: prefill | decode | both
   int64_t generate = 128, context = 0, sim_batch = 1;
@@ -57,6 +61,7 @@ struct Settings {
   std::vector<std::string> methods{"dmx", "kl", "uniform"};
   std::vector<std::string> uniform_formats;
   std::string plot_x;
+  dist::LaunchFlags dist;
 };
 
 MxFormat need_format(const std::string& s, const char* what) {
@@ -78,6 +83,8 @@ struct Context {
   FormatSpace space = FormatSpace::EM;
   SimMetric metric = SimMetric::Cycles;
   ThreadChoice threads;
+  std::unique_ptr<dist::Group> group;  // world size 1 without a distributed launch
+  bool root() const { return group->root(); }
 
   SimCostOptions sim_options() const {
     SimCostOptions o;
@@ -114,6 +121,8 @@ struct Context {
     return cost_models.emplace(rungs, std::move(cm)).first->second;
   }
 };
+
+json run_settings(const Settings& s);
 
 std::vector<int32_t> tokenize_file(const Tokenizer& tok, const std::string& path) {
   std::ifstream f(path, std::ios::binary);
@@ -155,6 +164,19 @@ void load_context(Context& c) {
     }
   }
   if (s.seqlen < 2 || s.seqlen > (1 << 20)) throw UsageError("--seqlen must be in [2, 1048576]");
+  const dist::Launch launch = dist::resolve_launch(s.dist);
+  if (s.batch < 1) throw UsageError("--batch must be at least 1");
+  if (s.batch % launch.world_size != 0)
+    throw UsageError(
+        "--batch " + std::to_string(s.batch) +
+        " (the global batch) is not a multiple of WORLD_SIZE=" + std::to_string(launch.world_size));
+  const int64_t micro = s.micro_batch > 0 ? s.micro_batch : s.batch / launch.world_size;
+  if ((s.batch / launch.world_size) % micro != 0)
+    throw UsageError("--micro-batch " + std::to_string(micro) + " does not divide each rank's " +
+                     std::to_string(s.batch / launch.world_size) + " windows of --batch " +
+                     std::to_string(s.batch) + " (WORLD_SIZE=" + std::to_string(launch.world_size) +
+                     ")");
+  s.micro_batch = micro;  // the effective value: part of the settings records
   // Fail on an impossible window or output before the model is loaded and any work is done.
   {
     const ModelConfig cfg = load_config(s.model_dir);
@@ -163,20 +185,40 @@ void load_context(Context& c) {
         if (!HadamardTransform::supported(n))
           throw UsageError("--rotate hadamard: " + s.model_dir + ": size " + std::to_string(n) +
                            " has no Hadamard construction (2^k times 1 or a Paley order)");
-    check_pass_fits(cfg, s.batch, s.seqlen, Pass::Backward,
-                    "a dMX step on " + s.model_dir + " (--batch x --seqlen)");
+    check_pass_fits(cfg, micro, s.seqlen, Pass::Backward,
+                    "a dMX pass on " + s.model_dir + " (--micro-batch x --seqlen)");
     check_pass_fits(cfg, 8, s.seqlen, Pass::Forward, "perplexity on " + s.model_dir);
     try {
-      c.threads =
-          configure_threads(s.threads, thread_work_size(s.batch * s.seqlen, cfg.hidden_size));
+      // Ranks sharing a machine (LOCAL_WORLD_SIZE) share its cores by default.
+      int threads = s.threads;
+      if (threads == 0 && dist::local_world_size() > 1)
+        threads = std::max(1, available_cores() / dist::local_world_size());
+      c.threads = configure_threads(threads, thread_work_size(micro * s.seqlen, cfg.hidden_size));
     } catch (const std::invalid_argument& e) {
       throw UsageError(e.what());
     }
     const fs::path parent = fs::absolute(s.out).parent_path();
-    if (!fs::is_directory(parent))
+    if (launch.rank == 0 && !fs::is_directory(parent))
       throw UsageError("--out " + s.out + ": its parent directory does not exist");
   }
-  std::cerr << "dmx-search: loading " << s.model_dir << "; " << c.threads.describe() << "\n";
+  {
+    // Every rank must run the same search: the rendezvous compares these settings.
+    json fp = run_settings(s);
+    fp["method"] = s.method;
+    fp["budget"] = s.budget;
+    fp["budgets"] = s.budgets;
+    fp["methods"] = s.methods;
+    fp["uniform_formats"] = s.uniform_formats;
+    fp["format"] = s.format;
+    fp["act_format"] = s.act_format;
+    fp["out"] = s.out;
+    fp["fresh"] = s.fresh;
+    fp["stop_after"] = s.stop_after;
+    fp["checkpoint_every"] = s.checkpoint_every;
+    c.group = dist::Group::join(launch, "dmx-search", fp.dump(0));
+  }
+  std::cerr << "dmx-search: " << (c.group->size() > 1 ? c.group->who() + ": " : "") << "loading "
+            << s.model_dir << "; " << c.threads.describe() << "\n";
   c.model = std::make_unique<CausalLM>(CausalLM::load(s.model_dir));
   if (s.rotate == "hadamard") c.model->rotate_hadamard(s.rotate_seed);
   const Tokenizer tok = Tokenizer::load(s.tokenizer.empty() ? s.model_dir : s.tokenizer);
@@ -252,25 +294,33 @@ json run_settings(const Settings& s) {
     j["rotate"] = s.rotate;
     j["rotate_seed"] = s.rotate_seed;
   }
+  // Recorded only when the passes are smaller than the batch (records of one-pass runs, made
+  // before the option existed, stay valid).
+  if (s.micro_batch > 0 && s.micro_batch != s.batch) j["micro_batch"] = s.micro_batch;
   return j;
 }
 
-PerplexityOptions eval_options(const Settings& s) {
+// The evaluation windows of every perplexity of a run, sharded over the ranks (each rank's
+// log-probability sums all-reduced: the value is the one-process value).
+PerplexityOptions eval_options(Context& c) {
   PerplexityOptions po;
-  po.seqlen = s.seqlen;
-  po.max_windows = s.eval_windows;
+  po.seqlen = c.s.seqlen;
+  po.max_windows = c.s.eval_windows;
   po.batch = 4;
+  po.rank = c.group->rank();
+  po.world = c.group->size();
+  po.allreduce_sum = [&c](std::vector<double>& v) { c.group->allreduce_sum(v); };
   return po;
 }
 
 // What a search result is compared with, on the same evaluation windows: FP32 and every uniform
 // MX format (MXFP4 E2M1, MXFP6 E3M2 and E2M3, MXFP8 E4M3 and E5M2, MXINT8), weights and
-// activations alike. Computed once per invocation (a sweep shares it); leaves the Linears wrapped
-// with no formats, as run_one expects to set them.
+// activations alike. Computed once per invocation (a sweep shares it; every rank takes part);
+// leaves the Linears wrapped with no formats, as run_one expects to set them.
 json baseline_perplexities(Context& c) {
   if (c.baselines) return *c.baselines;
   std::vector<MxLinearPtr> lins = wrap_decoder_linears(*c.model);
-  const PerplexityOptions po = eval_options(c.s);
+  const PerplexityOptions po = eval_options(c);
   json b = json::object();
   for (const auto& l : lins) l->set_fixed(std::nullopt, std::nullopt);
   b["fp32"] = perplexity(*c.model, c.eval_tokens, po).perplexity;
@@ -281,7 +331,7 @@ json baseline_perplexities(Context& c) {
         perplexity(*c.model, c.eval_tokens, po).perplexity;
   }
   for (const auto& l : lins) l->set_fixed(std::nullopt, std::nullopt);
-  std::cerr << "dmx-search: baselines: " << b.dump() << "\n";
+  if (c.root()) std::cerr << "dmx-search: baselines: " << b.dump() << "\n";
   c.baselines = b;
   return b;
 }
@@ -309,7 +359,7 @@ json run_one(Context& c, const std::string& method, const std::string& budget_te
       throw UsageError(std::string("--budget: ") + e.what());
     }
   }
-  fs::create_directories(dir);
+  if (c.root()) fs::create_directories(dir);
   json m;
   if (s.baselines == "on") m["baselines"] = baseline_perplexities(c);
   Assignment a;
@@ -342,6 +392,7 @@ json run_one(Context& c, const std::string& method, const std::string& budget_te
     o.offsets.rungs = rungs;
     o.offsets.untied = untied;
     o.batch = s.batch;
+    o.micro_batch = s.micro_batch;
     o.seed = s.seed;
     o.checkpoint = dir + "/checkpoint.json";
     o.checkpoint_every = s.checkpoint_every;
@@ -350,10 +401,11 @@ json run_one(Context& c, const std::string& method, const std::string& budget_te
     o.budget_tolerance = s.budget_tolerance;
     o.theta_max = s.theta_max;
     o.loss = s.loss;
-    if (s.fresh) fs::remove(o.checkpoint);
+    if (c.group->size() > 1) o.group = c.group.get();
+    if (s.fresh && c.root()) fs::remove(o.checkpoint);
     const int every = std::max(1, s.steps / 20);
     o.progress = [&](const SearchProgress& p) {
-      if (p.step % every == 0 || p.step == p.steps)
+      if (c.root() && (p.step % every == 0 || p.step == p.steps))
         std::fprintf(stderr,
                      "dmx-search: %s step %d/%d loss %.4f %s %.4f soft-bits %.3f frac %.3f "
                      "T' %.2f %.3g steps/s peak RSS %lld MiB%s\n",
@@ -363,8 +415,9 @@ json run_one(Context& c, const std::string& method, const std::string& budget_te
     };
     DmxResult r = dmx_search(*c.model, c.calib, cm, budget, o);
     if (r.stopped) {
-      std::cerr << "dmx-search: stopped after step " << r.steps_done << " (checkpoint "
-                << o.checkpoint << ")\n";
+      if (c.root())
+        std::cerr << "dmx-search: stopped after step " << r.steps_done << " (checkpoint "
+                  << o.checkpoint << ")\n";
       return json();
     }
     a = r.assignment;
@@ -387,9 +440,10 @@ json run_one(Context& c, const std::string& method, const std::string& budget_te
         {"threshold_cost", r.threshold_assignment.total_cost},
         {"threshold_cost_fraction", cm.fraction(r.threshold_assignment.total_cost)}};
     m["theta_act"] = r.theta_a;
+    m["loss_curve"] = {{"first_step", r.first_step}, {"ce", r.ce_curve}, {"loss", r.loss_curve}};
   }
   // Perplexity with exactly the discrete formats.
-  const PerplexityResult pr = perplexity(*c.model, c.eval_tokens, eval_options(s));
+  const PerplexityResult pr = perplexity(*c.model, c.eval_tokens, eval_options(c));
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   m["method"] = method;
   if (base == "uniform") m["format"] = format_name(a.layers.front().wfmt);
@@ -427,7 +481,9 @@ json run_one(Context& c, const std::string& method, const std::string& budget_te
   m["seed"] = s.seed;
   m["wall_seconds"] = wall;
   m["rotation"] = rotation_json(*c.model);
+  m["world_size"] = c.group->size();
   m["settings"] = run_settings(s);
+  if (!c.root()) return m;
   write_file_atomic(dir + "/assignment.json", assignment_json(a, cm, *c.model).dump(2) + "\n");
   write_file_atomic(dir + "/metrics.json", m.dump(2) + "\n");
   std::fprintf(
@@ -442,41 +498,58 @@ std::string csv_escape(const std::string& s) {
   return s.find_first_of(",\"") == std::string::npos ? s : "\"" + s + "\"";
 }
 
+// "" when the point at `dir` has to run, "=" + its metrics when a finished point of an earlier
+// (killed) sweep with the same settings can be reused; throws for one made with other settings.
+std::string reuse_decision(const Settings& s, const std::string& dir) {
+  if (!fs::exists(dir + "/metrics.json")) return "";
+  std::ifstream f(dir + "/metrics.json");
+  json m;
+  try {
+    f >> m;
+  } catch (const std::exception&) {
+    throw std::runtime_error(dir + "/metrics.json: not a metrics file; delete it");
+  }
+  const json want = run_settings(s);
+  const json have = m.value("settings", json());
+  if (have != want) {
+    std::string what = "has no settings record";
+    for (auto it = want.begin(); it != want.end(); ++it)
+      if (have.is_object() && have.value(it.key(), json()) != it.value()) {
+        what = "was made with " + it.key() + " = " + have.value(it.key(), json()).dump() +
+               ", not " + it.value().dump();
+        break;
+      }
+    throw std::runtime_error(dir + "/metrics.json: a finished point that " + what +
+                             "; delete it or sweep into another --out");
+  }
+  return "=" + m.dump();
+}
+
 int run_sweep(Context& c) {
   Settings& s = c.s;
   if (s.budgets.empty()) throw UsageError("sweep: --budgets needs at least one budget");
   if (s.uniform_formats.empty())
     for (MxFormat f : make_ladder(c.space, 3 - (c.space == FormatSpace::E2M)).formats)
       s.uniform_formats.push_back(format_name(f));
-  fs::create_directories(s.out);
+  if (c.root()) fs::create_directories(s.out);
   std::vector<json> rows;
   auto point = [&](const std::string& method, const std::string& budget, const std::string& fmt) {
     std::string tag =
         method + (fmt.empty() ? "" : "_" + fmt) + (budget.empty() ? "" : "_" + budget);
     const std::string dir = s.out + "/runs/" + tag;
-    if (fs::exists(dir + "/metrics.json")) {  // a finished point of an earlier (killed) sweep
-      std::ifstream f(dir + "/metrics.json");
-      json m;
-      try {
-        f >> m;
-      } catch (const std::exception&) {
-        throw std::runtime_error(dir + "/metrics.json: not a metrics file; delete it");
+    // Rank 0 decides whether a finished point of an earlier (killed) sweep is reused and sends
+    // the decision: "" (run it), "=" + its metrics (reuse), "!" + an error.
+    std::string decision;
+    if (c.root()) try {
+        decision = reuse_decision(s, dir);
+      } catch (const std::exception& e) {
+        decision = std::string("!") + e.what();
       }
-      const json want = run_settings(s);
-      const json have = m.value("settings", json());
-      if (have != want) {
-        std::string what = "has no settings record";
-        for (auto it = want.begin(); it != want.end(); ++it)
-          if (have.is_object() && have.value(it.key(), json()) != it.value()) {
-            what = "was made with " + it.key() + " = " + have.value(it.key(), json()).dump() +
-                   ", not " + it.value().dump();
-            break;
-          }
-        throw std::runtime_error(dir + "/metrics.json: a finished point that " + what +
-                                 "; delete it or sweep into another --out");
-      }
-      std::cerr << "dmx-search: sweep: reusing " << dir << "/metrics.json\n";
-      rows.push_back(m);
+    c.group->broadcast(decision);
+    if (!decision.empty() && decision[0] == '!') throw std::runtime_error(decision.substr(1));
+    if (!decision.empty()) {
+      if (c.root()) std::cerr << "dmx-search: sweep: reusing " << dir << "/metrics.json\n";
+      rows.push_back(json::parse(decision.substr(1)));
       return;
     }
     json m = run_one(c, method, budget, dir, fmt);
@@ -493,7 +566,7 @@ int run_sweep(Context& c) {
   // Unquantized reference.
   {
     for (auto& l : wrap_decoder_linears(*c.model)) l->set_fixed(std::nullopt, std::nullopt);
-    const double ppl = perplexity(*c.model, c.eval_tokens, eval_options(s)).perplexity;
+    const double ppl = perplexity(*c.model, c.eval_tokens, eval_options(c)).perplexity;
     json m = {{"method", "fp32"},
               {"perplexity", ppl},
               {"achieved_bits", 32.0},
@@ -504,6 +577,7 @@ int run_sweep(Context& c) {
               {"wall_seconds", 0.0}};
     rows.push_back(m);
   }
+  if (!c.root()) return 0;  // rank 0 writes the table and the plot
   const bool sim = s.cost_model == "sim";
   std::ostringstream csv;
   csv << "method,format,budget,perplexity,achieved_bits,achieved_bits_weighted,achieved_cost,"
@@ -605,7 +679,14 @@ void add_common(CLI::App& app, Settings& s) {
   app.add_option("--lr", s.lr, "SGD learning rate")->capture_default_str();
   app.add_option("--momentum", s.momentum, "SGD Nesterov momentum")->capture_default_str();
   app.add_option("--lambda", s.lambda, "hinge regularizer weight")->capture_default_str();
-  app.add_option("--batch", s.batch, "calibration windows per step")->capture_default_str();
+  app.add_option("--batch", s.batch,
+                 "calibration windows per step (the global batch, split over the ranks)")
+      ->capture_default_str();
+  app.add_option("--micro-batch", s.micro_batch,
+                 "windows per forward/backward pass (0: each rank's whole share); a run on N "
+                 "ranks equals one process with --micro-batch batch/N bit for bit")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   app.add_option("--seqlen", s.seqlen, "tokens per window (calibration and perplexity)")
       ->capture_default_str();
   app.add_option("--calib-windows", s.calib_windows, "calibration windows (0: all)")
@@ -650,6 +731,7 @@ void add_common(CLI::App& app, Settings& s) {
                  "to the unquantized model's next-token distribution)")
       ->check(CLI::IsMember({"ce", "kd"}))
       ->capture_default_str();
+  dist::add_dist_options(app, s.dist);
   app.add_option("--budget-tolerance", s.budget_tolerance,
                  "budget projection tolerance, a fraction of the all-low..all-high cost range")
       ->check(CLI::Range(0.0, 1.0))
@@ -692,11 +774,14 @@ int main(int argc, char** argv) {
     if (sweep->parsed()) {
       c.s = sw;
       load_context(c);
-      return run_sweep(c);
+      const int rc = run_sweep(c);
+      c.group->barrier();  // a failure of rank 0's writes reaches every rank
+      return rc;
     }
     c.s = s;
     load_context(c);
     run_one(c, s.method, s.budget, s.out);
+    c.group->barrier();
     return 0;
   });
 }

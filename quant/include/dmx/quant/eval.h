@@ -17,8 +17,15 @@ struct PerplexityOptions {
   int64_t seqlen = 2048;
   int64_t max_windows = 0;  // 0: all windows
   int64_t batch = 1;        // windows per forward pass
-  // Called after each batch with (windows done, windows total).
+  // Called after each batch with (windows done, windows total) of this process's share.
   std::function<void(int64_t, int64_t)> progress;
+  // Sharded over `world` processes (dmx/dist.h): this one evaluates rank `rank`'s contiguous block
+  // of whole batches (the batches a single process forms, so each batch's NLL sum is the same
+  // number), and `allreduce_sum` (required when world > 1) adds the per-batch vectors of every
+  // rank, each zero outside its block. The sum over the batches then runs in batch order on the
+  // gathered values, exactly as in one process: the perplexity is bit-equal to world = 1.
+  int rank = 0, world = 1;
+  std::function<void(std::vector<double>&)> allreduce_sum;
 };
 
 struct PerplexityResult {

@@ -1,5 +1,6 @@
-// dMX search (the dMX method, quant/search/README.md): per-layer MX format assignment for the decoder Linears of a CausalLM
-// under an average-bit or simulator-cost budget, and its baselines (uniform, KL ranking).
+// dMX search (the dMX method, quant/search/README.md): per-layer MX format assignment for the
+// decoder Linears of a CausalLM under an average-bit or simulator-cost budget, and its baselines
+// (uniform, KL ranking).
 #pragma once
 
 #include <dmx/golden.h>
@@ -14,6 +15,10 @@
 
 #include "dmx/quant/model.h"
 #include "dmx/quant/mx.h"
+
+namespace dmx::dist {
+class Group;  // dmx/dist.h
+}
 
 namespace dmx::quant {
 
@@ -140,6 +145,20 @@ struct DmxOptions {
   // (KL(p_fp32 || p_quantized) per token against the unquantized model's distribution,
   // precomputed once for the calibration windows): no label noise, zero at the FP32 model.
   std::string loss = "ce";
+  // Data parallel (dmx/dist.h; null: one process). `batch` is the global batch: each step's
+  // windows are those of a single process, rank r takes the r-th of `size()` equal contiguous
+  // parts (batch must be a multiple of the world size), the offsets' gradients and the task loss
+  // are averaged over the ranks (FP64 all-reduce) and every rank applies the same update. Rank 0
+  // alone reads and writes the checkpoint (it sends the state to the others); it holds no world
+  // size, so a run may resume on another number of ranks.
+  dist::Group* group = nullptr;
+  // Windows per forward/backward pass (0: each rank's whole share, batch / world size). With
+  // more than one pass per step the step's gradient is the mean over the passes of their
+  // gradients (of the pass's mean task loss plus the regularizer), added in pass order in FP64:
+  // the same for every world size that divides batch / micro_batch, so a run on N ranks equals
+  // a one-process run with micro_batch = batch / N bit for bit. One pass (micro_batch = batch,
+  // one process) keeps its float gradients as they are.
+  int64_t micro_batch = 0;
 };
 // The regularizer's pieces (differentiable in the offsets): the soft total cost of the current
 // annealed offsets of `lins` (bilinear over the rungs), as a bit-equivalent, and the hinge
@@ -169,6 +188,10 @@ struct DmxResult {
   bool resumed = false, stopped = false;
   double seconds = 0, steps_per_s = 0;
   std::vector<double> theta_w, theta_a;
+  // The task loss and total loss of every step this call ran (steps first_step + 1, ...), the
+  // mean over the global batch.
+  int first_step = 0;
+  std::vector<double> ce_curve, loss_curve;
 };
 // Trains the offsets of every decoder Linear (weights frozen; SGD with Nesterov momentum, theta
 // projected onto theta >= 0 after each step, see search.cc) so that CE + lambda *
