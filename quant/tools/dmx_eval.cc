@@ -7,6 +7,8 @@
 #include <ATen/Parallel.h>
 #include <dmx/cli.h>
 #include <dmx/dist.h>
+#include <dmx/json.h>
+#include <dmx/progress.h>
 #include <dmx/quant/memory.h>
 #include <unistd.h>
 
@@ -62,7 +64,6 @@ int main(int argc, char** argv) {
   if (const auto rc = dmx::parse_cli(app, "dmx-eval", argc, argv)) return *rc;
 
   return dmx::run_tool("dmx-eval", [&] {
-    const auto t0 = std::chrono::steady_clock::now();
     const dmx::dist::Launch launch = dmx::dist::resolve_launch(dist_flags);
     if (!std::filesystem::is_directory(model_dir))
       throw std::runtime_error(model_dir + ": model directory does not exist");
@@ -113,15 +114,8 @@ int main(int argc, char** argv) {
     opt.rank = group->rank();
     opt.world = group->size();
     opt.allreduce_sum = [&](std::vector<double>& v) { group->allreduce_sum(v); };
-    const bool tty = isatty(2);
-    if (!quiet)
-      opt.progress = [&](int64_t done, int64_t total) {
-        const double s =
-            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        std::fprintf(stderr, "%swindow %lld/%lld (%.1f s)%s", tty ? "\r" : "",
-                     static_cast<long long>(done), static_cast<long long>(total), s,
-                     tty && done < total ? "" : "\n");
-      };
+    dmx::ProgressLine progress("dmx-eval", "window", quiet);
+    opt.progress = [&](int64_t done, int64_t total) { progress.update(done, total); };
     group->barrier();  // the ranks start evaluating together (their loading times differ)
     dmx::quant::PerplexityResult r = dmx::quant::perplexity_of_file(model, tok, data, opt);
     nlohmann::json j = {{"model", model_dir},
@@ -149,7 +143,7 @@ int main(int argc, char** argv) {
     std::printf("perplexity %.4f (mean NLL %.6f over %lld tokens, %lld windows of %lld)\n",
                 r.perplexity, r.mean_nll, static_cast<long long>(r.predicted_tokens),
                 static_cast<long long>(r.windows), static_cast<long long>(seqlen));
-    if (!out.empty()) dmx::quant::write_file_atomic(out, j.dump(2) + "\n");
+    if (!out.empty()) dmx::write_json_atomic(out, j);
     group->barrier();
     return 0;
   });
