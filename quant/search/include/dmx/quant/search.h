@@ -194,7 +194,7 @@ struct DmxResult {
   std::vector<double> ce_curve, loss_curve;
 };
 // Trains the offsets of every decoder Linear (weights frozen; SGD with Nesterov momentum, theta
-// projected onto theta >= 0 after each step, see search.cc) so that CE + lambda *
+// projected onto theta >= 0 after each step, see src/dmx.cc) so that CE + lambda *
 // max(0, cost_bits - target_bits) falls, then discretizes them. `budget` is the absolute total in
 // the cost model's unit. The model's Linears stay wrapped with the discrete formats applied.
 DmxResult dmx_search(CausalLM& model, const at::Tensor& calib_windows, const CostModel& cm,
