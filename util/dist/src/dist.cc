@@ -130,20 +130,18 @@ std::string Group::who() const {
   return "rank " + std::to_string(rank()) + " of " + std::to_string(size());
 }
 
+#ifdef DMX_DIST_MODULE_PATH
 namespace {
 // The c10d module: next to the executable's build tree (bin/../lib), else where CMake built it.
 CreateBackend load_backend() {
   static CreateBackend create = nullptr;
   if (create) return create;
-  std::vector<std::string> tried;
   std::error_code ec;
   const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
   std::vector<std::string> paths;
   if (const char* p = std::getenv("DMX_DIST_MODULE")) paths.push_back(p);
   if (!ec) paths.push_back((exe.parent_path().parent_path() / "lib" / kModuleName).string());
-#ifdef DMX_DIST_MODULE_PATH
   paths.push_back(DMX_DIST_MODULE_PATH);
-#endif
   std::string why;
   for (const auto& path : paths) {
     if (!fs::exists(path)) continue;
@@ -162,6 +160,7 @@ CreateBackend load_backend() {
                   ")");
 }
 }  // namespace
+#endif
 
 std::unique_ptr<Group> Group::join(const Launch& l, const std::string& tool,
                                    const std::string& fingerprint) {
