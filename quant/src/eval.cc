@@ -41,20 +41,28 @@ PerplexityResult perplexity(const CausalLM& model, const std::vector<int32_t>& t
                                 std::to_string(opt.world) + " is not a shard");
   if (opt.world > 1 && !opt.allreduce_sum)
     throw std::invalid_argument("a sharded perplexity needs allreduce_sum");
-  // NLL sum of every batch (batch b: windows [b * batch, (b + 1) * batch)); this rank fills its
-  // block of batches, the others stay 0 until the reduction (adding 0 is exact).
+  // NLL sum of every window (FP32 over its T - 1 predictions, as each row of a batch gives it,
+  // so the batch size does not change it); this rank fills the windows of its block of batches
+  // (batch b: windows [b * batch, (b + 1) * batch)), the others stay 0 until the reduction
+  // (adding 0 is exact).
   const int64_t nb = (r.windows + opt.batch - 1) / opt.batch;
   const int64_t b0 = nb * opt.rank / opt.world, b1 = nb * (opt.rank + 1) / opt.world;
-  std::vector<double> batch_nll(static_cast<size_t>(nb), 0.0);
+  std::vector<double> window_sum(static_cast<size_t>(r.windows), 0.0);
   const int64_t mine = std::min(r.windows, b1 * opt.batch) - std::min(r.windows, b0 * opt.batch);
   for (int64_t b = b0; b < b1; ++b) {
     const int64_t w = b * opt.batch, w1 = std::min(r.windows, w + opt.batch);
-    batch_nll[b] = model.next_token_nll_sum(all.slice(0, w, w1)).item<double>();
+    const at::Tensor rows = model.next_token_nll_rows(all.slice(0, w, w1));
+    const float* v = rows.data_ptr<float>();
+    for (int64_t i = w; i < w1; ++i) window_sum[size_t(i)] = double(v[i - w]);
     if (opt.progress) opt.progress(w1 - b0 * opt.batch, mine);
   }
-  if (opt.world > 1) opt.allreduce_sum(batch_nll);
+  if (opt.world > 1) opt.allreduce_sum(window_sum);
   double nll = 0;
-  for (double v : batch_nll) nll += v;  // batch order, as a single process adds them
+  r.window_nll.reserve(window_sum.size());
+  for (double v : window_sum) {  // window order, whatever the sharding
+    nll += v;
+    r.window_nll.push_back(v / double(opt.seqlen - 1));
+  }
   r.predicted_tokens = r.windows * (opt.seqlen - 1);
   r.mean_nll = nll / static_cast<double>(r.predicted_tokens);
   r.perplexity = std::exp(r.mean_nll);

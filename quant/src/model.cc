@@ -345,6 +345,24 @@ at::Tensor CausalLM::next_token_nll_sum(const at::Tensor& ids_in, int64_t chunk)
   return total;
 }
 
+at::Tensor CausalLM::next_token_nll_rows(const at::Tensor& ids_in, int64_t chunk) const {
+  at::Tensor ids = (ids_in.dim() == 1 ? ids_in.unsqueeze(0) : ids_in).to(at::kLong);
+  const int64_t B = ids.size(0), T = ids.size(1);
+  if (T < 2) throw ModelError("next-token loss needs at least 2 tokens");
+  at::Tensor h = hidden_states(ids);
+  at::Tensor total = at::zeros({B}, at::TensorOptions().dtype(at::kFloat));
+  for (int64_t c0 = 0; c0 < T - 1; c0 += chunk) {
+    const int64_t c1 = std::min(T - 1, c0 + chunk);
+    at::Tensor logits = at::linear(h.slice(1, c0, c1), lm_head_).to(at::kFloat);
+    at::Tensor target = ids.slice(1, c0 + 1, c1 + 1);
+    total = total + at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}),
+                                           target.reshape({-1}), {}, at::Reduction::None)
+                        .view({B, c1 - c0})
+                        .sum(1);
+  }
+  return total;
+}
+
 at::Tensor CausalLM::next_token_loss(const at::Tensor& ids_in, int64_t chunk) const {
   at::Tensor ids = ids_in.dim() == 1 ? ids_in.unsqueeze(0) : ids_in;
   return next_token_nll_sum(ids, chunk) / static_cast<double>(ids.size(0) * (ids.size(1) - 1));

@@ -135,7 +135,8 @@ int main(int argc, char** argv) {
                         {"seconds", r.seconds},
                         {"threads", thread_choice.threads},
                         {"world_size", group->size()},
-                        {"tokens_per_second", r.windows * seqlen / std::max(r.seconds, 1e-9)}};
+                        {"tokens_per_second", r.windows * seqlen / std::max(r.seconds, 1e-9)},
+                        {"window_nll", r.window_nll}};
     if (!group->root()) {  // rank 0 reports and writes; the barrier passes its failure on
       group->barrier();
       return 0;

@@ -6,6 +6,29 @@ bits cost model, the cost fraction for the sim cost model)."""
 import csv, glob, json, os, sys
 
 here = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, here)
+import bootstrap  # noqa: E402
+
+
+def window_nll(sweep_dir, tag):
+    """The per-window mean NLLs of runs/<tag>/metrics.json, or None (older runs have none)."""
+    p = os.path.join(sweep_dir, "runs", tag, "metrics.json")
+    return json.load(open(p)).get("window_nll") if os.path.exists(p) else None
+
+
+def compare(sweep_dir, tag_a, tag_b):
+    """ppl(A) - ppl(B) with its 95% paired-bootstrap interval over the test windows, or None."""
+    a, b = window_nll(sweep_dir, tag_a), window_nll(sweep_dir, tag_b)
+    if not a or not b or len(a) != len(b):
+        return None
+    return bootstrap.paired_bootstrap([a], [b], resamples=2000, seed=0)
+
+
+def ci_text(c):
+    if c is None:
+        return "n/a (no per-window NLL)"
+    obs, lo, hi = c
+    return f"{obs:+.3f} [{lo:+.3f}, {hi:+.3f}]: {bootstrap.verdict(lo, hi)}"
 
 
 def interp(points, x):
@@ -21,7 +44,14 @@ out = ["# dMX Pareto report", "",
        "(commands in README.md). Perplexity on data/wiki.test.raw (128-token windows). "
        "`between` means uniform MXFP8 <= perplexity <= uniform MXFP4; `KL at same x` is the KL "
        "baseline's perplexity interpolated linearly along its curve (whose ends are uniform MXFP4 "
-       "and MXFP8) at the dMX point's achieved budget.", ""]
+       "and MXFP8) at the dMX point's achieved budget. `dMX - KL, 95% CI` compares the dMX point "
+       "with the KL point of the same budget on the same test windows: the perplexity difference "
+       "and its 95% paired-bootstrap interval over the windows (`bootstrap.py`; one search seed, "
+       "so the seed's own variation is not in it). `better` is claimed only where the interval "
+       "lies below zero; points without per-window NLLs (runs made before they were recorded) "
+       "have no interval and no claim. `dMX - MXFP6` compares a dMX point that costs at least "
+       "uniform MXFP6 (E3M2, 6 bits) with that uniform point the same way: a dMX point that pays "
+       "more than MXFP6 and is not established better is no gain over using MXFP6.", ""]
 verdicts = []
 for path in sorted(glob.glob(os.path.join(here, "*", "sweep.csv"))):
     name = os.path.basename(os.path.dirname(path))
@@ -39,8 +69,9 @@ for path in sorted(glob.glob(os.path.join(here, "*", "sweep.csv"))):
     kl = [(float(r[xkey]), float(r["perplexity"])) for r in rows if r["method"] == "kl"]
     if "E2M1" in uni and "E4M3" in uni:  # the KL curve's ends: all-low and all-high
         kl += [(4.0 if not sim else 0.0, uni["E2M1"]), (8.0 if not sim else 1.0, uni["E4M3"])]
-    out += ["", "| dMX budget | achieved | budget error | dMX ppl | KL at same x | dMX better |"
-            " dMX between | KL between |", "|---|---|---|---|---|---|---|---|"]
+    out += ["", "| dMX budget | achieved | budget error | dMX ppl | KL at same x | dMX - KL, 95% CI |"
+            " dMX - MXFP6, 95% CI | dMX between | KL between |",
+            "|---|---|---|---|---|---|---|---|---|"]
     lo, hi = uni.get("E4M3"), uni.get("E2M1")
     kl_between = lo is not None and all(lo <= y <= hi for _, y in kl)
     budget_ok = True
@@ -67,17 +98,24 @@ for path in sorted(glob.glob(os.path.join(here, "*", "sweep.csv"))):
             err = None
         budget_ok &= err is None or err <= tol
         between = ("E2M1" in uni and "E4M3" in uni and uni["E4M3"] <= p <= uni["E2M1"])
+        c = compare(os.path.dirname(path), f'{r["method"]}_{r["budget"]}', f'kl_{r["budget"]}')
+        better = c is not None and bootstrap.verdict(c[1], c[2]) == "better"
+        fp6 = ""
+        if not sim and bits >= 6.0 and "E3M2" in uni:
+            fp6 = ci_text(compare(os.path.dirname(path), f'{r["method"]}_{r["budget"]}',
+                                  "uniform_E3M2"))
         if 4.5 <= bits <= 6.5 and k is not None:
             pc[1] += 1
-            pc[0] += p < k
+            pc[0] += better
             pc[2] &= between
         out.append(f'| {conf} {r["budget"]} | {x:.3f} | {"n/a" if err is None else f"{err:.3f}" + ("" if err <= tol else " (over)")} | {p:.3f} | '
-                   f'{"" if k is None else f"{k:.3f}"} | {"" if k is None else ("yes" if p < k else "no")} | '
+                   f'{"" if k is None else f"{k:.3f}"} | {ci_text(c)} | {fp6} | '
                    f'{"yes" if between else "no"} | {"yes" if kl_between else "no"} |')
     out.append("")
     for conf, (wins, total, dmx_between) in per.items():
         ok = total > 0 and wins == total and dmx_between and kl_between
-        out.append(f"- {conf}: below KL at the same achieved budget (4.5..6.5 bits) {wins} of "
+        out.append(f"- {conf}: established below KL (interval below zero) at the same budget "
+                   f"(4.5..6.5 bits) {wins} of "
                    f"{total}; dMX between MXFP4 and MXFP8: {'yes' if dmx_between else 'no'}; "
                    f"target met: {'yes' if ok else 'no'}.")
         verdicts.append((name, model, "sim" if sim else "bits", conf, ok, wins, total))

@@ -560,13 +560,24 @@ TEST(Eval, PerplexityIsMeanWindowNll) {
   EXPECT_EQ(r.predicted_tokens, 6 * 15);
   // Independent: per-window log-softmax of full logits.
   double total = 0;
+  ASSERT_EQ(r.window_nll.size(), 6u);
   for (int wdx = 0; wdx < 6; ++wdx) {
     at::Tensor ids = at::empty({1, 16}, at::kLong);
     for (int i = 0; i < 16; ++i) ids[0][i] = tokens[wdx * 16 + i];
     at::Tensor lp = at::log_softmax(m.forward(ids).to(at::kDouble), -1);
-    for (int i = 0; i < 15; ++i) total -= lp[0][i][tokens[wdx * 16 + i + 1]].item<double>();
+    double window = 0;
+    for (int i = 0; i < 15; ++i) window -= lp[0][i][tokens[wdx * 16 + i + 1]].item<double>();
+    EXPECT_NEAR(r.window_nll[wdx], window / 15, 1e-5) << "window " << wdx;
+    total += window;
   }
   EXPECT_NEAR(r.mean_nll, total / 90, 1e-5);
+  // The per-window values do not depend on how windows are batched (up to the products' rounding).
+  PerplexityOptions one = opt;
+  one.batch = 1;
+  one.progress = nullptr;
+  const std::vector<double> single = perplexity(m, tokens, one).window_nll;
+  ASSERT_EQ(single.size(), 6u);
+  for (int wdx = 0; wdx < 6; ++wdx) EXPECT_NEAR(single[wdx], r.window_nll[wdx], 1e-6) << wdx;
   EXPECT_NEAR(r.perplexity, std::exp(total / 90), 1e-4 * r.perplexity);
   opt.max_windows = 2;
   opt.progress = nullptr;

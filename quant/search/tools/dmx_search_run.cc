@@ -363,6 +363,7 @@ json run_one(Context& c, const std::string& method, const std::string& budget_te
   m["perplexity"] = pr.perplexity;
   m["mean_nll"] = pr.mean_nll;
   m["eval_windows"] = pr.windows;
+  m["window_nll"] = pr.window_nll;  // per evaluation window: paired bootstraps (summarize.py)
   m["achieved_bits"] = a.avg_bits;
   m["achieved_bits_weighted"] = a.avg_bits_weighted;
   m["achieved_cost"] = a.total_cost;

@@ -21,8 +21,8 @@ struct PerplexityOptions {
   std::function<void(int64_t, int64_t)> progress;
   // Sharded over `world` processes (dmx/dist.h): this one evaluates rank `rank`'s contiguous block
   // of whole batches (the batches a single process forms, so each batch's NLL sum is the same
-  // number), and `allreduce_sum` (required when world > 1) adds the per-batch vectors of every
-  // rank, each zero outside its block. The sum over the batches then runs in batch order on the
+  // numbers), and `allreduce_sum` (required when world > 1) adds the per-window vectors of every
+  // rank, each zero outside its block. The sum over the windows then runs in window order on the
   // gathered values, exactly as in one process: the perplexity is bit-equal to world = 1.
   int rank = 0, world = 1;
   std::function<void(std::vector<double>&)> allreduce_sum;
@@ -35,6 +35,7 @@ struct PerplexityResult {
   int64_t windows = 0;         // windows evaluated
   int64_t windows_available = 0;
   int64_t predicted_tokens = 0;  // windows * (seqlen - 1)
+  std::vector<double> window_nll;  // mean NLL of each window, in window order (all ranks)
   double seconds = 0;
 };
 

@@ -98,6 +98,9 @@ class CausalLM {
   // Summed next-token NLL (predicting ids[:, t+1] from ids[:, :t+1]) as an FP32 scalar, with the
   // lm_head applied `chunk` positions at a time so [B, T, V] logits are never all held at once.
   at::Tensor next_token_nll_sum(const at::Tensor& input_ids, int64_t chunk = 256) const;
+  // The same per window: [B] FP32 sums of each row's T - 1 predictions (what a paired bootstrap
+  // over evaluation windows needs).
+  at::Tensor next_token_nll_rows(const at::Tensor& input_ids, int64_t chunk = 256) const;
   // Mean of the above over the B * (T - 1) predictions: the training loss.
   at::Tensor next_token_loss(const at::Tensor& input_ids, int64_t chunk = 256) const;
 
