@@ -4,9 +4,13 @@ so that summarize.py can put a paired-bootstrap interval on them. For each
 reports/dmx/<sweep>/runs/<point>/ without "window_nll" it reruns the point's evaluation with
 dmx-eval (fake-quant backend: the point's assignment.json, its rotation included, on the sweep's
 evaluation text, windows and window length), checks that the perplexity is the recorded one
-(relative difference below 1e-5: the per-window sums change the FP32 summation order only), and
-writes the windows' mean NLLs into metrics.json (temporary file + rename). A mismatch is an error
-and leaves the file as it was.
+within a relative 2e-4, and writes the windows' mean NLLs into metrics.json (temporary file +
+rename) with the perplexity they give ("window_nll_perplexity"). Today's runtime does not
+reproduce older runs bit for bit: the blocked attention and the per-window sums round
+differently, and fake quantization's rounding grid turns such last-bit changes into a relative
+1e-5..1e-4 in perplexity (measured: at most 1.3e-4, qwen3-tiny-bits-kd uniform E2M1; runs made
+with the blocked attention reproduce within 1e-7). A larger difference is
+an error and leaves the file as it was.
 
 Usage: reports/dmx/add_window_nll.py [BUILD_DIR (default build)] [SWEEP ...]"""
 import glob
@@ -43,12 +47,13 @@ for sweep in sweeps:
             subprocess.run(cmd, check=True, cwd=repo, stdout=subprocess.DEVNULL)
             e = json.load(open(out))
         rel = abs(e["perplexity"] - m["perplexity"]) / m["perplexity"]
-        if e["windows"] != m["eval_windows"] or rel > 1e-5:
+        if e["windows"] != m["eval_windows"] or rel > 2e-4:
             print(f"{run}: dmx-eval gives perplexity {e['perplexity']!r} on {e['windows']} windows, "
                   f"the run recorded {m['perplexity']!r} on {m['eval_windows']}: not added")
             failures += 1
             continue
         m["window_nll"] = e["window_nll"]
+        m["window_nll_perplexity"] = e["perplexity"]
         tmp = mpath + ".tmp"
         with open(tmp, "w") as f:
             f.write(json.dumps(m, indent=2) + "\n")
