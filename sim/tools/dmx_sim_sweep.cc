@@ -271,6 +271,11 @@ int run_sweep_cmd(const SweepArgs& s) {
             << " points, " << todo.size() << " to run"
             << (world > 1 ? ", " + std::to_string(mine.size()) + " here" : "") << ", " << jobs
             << " parallel\n";
+  // Test hook (tests/quant/dist, "silent rank"): a rank that has joined and then never sends a
+  // point. Freezing a rank from outside (SIGSTOP) can catch it in the middle of a store message,
+  // which stalls the store's server for every rank; this hook is silent between messages.
+  if (!root && std::getenv("DMX_TEST_SILENT_RANK"))
+    for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
   size_t done = 0;
   int failures = 0;
   dmx::ProgressLine progress("dmx-sim sweep", "point", !root, 0.0);  // rank 0 counts them all

@@ -257,14 +257,14 @@ sweep)
   else
     bad "sweep: missing rank: rc $rc: $(tail -2 "$T/w3.err")"
   fi
-  # Rank 1 frozen (SIGSTOP) as soon as it has joined, later killed: rank 0 runs its 8 points,
-  # writes every point that arrived, fails naming rank 1 after --dist-timeout without progress;
-  # a one-process rerun runs only the missing points.
+  # Rank 1 silent once it has joined (DMX_TEST_SILENT_RANK: it sends no point; a SIGSTOP from
+  # outside could freeze it in the middle of a store message and stall the store for everyone),
+  # later killed: rank 0 runs its 8 points, writes every point that arrived, fails naming rank 1
+  # after --dist-timeout without progress; a one-process rerun runs only the missing points.
   port=$(free_port)
-  MASTER_PORT=$port WORLD_SIZE=2 RANK=1 "${SW[@]}" -o "$T/w4" --dist-timeout 3 2>"$T/w4.1" &
+  DMX_TEST_SILENT_RANK=1 MASTER_PORT=$port WORLD_SIZE=2 RANK=1 "${SW[@]}" -o "$T/w4" --dist-timeout 3 2>"$T/w4.1" &
   p1=$!
   PIDS+=($p1)
-  (sleep 0.05; while ! grep -q "here" "$T/w4.1" 2>/dev/null; do sleep 0.01; done; kill -STOP $p1) &
   MASTER_PORT=$port WORLD_SIZE=2 RANK=0 timeout 60 "${SW[@]}" -o "$T/w4" --dist-timeout 3 2>"$T/w4.0"
   rc=$?
   kill -9 $p1 2>/dev/null
