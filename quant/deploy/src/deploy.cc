@@ -489,9 +489,9 @@ CausalLM load_for_backend(const std::string& dir, const std::string& assignment,
     throw ModelError(dir + ": the kernel backend needs a packed checkpoint or an --assignment");
   CausalLM m = CausalLM::load(dir, dtype);
   if (assignment.empty()) return m;
-  const FormatAssignment a = load_assignment(assignment, m.config());
-  const std::optional<uint64_t> rotation =
-      assignment_rotation(read_regular_file(assignment, "assignment", 64 << 20), assignment);
+  const std::string text = read_regular_file(assignment, "assignment", 64 << 20);
+  const FormatAssignment a = parse_assignment(text, assignment, m.config());
+  const std::optional<uint64_t> rotation = assignment_rotation(text, assignment);
   if (rotation && backend != Backend::FakeQuant)
     throw ModelError(assignment +
                      ": searched on a Hadamard-rotated model, which only the fake-quant backend "

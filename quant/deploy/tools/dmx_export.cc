@@ -41,8 +41,9 @@ int main(int argc, char** argv) {
     const ModelConfig cfg = load_config(model_dir);
     FormatAssignment a;
     if (!assignment.empty()) {
-      a = load_assignment(assignment, cfg);
-      if (assignment_rotation(dmx::read_regular_file(assignment, "assignment"), assignment))
+      const std::string text = dmx::read_regular_file(assignment, "assignment", 64 << 20);
+      a = parse_assignment(text, assignment, cfg);
+      if (assignment_rotation(text, assignment))
         throw dmx::UsageError(assignment +
                               ": searched on a Hadamard-rotated model; a packed checkpoint has no "
                               "place for the rotation's online transform yet (evaluate it with "
