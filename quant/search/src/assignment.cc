@@ -73,15 +73,28 @@ void apply_assignment(CausalLM& model, const Assignment& a) {
   for (size_t l = 0; l < lins.size(); ++l) lins[l]->set_fixed(a.layers[l].wfmt, a.layers[l].afmt);
 }
 
-at::Tensor make_windows(const std::vector<int32_t>& tokens, int64_t seqlen, int64_t max_windows) {
-  int64_t n = static_cast<int64_t>(tokens.size()) / seqlen;
-  if (max_windows > 0) n = std::min(n, max_windows);
+at::Tensor make_windows(const std::vector<int32_t>& tokens, int64_t seqlen, int64_t max_windows,
+                        uint64_t seed) {
+  const int64_t total = static_cast<int64_t>(tokens.size()) / seqlen;
+  const int64_t n = max_windows > 0 ? std::min(total, max_windows) : total;
   if (n == 0)
     throw std::invalid_argument("the calibration text has " + std::to_string(tokens.size()) +
                                 " tokens, fewer than one window of " + std::to_string(seqlen));
+  // Window indices: the first n, or a seeded draw without replacement (a partial Fisher-Yates
+  // shuffle with mt19937_64, whose output the standard fixes, so every platform draws the same).
+  std::vector<int64_t> index(total);
+  std::iota(index.begin(), index.end(), 0);
+  if (seed != 0) {
+    std::mt19937_64 rng(seed);
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t j = i + static_cast<int64_t>(rng() % static_cast<uint64_t>(total - i));
+      std::swap(index[i], index[j]);
+    }
+  }
   at::Tensor w = at::empty({n, seqlen}, at::kLong);
   int64_t* p = w.data_ptr<int64_t>();
-  for (int64_t i = 0; i < n * seqlen; ++i) p[i] = tokens[i];
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t t = 0; t < seqlen; ++t) p[r * seqlen + t] = tokens[index[r] * seqlen + t];
   return w;
 }
 

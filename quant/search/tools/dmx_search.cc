@@ -56,7 +56,10 @@ void add_common(CLI::App& app, Settings& s) {
   app.add_option("--eval-windows", s.eval_windows, "perplexity windows (0: all)")
       ->capture_default_str();
   app.add_option("--kl-windows", s.kl_windows, "windows for the KL ranking")->capture_default_str();
-  app.add_option("--seed", s.seed, "seed (calibration window order)")->capture_default_str();
+  app.add_option("--seed", s.seed,
+                 "seed: calibration windows (0: the text's first ones; else a random draw) and "
+                 "their order")
+      ->capture_default_str();
   app.add_option(
          "--threads", s.threads,
          "compute threads, exactly (0: chosen from --batch x --seqlen, see quant/README.md)")
@@ -124,6 +127,9 @@ int main(int argc, char** argv) {
   sweep->add_option("--budgets", sw.budgets, "budgets (as --budget)")->required();
   sweep->add_option("--methods", sw.methods, "methods (dmx, dmx3, dmx-untied, kl, uniform)")
       ->capture_default_str();
+  sweep->add_option("--seeds", sw.seeds,
+                    "run every searched point once per seed (default: --seed); uniform points, "
+                    "which do not depend on the seed, run once");
   sweep->add_option("--uniform-formats", sw.uniform_formats,
                     "uniform formats (default: the ladder's)");
   sweep->add_option("--out", sw.out, "report directory (sweep.csv, pareto.svg, runs/); required");

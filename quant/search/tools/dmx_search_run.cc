@@ -42,6 +42,17 @@ std::vector<int32_t> tokenize_file(const Tokenizer& tok, const std::string& path
   }
 }
 
+void use_seed(Context& c, uint64_t seed) {
+  c.s.seed = seed;
+  try {
+    c.calib = make_windows(c.calib_tokens, c.s.seqlen, c.s.calib_windows, seed);
+    c.kl_windows = make_windows(c.calib_tokens, c.s.seqlen, c.s.kl_windows, seed);
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(c.s.data + ": " + e.what());
+  }
+  c.kl_sens.reset();  // the KL ranking is measured on the seed's windows
+}
+
 void load_context(Context& c) {
   Settings& s = c.s;
   if (s.model_dir.empty()) throw UsageError("--model is required (run with --help)");
@@ -134,12 +145,7 @@ void load_context(Context& c) {
   const Tokenizer tok = Tokenizer::load(s.tokenizer.empty() ? s.model_dir : s.tokenizer);
   c.calib_tokens = tokenize_file(tok, s.data);
   c.eval_tokens = s.eval_data == s.data ? c.calib_tokens : tokenize_file(tok, s.eval_data);
-  try {
-    c.calib = make_windows(c.calib_tokens, s.seqlen, s.calib_windows);
-    c.kl_windows = make_windows(c.calib_tokens, s.seqlen, s.kl_windows);
-  } catch (const std::invalid_argument& e) {
-    throw UsageError(s.data + ": " + e.what());
-  }
+  use_seed(c, s.seed);
   if (!s.quant_embed.empty())
     quantize_embedding_weights(*c.model, need_format(s.quant_embed, "--quantize-embed"), true,
                                false);
@@ -176,10 +182,6 @@ json run_settings(const Settings& s) {
             {"arch", s.arch},
             {"metric", s.metric},
             {"tokens", s.tokens},
-            {"phase", s.phase},
-            {"generate", s.generate},
-            {"context", s.context},
-            {"sim_batch", s.sim_batch},
             {"space", s.space},
             {"rungs", s.rungs},
             {"untied", s.untied},
@@ -199,6 +201,12 @@ json run_settings(const Settings& s) {
             {"seed", s.seed},
             {"quantize_embed", s.quant_embed},
             {"quantize_lm_head", s.quant_head}};
+  if (s.cost_model == "sim") {  // the workload's shape matters only to the simulator's costs
+    j["phase"] = s.phase;
+    j["generate"] = s.generate;
+    j["context"] = s.context;
+    j["sim_batch"] = s.sim_batch;
+  }
   if (s.rotate != "none") {  // absent when unrotated, so points of earlier sweeps still match
     j["rotate"] = s.rotate;
     j["rotate_seed"] = s.rotate_seed;

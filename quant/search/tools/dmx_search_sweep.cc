@@ -20,7 +20,10 @@ std::string reuse_decision(const Settings& s, const std::string& dir) {
     throw std::runtime_error(first_line(e.what()) + "; delete it");
   }
   const json want = run_settings(s);
-  const json have = m.value("settings", json());
+  json have = m.value("settings", json());
+  // Records made while the simulator's workload keys were written for every cost model.
+  if (have.is_object() && want.value("cost_model", "") != "sim")
+    for (const char* k : {"phase", "generate", "context", "sim_batch"}) have.erase(k);
   if (have != want) {
     std::string what = "has no settings record";
     for (auto it = want.begin(); it != want.end(); ++it)
@@ -44,10 +47,17 @@ int run_sweep(Context& c) {
     for (MxFormat f : make_ladder(c.space, 3 - (c.space == FormatSpace::E2M)).formats)
       s.uniform_formats.push_back(format_name(f));
   if (c.root()) fs::create_directories(s.out);
+  if (s.seeds.empty()) s.seeds.push_back(s.seed);
+  for (size_t i = 0; i < s.seeds.size(); ++i)
+    for (size_t j = 0; j < i; ++j)
+      if (s.seeds[i] == s.seeds[j])
+        throw UsageError("--seeds: seed " + std::to_string(s.seeds[i]) + " is given twice");
   std::vector<json> rows;
   auto point = [&](const std::string& method, const std::string& budget, const std::string& fmt) {
-    std::string tag =
-        method + (fmt.empty() ? "" : "_" + fmt) + (budget.empty() ? "" : "_" + budget);
+    // Seed 0's points keep the names they had before sweeps ran several seeds.
+    std::string tag = method + (fmt.empty() ? "" : "_" + fmt) +
+                      (budget.empty() ? "" : "_" + budget) +
+                      (s.seed == 0 || fmt.size() ? "" : "_seed" + std::to_string(s.seed));
     const std::string dir = s.out + "/runs/" + tag;
     // Rank 0 decides whether a finished point of an earlier (killed) sweep is reused and sends
     // the decision: "" (run it), "=" + its metrics (reuse), "!" + an error.
@@ -68,11 +78,17 @@ int run_sweep(Context& c) {
     if (m.is_null()) throw std::runtime_error("sweep point " + tag + " stopped");
     rows.push_back(m);
   };
-  for (const auto& method : s.methods) {
-    if (method == "uniform") {
-      for (const auto& f : s.uniform_formats) point("uniform", "", f);
-    } else {
-      for (const auto& b : s.budgets) point(method, b, "");
+  // Seed by seed (a killed sweep leaves whole seeds finished); the uniform points do not depend
+  // on the seed and run once, with the first.
+  for (size_t k = 0; k < s.seeds.size(); ++k) {
+    if (k > 0 || s.seeds[k] != s.seed) use_seed(c, s.seeds[k]);
+    for (const auto& method : s.methods) {
+      if (method == "uniform") {
+        if (k == 0)
+          for (const auto& f : s.uniform_formats) point("uniform", "", f);
+      } else {
+        for (const auto& b : s.budgets) point(method, b, "");
+      }
     }
   }
   // Unquantized reference.
@@ -93,7 +109,7 @@ int run_sweep(Context& c) {
   const bool sim = s.cost_model == "sim";
   std::ostringstream csv;
   csv << "method,format,budget,perplexity,achieved_bits,achieved_bits_weighted,achieved_cost,"
-         "cost_unit,cost_fraction,steps_per_s,wall_seconds\n";
+         "cost_unit,cost_fraction,steps_per_s,wall_seconds,seed\n";
   auto num = [](const json& v) {
     if (v.is_null()) return std::string();
     std::ostringstream o;
@@ -107,7 +123,9 @@ int run_sweep(Context& c) {
         << num(m["achieved_bits"]) << "," << num(m["achieved_bits_weighted"]) << ","
         << num(m.value("achieved_cost", json())) << "," << m.value("cost_unit", "") << ","
         << num(m.value("cost_fraction", json())) << "," << num(m.value("steps_per_s", json()))
-        << "," << num(m["wall_seconds"]) << "\n";
+        << "," << num(m["wall_seconds"]) << ","
+        << (m.contains("seed") && m.value("method", "") != "uniform" ? m["seed"].dump() : "")
+        << "\n";
   }
   write_file_atomic(s.out + "/sweep.csv", csv.str());
   std::cerr << "dmx-search: wrote " << s.out << "/sweep.csv\n";
@@ -127,13 +145,18 @@ int run_sweep(Context& c) {
        << "set ylabel 'perplexity'\nset title 'dMX Pareto: "
        << fs::path(s.model_dir).filename().string()
        << (sim ? " on " + fs::path(s.arch).stem().string() : std::string(" (bits)"))
-       << (s.rotate != "none" ? ", rotated (" + s.rotate + ")" : std::string()) << "'\nplot ";
+       << (s.rotate != "none" ? ", rotated (" + s.rotate + ")" : std::string())
+       << (s.seeds.size() > 1 ? ", " + std::to_string(s.seeds.size()) + " seeds" : std::string())
+       << "'\nplot ";
     bool first = true;
     for (const auto& method : s.methods) {
       if (!first) gp << ", ";
       first = false;
       gp << "'" << s.out << "/sweep.csv' using (strcol(1) eq '" << method << "' ? $" << xi
-         << " : 1/0):4 " << (method == "uniform" ? "with points pt 7 ps 1.2" : "with linespoints")
+         << " : 1/0):4 "
+         << (method == "uniform"  ? "with points pt 7 ps 1.2"
+             : s.seeds.size() > 1 ? "with points"  // one point per seed: no line between them
+                                  : "with linespoints")
          << " title '" << method << "'";
     }
     // The uniform points named by their format, the FP32 model as a dashed line.

@@ -60,6 +60,7 @@ struct Settings {
   std::vector<std::string> budgets;
   std::vector<std::string> methods{"dmx", "kl", "uniform"};
   std::vector<std::string> uniform_formats;
+  std::vector<uint64_t> seeds;  // empty: --seed alone
   std::string plot_x;
   dist::LaunchFlags dist;
 };
@@ -97,6 +98,8 @@ struct Context {
   const CostModel& cost_model(int rungs);
 };
 
+// Makes `seed` the run's seed: draws its calibration and KL windows (make_windows).
+void use_seed(Context& c, uint64_t seed);
 // Loads the model (rotated when asked), the tokens and windows, the cost inputs; joins the group.
 void load_context(Context& c);
 // The settings that shape a sweep point's result; a finished point is reused only when they match.

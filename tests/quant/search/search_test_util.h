@@ -20,6 +20,7 @@
 #include <nlohmann/json.hpp>
 #include <numeric>
 #include <random>
+#include <set>
 
 namespace search_test {
 

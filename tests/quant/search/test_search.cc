@@ -394,6 +394,48 @@ TEST(BudgetProjection, SimCostModelLandsWithinTwoPercentOfTheRange) {
   }
 }
 
+TEST(CalibrationWindows, SeedZeroTakesTheFirstWindowsOtherSeedsDrawUniformly) {
+  const int64_t seqlen = 8, total = 20;
+  std::vector<int32_t> toks(total * seqlen + 5);  // a ragged tail that no window may use
+  for (size_t i = 0; i < toks.size(); ++i) toks[i] = static_cast<int32_t>(i);
+  // The window a row came from (rows are aligned, contiguous slices of the text).
+  auto origin = [&](const at::Tensor& w, int64_t r) {
+    const int64_t first = w[r][0].item<int64_t>();
+    EXPECT_EQ(first % seqlen, 0);
+    for (int64_t t = 0; t < seqlen; ++t) EXPECT_EQ(w[r][t].item<int64_t>(), first + t);
+    return first / seqlen;
+  };
+  const at::Tensor w0 = make_windows(toks, seqlen, 5, 0);
+  for (int64_t r = 0; r < 5; ++r) EXPECT_EQ(origin(w0, r), r);
+  // Every window is drawn equally often over seeds, never twice in one draw, and a smaller
+  // count with the same seed is a prefix of the larger draw.
+  std::vector<int> hits(total, 0);
+  const int seeds = 4000;
+  for (uint64_t seed = 1; seed <= seeds; ++seed) {
+    const at::Tensor w = make_windows(toks, seqlen, 5, seed);
+    ASSERT_EQ(w.size(0), 5);
+    std::set<int64_t> seen;
+    for (int64_t r = 0; r < 5; ++r) {
+      const int64_t k = origin(w, r);
+      ASSERT_TRUE(k >= 0 && k < total) << "seed " << seed;
+      EXPECT_TRUE(seen.insert(k).second) << "seed " << seed << " drew window " << k << " twice";
+      ++hits[k];
+    }
+    if (seed <= 20) EXPECT_TRUE(at::equal(make_windows(toks, seqlen, 2, seed), w.slice(0, 0, 2)));
+  }
+  // Expected 4000 * 5 / 20 = 1000 per window; binomial sd ~27, so +-10% is over 3.5 sd.
+  for (int64_t k = 0; k < total; ++k)
+    EXPECT_NEAR(hits[k], 1000, 100) << "window " << k << " over " << seeds << " seeds";
+  // All windows (count 0 or larger than the text holds): a permutation of the text's windows.
+  const at::Tensor all = make_windows(toks, seqlen, 0, 7);
+  ASSERT_EQ(all.size(0), total);
+  std::set<int64_t> perm;
+  for (int64_t r = 0; r < total; ++r) perm.insert(origin(all, r));
+  EXPECT_EQ(perm.size(), size_t(total));
+  EXPECT_FALSE(at::equal(make_windows(toks, seqlen, 5, 1), make_windows(toks, seqlen, 5, 2)));
+  EXPECT_TRUE(at::equal(make_windows(toks, seqlen, 5, 9), make_windows(toks, seqlen, 5, 9)));
+}
+
 TEST(DmxSearchCli, UsageErrorsExitTwoAndNameTheInput) {
 #ifndef DMX_SEARCH_BIN
   GTEST_SKIP() << "dmx-search was not built (CLI11 missing)";
@@ -488,6 +530,71 @@ TEST(DmxSearchCli, SweepWritesTheCsvAndReusesOnlyPointsOfTheSameSettings) {
   const std::string err = read(dir / "3.txt");
   EXPECT_NE(err.find("metrics.json"), std::string::npos) << err;
   EXPECT_NE(err.find("kl_windows"), std::string::npos) << err;
+  EXPECT_EQ(read(dir / "out" / "sweep.csv"), csv);
+  fs::remove_all(dir);
+#endif
+}
+
+TEST(DmxSearchCli, SweepSeedsRunSearchedPointsPerSeedAndUniformOnce) {
+#if !defined(DMX_SEARCH_BIN) || !defined(DMX_REPO)
+  GTEST_SKIP() << "dmx-search was not built (CLI11 missing)";
+#else
+  const fs::path dir = temp_path("sweep_seeds");
+  nlohmann::json j = {{"architectures", {"LlamaForCausalLM"}},
+                      {"model_type", "llama"},
+                      {"hidden_size", 64},
+                      {"intermediate_size", 128},
+                      {"num_hidden_layers", 1},
+                      {"num_attention_heads", 4},
+                      {"num_key_value_heads", 2},
+                      {"vocab_size", 4096},
+                      {"rms_norm_eps", 1e-5},
+                      {"rope_theta", 10000.0},
+                      {"tie_word_embeddings", true}};
+  CausalLM::random(parse_config(j.dump(), "sweep"), 5, 0.05).save((dir / "model").string());
+  const std::string repo = DMX_REPO;
+  auto sweep = [&](const std::string& seeds, const std::string& log) {
+    const std::string cmd =
+        std::string(DMX_SEARCH_BIN) + " sweep --model " + (dir / "model").string() +
+        " --tokenizer " + repo + "/models/tokenizer.json --data " + repo +
+        "/data/wiki.valid.raw --seqlen 32 --calib-windows 4 --eval-windows 4 --kl-windows 2" +
+        " --steps 3 --lr 20 --loss kd --threads 1 --baselines off --budgets 5 --methods dmx kl" +
+        " uniform --uniform-formats E2M1 --seeds " + seeds + " --out " + (dir / "out").string() +
+        " >" + (dir / log).string() + " 2>&1";
+    return WEXITSTATUS(std::system(cmd.c_str()));
+  };
+  auto read = [](const fs::path& p) {
+    std::ifstream f(p);
+    return std::string((std::istreambuf_iterator<char>(f)), {});
+  };
+  EXPECT_EQ(sweep("0 3 0", "dup.txt"), 2);
+  EXPECT_NE(read(dir / "dup.txt").find("--seeds: seed 0 is given twice"), std::string::npos)
+      << read(dir / "dup.txt");
+  ASSERT_EQ(sweep("0 3", "1.txt"), 0) << read(dir / "1.txt");
+  const std::string csv = read(dir / "out" / "sweep.csv");
+  auto count = [&](const std::string& prefix) {
+    int n = 0;
+    for (size_t at = csv.find("\n" + prefix); at != std::string::npos;
+         at = csv.find("\n" + prefix, at + 1))
+      ++n;
+    return n;
+  };
+  EXPECT_EQ(count("dmx,,5,"), 2) << csv;
+  EXPECT_EQ(count("kl,,5,"), 2) << csv;
+  EXPECT_EQ(count("uniform,E2M1,"), 1) << csv;
+  EXPECT_EQ(count("fp32,"), 1) << csv;
+  // Seed 0 keeps the unsuffixed names; seed 3's points record it and drew other windows, so
+  // its KL ranking differs from seed 0's.
+  const auto m0 = nlohmann::json::parse(read(dir / "out/runs/kl_5/metrics.json"));
+  const auto m3 = nlohmann::json::parse(read(dir / "out/runs/kl_5_seed3/metrics.json"));
+  EXPECT_EQ(m0.at("seed"), 0);
+  EXPECT_EQ(m3.at("seed"), 3);
+  EXPECT_EQ(m3.at("settings").at("seed"), 3);
+  EXPECT_NE(m0.at("kl_sensitivity"), m3.at("kl_sensitivity"));
+  EXPECT_TRUE(fs::exists(dir / "out/runs/dmx_5_seed3/metrics.json"));
+  EXPECT_FALSE(fs::exists(dir / "out/runs/uniform_E2M1_seed3"));
+  // Rerun: every point of both seeds is reused.
+  ASSERT_EQ(sweep("0 3", "2.txt"), 0) << read(dir / "2.txt");
   EXPECT_EQ(read(dir / "out" / "sweep.csv"), csv);
   fs::remove_all(dir);
 #endif

@@ -111,7 +111,12 @@ void apply_assignment(CausalLM& model, const Assignment& a);
 
 // ---- Data ------------------------------------------------------------------------------------
 // Non-overlapping windows [n, seqlen] (int64) of `tokens`, at most `max_windows` (0: all).
-at::Tensor make_windows(const std::vector<int32_t>& tokens, int64_t seqlen, int64_t max_windows);
+// seed 0: the text's first windows (what every run took before seeds sampled, so seed-0 results
+// stay comparable with them); seed s >= 1: `max_windows` of all the text's windows drawn at random
+// without replacement, in draw order. A smaller count with the same seed gives a prefix of the
+// larger draw (the KL ranking's windows are the first of the calibration windows).
+at::Tensor make_windows(const std::vector<int32_t>& tokens, int64_t seqlen, int64_t max_windows,
+                        uint64_t seed = 0);
 
 // ---- Methods ---------------------------------------------------------------------------------
 struct SearchProgress {
