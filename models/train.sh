@@ -11,12 +11,9 @@ BIN=$BUILD/bin
 [ -f models/tokenizer.json ] || "$BIN"/dmx-bpe-train -i data/wiki.train.raw -o models/tokenizer.json --vocab-size 4096
 for m in llama-tiny smollm2-tiny qwen3-tiny; do
   [ "$WHICH" = all ] || [ "$WHICH" = "$m" ] || continue
-  # Schedules: llama-tiny and qwen3-tiny were retrained for 3000 steps (500 left them too close to
-  # a bigram model to respond to MX quantization); smollm2-tiny keeps its first 500-step run.
-  case $m in
-    smollm2-tiny) STEPS=500 WARMUP=30 CKPT=50 EVAL=100 ;;
-    *) STEPS=3000 WARMUP=100 CKPT=100 EVAL=500 ;;
-  esac
+  # One schedule for all three: 3000 steps (500, the first runs' length, left the models too close
+  # to a bigram model to respond to MX quantization).
+  STEPS=3000 WARMUP=100 CKPT=100 EVAL=500
   "$BIN"/dmx-train --config models/$m/train_config.json --tokenizer models/tokenizer.json \
     --train data/wiki.train.raw --valid data/wiki.valid.raw --test data/wiki.test.raw \
     --out models/$m --work "${DMX_TRAIN_WORK:-/tmp/dmx-train}/$m" \

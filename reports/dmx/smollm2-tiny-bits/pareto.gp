@@ -1,9 +1,0 @@
-set terminal svg size 800,520 dynamic noenhanced background rgb 'white'
-set output 'reports/dmx/smollm2-tiny-bits/pareto.svg.tmp'
-set datafile separator ','
-set key outside right
-set grid
-set xlabel 'achieved bits'
-set ylabel 'perplexity'
-set title 'dMX Pareto: smollm2-tiny (bits)'
-plot 'reports/dmx/smollm2-tiny-bits/sweep.csv' using (strcol(1) eq 'dmx' ? $5 : 1/0):4 with linespoints title 'dmx', 'reports/dmx/smollm2-tiny-bits/sweep.csv' using (strcol(1) eq 'kl' ? $5 : 1/0):4 with linespoints title 'kl', 'reports/dmx/smollm2-tiny-bits/sweep.csv' using (strcol(1) eq 'uniform' ? $5 : 1/0):4 with points pt 7 ps 1.2 title 'uniform'
