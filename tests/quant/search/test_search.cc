@@ -421,7 +421,9 @@ TEST(CalibrationWindows, SeedZeroTakesTheFirstWindowsOtherSeedsDrawUniformly) {
       EXPECT_TRUE(seen.insert(k).second) << "seed " << seed << " drew window " << k << " twice";
       ++hits[k];
     }
-    if (seed <= 20) EXPECT_TRUE(at::equal(make_windows(toks, seqlen, 2, seed), w.slice(0, 0, 2)));
+    if (seed <= 20) {
+      EXPECT_TRUE(at::equal(make_windows(toks, seqlen, 2, seed), w.slice(0, 0, 2)));
+    }
   }
   // Expected 4000 * 5 / 20 = 1000 per window; binomial sd ~27, so +-10% is over 3.5 sd.
   for (int64_t k = 0; k < total; ++k)
@@ -480,12 +482,8 @@ TEST(DmxSearchCli, UsageErrorsExitTwoAndNameTheInput) {
 #endif
 }
 
-TEST(DmxSearchCli, SweepWritesTheCsvAndReusesOnlyPointsOfTheSameSettings) {
-#if !defined(DMX_SEARCH_BIN) || !defined(DMX_REPO)
-  GTEST_SKIP() << "dmx-search was not built (CLI11 missing)";
-#else
-  // A one-layer model over the shipped tokenizer's vocabulary, saved the way checkpoints are.
-  const fs::path dir = temp_path("sweep");
+// A one-layer model over the shipped tokenizer's vocabulary, saved the way checkpoints are.
+[[maybe_unused]] static void save_sweep_model(const fs::path& dir) {
   nlohmann::json j = {{"architectures", {"LlamaForCausalLM"}},
                       {"model_type", "llama"},
                       {"hidden_size", 64},
@@ -497,7 +495,15 @@ TEST(DmxSearchCli, SweepWritesTheCsvAndReusesOnlyPointsOfTheSameSettings) {
                       {"rms_norm_eps", 1e-5},
                       {"rope_theta", 10000.0},
                       {"tie_word_embeddings", true}};
-  CausalLM::random(parse_config(j.dump(), "sweep"), 5, 0.05).save((dir / "model").string());
+  CausalLM::random(parse_config(j.dump(), "sweep"), 5, 0.05).save(dir.string());
+}
+
+TEST(DmxSearchCli, SweepWritesTheCsvAndReusesOnlyPointsOfTheSameSettings) {
+#if !defined(DMX_SEARCH_BIN) || !defined(DMX_REPO)
+  GTEST_SKIP() << "dmx-search was not built (CLI11 missing)";
+#else
+  const fs::path dir = temp_path("sweep");
+  save_sweep_model(dir / "model");
   const std::string repo = DMX_REPO;
   auto sweep = [&](const std::string& kl_windows, const std::string& log) {
     const std::string cmd =
@@ -540,18 +546,7 @@ TEST(DmxSearchCli, SweepSeedsRunSearchedPointsPerSeedAndUniformOnce) {
   GTEST_SKIP() << "dmx-search was not built (CLI11 missing)";
 #else
   const fs::path dir = temp_path("sweep_seeds");
-  nlohmann::json j = {{"architectures", {"LlamaForCausalLM"}},
-                      {"model_type", "llama"},
-                      {"hidden_size", 64},
-                      {"intermediate_size", 128},
-                      {"num_hidden_layers", 1},
-                      {"num_attention_heads", 4},
-                      {"num_key_value_heads", 2},
-                      {"vocab_size", 4096},
-                      {"rms_norm_eps", 1e-5},
-                      {"rope_theta", 10000.0},
-                      {"tie_word_embeddings", true}};
-  CausalLM::random(parse_config(j.dump(), "sweep"), 5, 0.05).save((dir / "model").string());
+  save_sweep_model(dir / "model");
   const std::string repo = DMX_REPO;
   auto sweep = [&](const std::string& seeds, const std::string& log) {
     const std::string cmd =
