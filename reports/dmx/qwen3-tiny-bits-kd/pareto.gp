@@ -5,5 +5,5 @@ set key outside right
 set grid
 set xlabel 'achieved bits'
 set ylabel 'perplexity'
-set title 'dMX Pareto: qwen3-tiny (bits)'
-plot 'reports/dmx/qwen3-tiny-bits-kd/sweep.csv' using (strcol(1) eq 'dmx' ? $5 : 1/0):4 with linespoints title 'dmx', 'reports/dmx/qwen3-tiny-bits-kd/sweep.csv' using (strcol(1) eq 'dmx-untied' ? $5 : 1/0):4 with linespoints title 'dmx-untied', 'reports/dmx/qwen3-tiny-bits-kd/sweep.csv' using (strcol(1) eq 'kl' ? $5 : 1/0):4 with linespoints title 'kl', 'reports/dmx/qwen3-tiny-bits-kd/sweep.csv' using (strcol(1) eq 'uniform' ? $5 : 1/0):4 with points pt 7 ps 1.2 title 'uniform'
+set title 'dMX Pareto: qwen3-tiny (bits), 3 seeds'
+plot 'reports/dmx/qwen3-tiny-bits-kd/sweep.csv' using (strcol(1) eq 'dmx-untied' ? $5 : 1/0):4 with points title 'dmx-untied', 'reports/dmx/qwen3-tiny-bits-kd/sweep.csv' using (strcol(1) eq 'dmx3' ? $5 : 1/0):4 with points title 'dmx3', 'reports/dmx/qwen3-tiny-bits-kd/sweep.csv' using (strcol(1) eq 'kl' ? $5 : 1/0):4 with points title 'kl', 'reports/dmx/qwen3-tiny-bits-kd/sweep.csv' using (strcol(1) eq 'uniform' ? $5 : 1/0):4 with points pt 7 ps 1.2 title 'uniform', 'reports/dmx/qwen3-tiny-bits-kd/sweep.csv' using (strcol(1) eq 'uniform' ? $5 : 1/0):4:2 with labels offset 0,0.8 notitle, 34.74236402 with lines dt 2 lc rgb 'black' title 'FP32'
