@@ -27,6 +27,8 @@ for model in llama-tiny qwen3-tiny smollm2-tiny llama1b; do
   else
     config=$repo/models/$model/config.json
     mix=$repo/reports/dmx/$model-bits/runs/dmx_5.5/assignment.json
+    # smollm2-tiny's single-seed sweep went with its 500-step model: its three-seed kd sweep's point
+    [ -f "$mix" ] || mix=$repo/reports/dmx/$model-bits-kd/runs/dmx-untied_5.5/assignment.json
   fi
   for arch in edge_npu datacenter; do
     for a in "mxfp4|--wfmts e2m1 --afmts e2m1" "mxfp8|--wfmts e4m3 --afmts e4m3" "mix|--assignment $mix"; do

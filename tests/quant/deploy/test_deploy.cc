@@ -155,7 +155,8 @@ TEST_P(DeployPerplexity, KernelBackendAgreesWithFakeQuant) {
   const Tokenizer tok = Tokenizer::load(mdir);
   std::vector<int32_t> tokens = tok.encode(read_file(kRepo + "/data/wiki.test.raw"));
   tokens.resize(opt.seqlen * opt.max_windows);
-  const std::string mix = kRepo + "/reports/dmx/" + model + "-bits/runs/dmx_5.5/assignment.json";
+  const std::string mix =
+      kRepo + "/reports/dmx/" + model + "-bits-kd/runs/dmx-untied_5.5/assignment.json";
   std::map<std::string, double> fq_nll;
   for (const std::string which : {"mxfp4", "mxfp8", "mix"}) {
     SCOPED_TRACE(model + " " + which);
